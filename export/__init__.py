@@ -1,0 +1,1 @@
+"""Export torch stage networks to ONNX, write bundles, and check ONNX/PyTorch parity."""

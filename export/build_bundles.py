@@ -1,0 +1,119 @@
+"""Build the engine's fixture, demo and benchmark bundles with the project's own export code.
+
+    python -m export.build_bundles --out models demo          # the shipped demo bundle
+    python -m export.build_bundles --out /tmp/b identity toy-rddm toy-ddim blur-rddm tiny-conv
+
+Every bundle here is built from networks in :mod:`rscore.models.toy` whose outputs are known by hand;
+none is trained.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+from export.bundle_writer import build_bundle
+from export.onnx_export import StageExport
+from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
+from rscore.bundle.store import Bundle
+from rscore.diffusion.plan import SamplerConfig
+from rscore.models.toy import BlurResidualRddm, IdentityNet, PointwiseEpsToy, PointwiseRddmToy, TinyConvDenoiser
+
+BGRN = ("blue", "green", "red", "nir")
+#: raster type -> physical units: Sentinel-2 L2A-like reflectance x 1e-4, 8-bit / 255, floats as they are
+VALUE_SCALE = {"UInt16": 1e-4, "Int16": 1e-4, "Byte": 1.0 / 255.0, "Float32": 1.0}
+
+
+def _bands(names: tuple[str, ...], mean: float = 0.0, std: float = 1.0) -> BandSpec:
+    return BandSpec(names, (mean,) * len(names), (std,) * len(names))
+
+
+def _manifest(name: str, title: str, pipeline: str, stages: dict[str, StageExport], bands: tuple[str, ...],
+              sampler: SamplerConfig | None = None, tiling: TilingDefaults = TilingDefaults(),
+              description: str = "", mean: float = 0.0, std: float = 1.0, **kw: object) -> Manifest:
+    spec = _bands(bands, mean, std)
+    return Manifest(
+        name=name, task="restore", title=title, pipeline=pipeline,  # type: ignore[arg-type]
+        input=spec, output=spec, value_scale=dict(VALUE_SCALE),
+        stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+        tiling=tiling, sampler=sampler, description=description,
+        training={"trained": False, "built_by": "python -m export.build_bundles"}, **kw,  # type: ignore[arg-type]
+    )
+
+
+def identity(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Direct pipeline, output = input exactly."""
+    st = {"net": StageExport(IdentityNet(), ("y",), ("x",), "net.onnx")}
+    m = _manifest("identity", "Identity (engine test)", "direct", st, bands,
+                  tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0))
+    return build_bundle(out / "identity", m, st)[0]
+
+
+def toy_rddm(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Stochastic (eta = 1) RDDM with a per-pixel toy denoiser: exact tile-size invariance."""
+    st = {"denoiser": StageExport(PointwiseRddmToy(), ("x_t", "y", "t"), ("res", "eps"), "denoiser.onnx")}
+    sampler = SamplerConfig("rddm", num_timesteps=1000, default_steps=5, eta=1.0, beta_bar_T_sq=0.25)
+    m = _manifest("toy-rddm", "Toy stochastic RDDM (engine test)", "rddm", st, bands, sampler,
+                  TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0))
+    return build_bundle(out / "toy-rddm", m, st)[0]
+
+
+def toy_ddim(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """DDIM (eta = 0.5) from pure noise with a per-pixel toy noise predictor."""
+    st = {"denoiser": StageExport(PointwiseEpsToy(), ("x_t", "y", "t"), ("eps",), "denoiser.onnx")}
+    sampler = SamplerConfig("ddim", num_timesteps=1000, default_steps=4, eta=0.5)
+    m = _manifest("toy-ddim", "Toy DDIM (engine test)", "ddim", st, bands, sampler,
+                  TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0))
+    return build_bundle(out / "toy-ddim", m, st)[0]
+
+
+def blur_rddm(out: Path, bands: tuple[str, ...] = BGRN, name: str = "blur-rddm") -> Bundle:
+    """Deterministic RDDM whose residual is y - blur(y): a mild smoothing, receptive margin 2 px."""
+    st = {"denoiser": StageExport(BlurResidualRddm(len(bands)), ("x_t", "y", "t"), ("res",), "denoiser.onnx")}
+    sampler = SamplerConfig("rddm", num_timesteps=1000, default_steps=5, eta=0.0, beta_bar_T_sq=0.01)
+    m = _manifest(name, "Demo smoothing (hand-set, untrained RDDM)", "rddm", st, bands, sampler,
+                  TilingDefaults(tile_size_px=256, overlap_px=32, margin_px=8),
+                  description=("A hand-set residual diffusion bundle that removes a little high-frequency noise. "
+                               "It is not trained: it demonstrates the engine until trained models ship."),
+                  mean=0.1, std=0.1)
+    return build_bundle(out / name, m, st)[0]
+
+
+def tiny_conv(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Random-weight 4-layer 32-channel conv denoiser for engine benchmarks (RDDM, 5 steps)."""
+    st = {"denoiser": StageExport(TinyConvDenoiser(len(bands)), ("x_t", "y", "t"), ("res", "eps"), "denoiser.onnx")}
+    sampler = SamplerConfig("rddm", num_timesteps=1000, default_steps=5, eta=0.0, beta_bar_T_sq=0.01)
+    m = _manifest("tiny-conv", "Tiny conv RDDM (benchmark)", "rddm", st, bands, sampler,
+                  TilingDefaults(tile_size_px=256, overlap_px=32, margin_px=8), mean=0.1, std=0.1)
+    return build_bundle(out / "tiny-conv", m, st)[0]
+
+
+def demo(out: Path) -> Bundle:
+    """The shipped demo bundle (4-band BGRN, Sentinel-2 L2A-like)."""
+    return blur_rddm(out, BGRN, name="demo-smooth-bgrn")
+
+
+BUILDERS: dict[str, Callable[[Path], Bundle]] = {
+    "identity": identity,
+    "toy-rddm": toy_rddm,
+    "toy-ddim": toy_ddim,
+    "blur-rddm": blur_rddm,
+    "tiny-conv": tiny_conv,
+    "demo": demo,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="folder that receives one sub-folder per bundle")
+    ap.add_argument("which", nargs="+", choices=sorted(BUILDERS))
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for w in args.which:
+        b = BUILDERS[w](args.out)
+        print(f"{w}: {b.root} parity {b.manifest.training.get('onnx_parity_max_abs')}")
+
+
+if __name__ == "__main__":
+    main()

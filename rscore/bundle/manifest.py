@@ -1,0 +1,198 @@
+"""The bundle manifest: typed, frozen, validated, JSON round-trippable.
+
+Value conventions (one place): a raster value ``v`` of GDAL type ``dt`` becomes *physical units*
+``p = v * value_scale[dt]`` (reflectance 0-1 for multispectral, 0-1 for 8-bit RGB), then *model units*
+``m = (p - mean) / std`` per band. Outputs invert the same chain with the output band statistics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from rscore.diffusion.plan import SamplerConfig
+
+SCHEMA_VERSION = 1
+
+Pipeline = Literal["direct", "rddm", "ddim"]
+PIPELINES: tuple[str, ...] = ("direct", "rddm", "ddim")
+ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
+
+
+class BundleError(Exception):
+    """A model bundle is missing, corrupt, or does not fit the request. The message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BandSpec:
+    """Bands a network reads or writes, in network order, with per-band normalisation.
+
+    Attributes:
+        names: band names in network order, e.g. ("blue", "green", "red", "nir").
+        mean: per-band mean in physical units.
+        std: per-band standard deviation in physical units (> 0).
+    """
+
+    names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if n == 0 or len(self.mean) != n or len(self.std) != n:
+            raise BundleError(f"band spec needs equal, non-empty names/mean/std, got {n}/{len(self.mean)}/{len(self.std)}")
+        if any(s <= 0 for s in self.std):
+            raise BundleError(f"band std must be > 0, got {self.std}")
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class ScaleRange:
+    """Output/input pixel-size ratio the bundle supports (1, 1, 1 for restoration)."""
+
+    min: float = 1.0
+    max: float = 1.0
+    default: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min <= self.default <= self.max:
+            raise BundleError(f"scale range needs 0 < min <= default <= max, got {self}")
+
+
+@dataclass(frozen=True)
+class TilingDefaults:
+    """Tiling defaults in output-grid pixels.
+
+    Attributes:
+        tile_size_px: core tile size.
+        overlap_px: overlap between core tiles (blended).
+        margin_px: receptive-field margin added around each core tile and discarded.
+        size_multiple: network input sizes must be multiples of this (padding by reflection).
+    """
+
+    tile_size_px: int = 256
+    overlap_px: int = 32
+    margin_px: int = 16
+    size_multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if self.tile_size_px < 8 or not 0 <= self.overlap_px < self.tile_size_px:
+            raise BundleError(f"invalid tiling defaults {self}")
+        if self.margin_px < 0 or self.size_multiple < 1:
+            raise BundleError(f"invalid tiling defaults {self}")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One ONNX network.
+
+    Attributes:
+        file: file name inside the bundle directory.
+        sha256: hex digest of the file.
+        inputs: ONNX input names, from {"y", "x_t", "t", "coarse", "aux"}.
+        outputs: ONNX output names, from {"x", "res", "eps", "x0"} plus extra output names.
+    """
+
+    file: str
+    sha256: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the runtime needs to run a bundle (saved as ``manifest.json``)."""
+
+    name: str
+    task: str
+    title: str
+    pipeline: Pipeline
+    input: BandSpec
+    output: BandSpec
+    value_scale: dict[str, float]
+    stages: dict[str, StageSpec]
+    tiling: TilingDefaults = TilingDefaults()
+    sampler: SamplerConfig | None = None
+    scale: ScaleRange = ScaleRange()
+    native_resolution_m: float | None = None
+    resample: ResampleMethod = "bicubic"
+    extra_outputs: tuple[str, ...] = ()
+    aux: BandSpec | None = None
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.schema_version != SCHEMA_VERSION:
+            raise BundleError(
+                f"bundle schema version {self.schema_version} is not supported by this rsrestore "
+                f"(supports {SCHEMA_VERSION}); update the plugin or use a bundle made for this version"
+            )
+        if self.pipeline not in PIPELINES:
+            raise BundleError(f"unknown pipeline {self.pipeline!r}; this rsrestore runs {PIPELINES}")
+        if self.pipeline in ("rddm", "ddim") and self.sampler is None:
+            raise BundleError(f"pipeline {self.pipeline!r} needs a sampler config in the manifest")
+        if self.sampler is not None and self.sampler.family != self.pipeline:
+            raise BundleError(f"sampler family {self.sampler.family!r} does not match pipeline {self.pipeline!r}")
+        if not self.value_scale:
+            raise BundleError("manifest value_scale is empty: it must map GDAL data types to physical units")
+        required = {"direct": ("net",), "rddm": ("denoiser",), "ddim": ("denoiser",)}[self.pipeline]
+        missing = [s for s in required if s not in self.stages]
+        if missing:
+            raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["stages"] = {k: dataclasses.asdict(v) for k, v in self.stages.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        """Parse and validate a manifest dict.
+
+        Raises:
+            BundleError: for a missing or malformed field, naming it.
+        """
+        try:
+            version = d.get("schema_version")
+            if version != SCHEMA_VERSION:
+                raise BundleError(
+                    f"bundle schema version {version!r} is not supported by this rsrestore (supports "
+                    f"{SCHEMA_VERSION}); update the plugin or use a bundle made for this version"
+                )
+
+            def bands(x: dict[str, Any]) -> BandSpec:
+                return BandSpec(tuple(x["names"]), tuple(map(float, x["mean"])), tuple(map(float, x["std"])))
+
+            return cls(
+                name=str(d["name"]),
+                task=str(d["task"]),
+                title=str(d["title"]),
+                pipeline=d["pipeline"],
+                input=bands(d["input"]),
+                output=bands(d["output"]),
+                value_scale={str(k): float(v) for k, v in d["value_scale"].items()},
+                stages={
+                    k: StageSpec(v["file"], v["sha256"], tuple(v["inputs"]), tuple(v["outputs"]))
+                    for k, v in d["stages"].items()
+                },
+                tiling=TilingDefaults(**d.get("tiling", {})),
+                sampler=SamplerConfig.from_dict(d["sampler"]) if d.get("sampler") else None,
+                scale=ScaleRange(**d.get("scale", {})),
+                native_resolution_m=d.get("native_resolution_m"),
+                resample=d.get("resample", "bicubic"),
+                extra_outputs=tuple(d.get("extra_outputs", ())),
+                aux=bands(d["aux"]) if d.get("aux") else None,
+                description=str(d.get("description", "")),
+                training=dict(d.get("training", {})),
+                schema_version=version,
+            )
+        except BundleError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"malformed bundle manifest ({type(exc).__name__}: {exc}); re-export the bundle") from exc

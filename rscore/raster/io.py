@@ -1,0 +1,210 @@
+"""Windowed GDAL IO.
+
+Reads and writes go by window, never the whole raster. Outputs are written to a temporary file beside the
+requested path and moved into place only by :meth:`OutputRaster.commit`; :meth:`OutputRaster.abort` (on
+error or cancel) deletes it, so nothing is ever left under the requested name half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from osgeo import gdal
+
+from rscore.tiling.grid import Window
+
+
+class RasterError(Exception):
+    """A raster cannot be read or written as asked. The message names the problem and the fix."""
+
+
+#: GDAL data type name -> numpy dtype, for the types we read and write
+_NUMPY = {
+    "Byte": np.uint8,
+    "UInt16": np.uint16,
+    "Int16": np.int16,
+    "UInt32": np.uint32,
+    "Int32": np.int32,
+    "Float32": np.float32,
+    "Float64": np.float64,
+}
+
+
+def dtype_range(gdal_type: str) -> tuple[float, float]:
+    """Representable (min, max) of a GDAL data type."""
+    dt = np.dtype(_NUMPY[gdal_type])
+    if dt.kind == "f":
+        info = np.finfo(dt)
+        return float(info.min), float(info.max)
+    ii = np.iinfo(dt)
+    return float(ii.min), float(ii.max)
+
+
+def _last_error(default: str) -> str:
+    return gdal.GetLastErrorMsg() or default
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the engine needs to know about an input raster."""
+
+    path: str
+    rows: int
+    cols: int
+    band_count: int
+    data_type: str
+    nodata: tuple[float | None, ...]
+    geotransform: tuple[float, ...]
+    crs_wkt: str
+    band_descriptions: tuple[str, ...]
+
+
+class InputRaster:
+    """A raster opened for windowed reading of selected bands.
+
+    Args:
+        path: any GDAL-readable raster.
+        bands: 1-based band numbers to read, in the order the model expects; None = all.
+        require_crs: refuse a raster without a CRS (georeferencing would be lost).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], bands: Sequence[int] | None = None,
+                 require_crs: bool = True) -> None:
+        p = str(path)
+        if not os.path.exists(p) and not p.startswith("/vsi"):
+            raise RasterError(f"input raster {p!r} does not exist")
+        gdal.ErrorReset()
+        ds = gdal.Open(p, gdal.GA_ReadOnly)
+        if ds is None:
+            raise RasterError(f"cannot open {p!r} as a raster: {_last_error('unknown GDAL error')}")
+        self._ds = ds
+        n = ds.RasterCount
+        if n == 0:
+            raise RasterError(f"{p!r} has no raster bands")
+        self.bands = tuple(range(1, n + 1)) if bands is None else tuple(int(b) for b in bands)
+        bad = [b for b in self.bands if not 1 <= b <= n]
+        if bad:
+            raise RasterError(f"band(s) {bad} do not exist in {Path(p).name}, which has {n} band(s) (1..{n})")
+        types = {gdal.GetDataTypeName(ds.GetRasterBand(b).DataType) for b in self.bands}
+        if len(types) != 1:
+            raise RasterError(f"selected bands mix data types {sorted(types)}; choose bands of one type")
+        data_type = types.pop()
+        if data_type not in _NUMPY:
+            raise RasterError(f"data type {data_type} is not supported; convert to one of {sorted(_NUMPY)}")
+        crs = ds.GetProjection() or ""
+        if require_crs and not crs:
+            raise RasterError(
+                f"{Path(p).name} has no coordinate reference system, so the output could not be georeferenced; "
+                "assign one first (QGIS: Raster > Projections > Assign Projection, or gdal_edit.py -a_srs EPSG:XXXX)"
+            )
+        self.info = RasterInfo(
+            path=p,
+            rows=ds.RasterYSize,
+            cols=ds.RasterXSize,
+            band_count=n,
+            data_type=data_type,
+            nodata=tuple(ds.GetRasterBand(b).GetNoDataValue() for b in self.bands),
+            geotransform=tuple(ds.GetGeoTransform(can_return_null=False)),
+            crs_wkt=crs,
+            band_descriptions=tuple(ds.GetRasterBand(b).GetDescription() for b in self.bands),
+        )
+
+    @property
+    def nodata_value(self) -> float | None:
+        """The nodata value of the selected bands (first one set), or None."""
+        return next((v for v in self.info.nodata if v is not None), None)
+
+    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window of the selected bands.
+
+        Returns:
+            (values float32 (bands, rows, cols) in raster units, valid bool (rows, cols)). A pixel is valid
+            when no selected band is nodata or non-finite.
+        """
+        arr = self._ds.ReadAsArray(win.col_off, win.row_off, win.cols, win.rows, band_list=list(self.bands))
+        if arr is None:
+            raise RasterError(f"read failed at {win}: {_last_error('unknown GDAL error')}")
+        arr = np.asarray(arr, dtype=np.float32).reshape(len(self.bands), win.rows, win.cols)
+        valid = np.all(np.isfinite(arr), axis=0)
+        for b, nd in enumerate(self.info.nodata):
+            if nd is not None:
+                valid &= arr[b] != np.float32(nd)
+        return arr, valid
+
+    def close(self) -> None:
+        self._ds = None
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What to create: grid, bands, type, nodata, georeference."""
+
+    rows: int
+    cols: int
+    bands: int
+    data_type: str
+    nodata: float | None
+    geotransform: tuple[float, ...]
+    crs_wkt: str
+    band_descriptions: tuple[str, ...] = ()
+
+
+class OutputRaster:
+    """A GeoTIFF written by windows into a temporary file, moved into place by :meth:`commit`."""
+
+    def __init__(self, path: str | os.PathLike[str], spec: OutputSpec) -> None:
+        final = Path(path)
+        if final.suffix.lower() not in (".tif", ".tiff"):
+            raise RasterError(f"output {final.name!r} must be a GeoTIFF (.tif or .tiff)")
+        if not final.parent.is_dir():
+            raise RasterError(f"output folder {str(final.parent)!r} does not exist; create it or choose another")
+        self.final = final
+        self.tmp = final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+        self.spec = spec
+        opts = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+        if spec.data_type != "Float32" and spec.data_type != "Float64":
+            opts.append("PREDICTOR=2")
+        gdal.ErrorReset()
+        ds = gdal.GetDriverByName("GTiff").Create(
+            str(self.tmp), spec.cols, spec.rows, spec.bands, gdal.GetDataTypeByName(spec.data_type), opts
+        )
+        if ds is None:
+            raise RasterError(f"cannot create {self.tmp}: {_last_error('unknown GDAL error')}")
+        ds.SetGeoTransform(spec.geotransform)
+        if spec.crs_wkt:
+            ds.SetProjection(spec.crs_wkt)
+        for b in range(spec.bands):
+            band = ds.GetRasterBand(b + 1)
+            if spec.nodata is not None:
+                band.SetNoDataValue(spec.nodata)
+            if b < len(spec.band_descriptions) and spec.band_descriptions[b]:
+                band.SetDescription(spec.band_descriptions[b])
+        self._ds = ds
+
+    def write(self, win: Window, values: np.ndarray) -> None:
+        """Write (bands, rows, cols) values, already of the output type, at ``win``."""
+        for b in range(self.spec.bands):
+            err = self._ds.GetRasterBand(b + 1).WriteArray(values[b], win.col_off, win.row_off)
+            if err != 0:
+                raise RasterError(f"write failed at {win}: {_last_error('disk full?')}")
+
+    def commit(self) -> Path:
+        """Flush, close and move the file to the requested path (replacing an older file)."""
+        self._ds.FlushCache()
+        self._ds = None
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        """Close and delete the temporary file. Safe to call twice."""
+        self._ds = None
+        for f in (self.tmp, Path(str(self.tmp) + ".aux.xml")):
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass

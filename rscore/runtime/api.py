@@ -1,0 +1,226 @@
+"""The public restore API: what the QGIS algorithms call, usable without QGIS.
+
+    from rscore.runtime import RestoreRequest, restore
+    report = restore(RestoreRequest(input_path="hazy.tif", bundle_path="bundles/dehaze-bgrn",
+                                    output_path="clear.tif", steps=5, seed=0))
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from osgeo import gdal
+
+from rscore.bundle.manifest import BundleError, Manifest
+from rscore.bundle.store import Bundle, load_bundle
+from rscore.diffusion.plan import make_plan
+from rscore.raster.io import InputRaster, RasterError
+from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
+from rscore.runtime.pipelines import PIPELINE_CLASSES, Pipeline
+from rscore.runtime.predictor import Device, OnnxStage, choose_providers, default_threads, get_session, import_onnxruntime
+
+
+class RequestError(ValueError):
+    """The request does not fit the model or the raster; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """One restoration run.
+
+    Attributes:
+        input_path: GDAL-readable input raster.
+        bundle_path: model bundle directory.
+        output_path: GeoTIFF to write (replaced only on success).
+        bands: 1-based input bands in the bundle's band order; None = the first N bands in file order
+            when the raster has exactly the bundle's band count.
+        steps: sampling steps (None: the bundle's default).
+        tile_size_px: core tile size in output pixels (None: bundle default).
+        overlap_px: tile overlap in output pixels (None: bundle default).
+        seed: noise seed; the result for a seed does not depend on the tiling.
+        device: "auto", "cpu" or "cuda".
+        scale_factor: output/input resolution ratio (None: bundle default, 1 for restoration).
+        samples: number of samples averaged (> 1 gives a meaningful ``uncertainty_path``).
+        uncertainty_path: optional Float32 raster of the per-pixel standard deviation over samples.
+        aux_path: optional co-registered auxiliary raster (e.g. a reference date), warped onto the output grid.
+        aux_bands: 1-based bands of ``aux_path`` (None: all).
+        threads: onnxruntime intra-op threads (None: all cores).
+    """
+
+    input_path: str
+    bundle_path: str
+    output_path: str
+    bands: Sequence[int] | None = None
+    steps: int | None = None
+    tile_size_px: int | None = None
+    overlap_px: int | None = None
+    seed: int = 0
+    device: Device = "auto"
+    scale_factor: float | None = None
+    samples: int = 1
+    uncertainty_path: str | None = None
+    aux_path: str | None = None
+    aux_bands: Sequence[int] | None = None
+    threads: int | None = None
+    extra_outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RestoreReport:
+    """Summary of a finished run."""
+
+    output_path: str
+    outputs: dict[str, str]
+    provider_message: str
+    tiles_total: int
+    tiles_skipped: int
+    network_evals: int
+    steps: int
+    seconds: float
+    summary: str
+
+
+def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None
+                   ) -> tuple[Pipeline, str]:
+    """Sessions for every stage and the pipeline object; returns (pipeline, provider message)."""
+    ort = import_onnxruntime()
+    providers, message = choose_providers(device, list(ort.get_available_providers()))
+    n_threads = threads or default_threads()
+    m = bundle.manifest
+    stages = {
+        name: OnnxStage(get_session(bundle.stage_path(name), spec.sha256, providers, n_threads), name)
+        for name, spec in m.stages.items()
+    }
+    plan = make_plan(m.sampler, steps) if m.sampler is not None else None
+    return PIPELINE_CLASSES[m.pipeline](m, stages, plan), message
+
+
+def resolve_bands(manifest: Manifest, raster_band_count: int, bands: Sequence[int] | None) -> tuple[int, ...]:
+    """Check the band selection against the model; the error names the band problem and the fix."""
+    need = manifest.input.count
+    order = ", ".join(manifest.input.names)
+    if bands is None or len(bands) == 0:
+        if raster_band_count != need:
+            raise RequestError(
+                f"model {manifest.name!r} needs {need} band(s) in the order {order}, but the raster has "
+                f"{raster_band_count}; choose {need} bands with the BANDS parameter (in that order) or use a "
+                f"model made for {raster_band_count}-band rasters"
+            )
+        return tuple(range(1, need + 1))
+    if len(bands) != need:
+        raise RequestError(
+            f"model {manifest.name!r} needs exactly {need} band(s) in the order {order}; {len(bands)} were "
+            f"selected ({list(bands)})"
+        )
+    bad = [b for b in bands if not 1 <= int(b) <= raster_band_count]
+    if bad:
+        raise RequestError(f"band(s) {bad} do not exist: the raster has bands 1..{raster_band_count}")
+    return tuple(int(b) for b in bands)
+
+
+def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...], rows: int, cols: int,
+              crs_wkt: str) -> str:
+    """A VRT of the auxiliary raster warped (bilinear) onto the output grid, in /vsimem/."""
+    x0, pw, _, y0, _, ph = grid_gt
+    bounds = (x0, y0 + rows * ph, x0 + cols * pw, y0)
+    vrt = f"/vsimem/rsrestore_aux_{os.getpid()}_{time.monotonic_ns()}.vrt"
+    opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=cols, height=rows, dstSRS=crs_wkt,
+                            resampleAlg="bilinear", multithread=False)
+    src = gdal.Open(path)
+    if src is None:
+        raise RasterError(f"cannot open auxiliary raster {path!r}")
+    if bands:
+        src = gdal.Translate(f"{vrt}.sel.vrt", src, format="VRT", bandList=list(bands))
+    out = gdal.Warp(vrt, src, options=opts)
+    if out is None:
+        raise RasterError(f"cannot warp auxiliary raster {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
+    out = None
+    return vrt
+
+
+def restore(request: RestoreRequest, feedback: Feedback | None = None) -> RestoreReport:
+    """Restore a raster with a model bundle (tiled, blended, atomic output).
+
+    Raises:
+        BundleError: bad or corrupt bundle.
+        RasterError, RequestError: input/output problems (messages name the fix).
+        RuntimeMissing: onnxruntime is not installed.
+        Cancelled: the feedback asked to stop; no output is left behind.
+    """
+    fb = feedback or NullFeedback()
+    t0 = time.perf_counter()
+    bundle = load_bundle(request.bundle_path)
+    m = bundle.manifest
+    if request.samples < 1:
+        raise RequestError(f"samples must be >= 1, got {request.samples}")
+    probe = InputRaster(request.input_path, None)
+    band_count = probe.info.band_count
+    probe.close()
+    bands = resolve_bands(m, band_count, request.bands)
+    src = InputRaster(request.input_path, bands)
+    scale = float(request.scale_factor if request.scale_factor is not None else m.scale.default)
+    if not (m.scale.min - 1e-9 <= scale <= m.scale.max + 1e-9):
+        raise RequestError(f"model {m.name!r} supports scale factors {m.scale.min}..{m.scale.max}, got {scale}")
+    tiling = m.tiling
+    tile = int(request.tile_size_px or tiling.tile_size_px)
+    overlap = int(tiling.overlap_px if request.overlap_px is None else request.overlap_px)
+    if tile < 16:
+        raise RequestError(f"tile size must be at least 16 px, got {tile}")
+    if not 0 <= overlap < tile:
+        raise RequestError(f"overlap must be between 0 and tile size - 1 ({tile - 1}) px, got {overlap}")
+    steps = None
+    if m.sampler is not None:
+        steps = int(request.steps or m.sampler.default_steps)
+        if not 1 <= steps <= m.sampler.num_timesteps:
+            raise RequestError(f"steps must be between 1 and {m.sampler.num_timesteps}, got {steps}")
+    for p in [request.uncertainty_path, *request.extra_outputs.values()]:
+        if p and Path(p).resolve() == Path(request.output_path).resolve():
+            raise RequestError("the uncertainty/extra output must be a different file from the main output")
+    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads)
+    settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
+                              size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
+                              samples=int(request.samples))
+    aux = None
+    vrt = None
+    try:
+        if any("aux" in s.inputs for s in m.stages.values()) and not request.aux_path:
+            raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
+        runner_probe = TiledRunner(src, m, pipeline, settings)
+        if request.aux_path:
+            grid = runner_probe.grid
+            vrt = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
+                            grid.rows, grid.cols, src.info.crs_wkt)
+            aux = InputRaster(vrt, None, require_crs=False)
+        runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=m.aux or m.input) if aux else runner_probe
+        summary = (
+            f"model {m.name} ({m.pipeline}), {runner.tiles.num_tiles} tile(s) of {runner.tiles.tile_px} px, "
+            f"{steps if steps is not None else 1} step(s) x {request.samples} sample(s), "
+            f"output {runner.grid.cols} x {runner.grid.rows} px, {provider_msg}"
+        )
+        fb.info(summary)
+        report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs, fb)
+    finally:
+        src.close()
+        if aux is not None:
+            aux.close()
+        if vrt is not None:
+            gdal.Unlink(vrt)
+    return RestoreReport(
+        output_path=report.outputs["image"],
+        outputs=report.outputs,
+        provider_message=provider_msg,
+        tiles_total=report.tiles_total,
+        tiles_skipped=report.tiles_skipped,
+        network_evals=report.network_evals,
+        steps=steps or 1,
+        seconds=time.perf_counter() - t0,
+        summary=summary,
+    )
+
+
+__all__ = ["BundleError", "RequestError", "RestoreReport", "RestoreRequest", "build_pipeline", "resolve_bands",
+           "restore"]

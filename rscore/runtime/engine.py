@@ -1,0 +1,325 @@
+"""The tiled restoration engine.
+
+Reads the input by windows, runs a pipeline per tile, blends overlapping tiles with smooth weights into a
+strip accumulator that holds at most one tile row of the output, writes finished rows, and commits the
+outputs atomically. Peak memory therefore grows with the raster *width* times the tile size, never with
+the raster area.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from rscore.bundle.manifest import BandSpec, Manifest
+from rscore.diffusion.loop import Cancelled
+from rscore.raster.io import InputRaster, OutputRaster, OutputSpec, RasterError, dtype_range
+from rscore.runtime.pipelines import Pipeline, TileContext
+from rscore.tiling.blend import blend_weights
+from rscore.tiling.grid import OutputGrid, TilePlan, Window, plan_tiles
+from rscore.tiling.resample import SUPPORT_PX, resample_window
+
+
+class Feedback(Protocol):
+    """Progress and cancellation, as the QGIS adapter or a CLI provides them."""
+
+    def set_progress(self, fraction: float) -> None: ...
+    def is_canceled(self) -> bool: ...
+    def info(self, message: str) -> None: ...
+
+
+class NullFeedback:
+    """Feedback that reports nothing and never cancels."""
+
+    def set_progress(self, fraction: float) -> None:
+        pass
+
+    def is_canceled(self) -> bool:
+        return False
+
+    def info(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Resolved run settings (units in names; all sizes in output-grid pixels)."""
+
+    tile_size_px: int
+    overlap_px: int
+    margin_px: int
+    size_multiple: int
+    scale_factor: float
+    seed: int
+    samples: int = 1
+
+
+@dataclass
+class _Target:
+    """One output raster being assembled."""
+
+    name: str
+    writer: OutputRaster
+    bands: int
+
+
+@dataclass
+class EngineReport:
+    """What a run did."""
+
+    tiles_total: int = 0
+    tiles_skipped: int = 0
+    network_evals: int = 0
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _pad_reflect(a: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = pads
+    if not any(pads):
+        return a
+    mode = "reflect" if min(a.shape[-2:]) > 1 else "edge"
+    return np.pad(a, ((0, 0), (top, bottom), (left, right)), mode=mode)
+
+
+class TiledRunner:
+    """Runs one pipeline over one input raster into one or more outputs.
+
+    Args:
+        source: opened input raster (bands already selected and checked).
+        manifest: the bundle manifest (band statistics, value scales, extra outputs).
+        pipeline: the per-tile pipeline.
+        settings: resolved tiling, scale and seed.
+        aux: optional co-registered auxiliary input, already on the output grid (see :mod:`rscore.runtime.api`).
+        aux_bands: the manifest's band spec for ``aux``.
+    """
+
+    def __init__(self, source: InputRaster, manifest: Manifest, pipeline: Pipeline, settings: EngineSettings,
+                 aux: InputRaster | None = None, aux_bands: BandSpec | None = None) -> None:
+        self.src = source
+        self.m = manifest
+        self.pipeline = pipeline
+        self.s = settings
+        self.aux = aux
+        self.aux_bands = aux_bands
+        info = source.info
+        if info.data_type not in manifest.value_scale:
+            raise RasterError(
+                f"input data type {info.data_type} is not supported by model {manifest.name!r} "
+                f"(supported: {', '.join(sorted(manifest.value_scale))}); convert the raster first"
+            )
+        self.value_scale = manifest.value_scale[info.data_type]
+        self.grid = OutputGrid(info.rows, info.cols, settings.scale_factor)
+        tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
+        overlap = min(settings.overlap_px, tile - 1)
+        self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap)
+        self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 else 0
+        self._in_mean = np.asarray(manifest.input.mean, np.float32)[:, None, None]
+        self._in_std = np.asarray(manifest.input.std, np.float32)[:, None, None]
+        self._out_mean = np.asarray(manifest.output.mean, np.float64)[:, None, None]
+        self._out_std = np.asarray(manifest.output.std, np.float64)[:, None, None]
+
+    # ---- geometry -------------------------------------------------------------------------------
+    def _model_units(self, raw: np.ndarray, valid: np.ndarray, spec: BandSpec, scale: float) -> np.ndarray:
+        mean = np.asarray(spec.mean, np.float32)[:, None, None]
+        std = np.asarray(spec.std, np.float32)[:, None, None]
+        m = (raw * np.float32(scale) - mean) / std
+        # Nodata pixels become the band mean (0 in model units): a constant that does not depend on the raw
+        # nodata value or on the tiling, so nodata never leaks into valid pixels and tiles stay consistent.
+        return np.where(valid[None], m, np.float32(0.0)).astype(np.float32)
+
+    def _read_work(self, work: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Model-unit input and validity on the output-grid window ``work``."""
+        in_win = self.grid.input_window_for(work, self.support)
+        raw, valid = self.src.read(in_win)
+        y = self._model_units(raw, valid, self.m.input, self.value_scale)
+        if self.s.scale_factor == 1.0:
+            return y, valid
+        info = self.src.info
+        y = resample_window(y, in_win, info.rows, info.cols, self.s.scale_factor, work, self.m.resample)
+        v = resample_window(valid[None].astype(np.float32), in_win, info.rows, info.cols, self.s.scale_factor,
+                            work, "nearest")[0] > 0.5
+        return y, v
+
+    def _read_aux(self, work: Window) -> np.ndarray | None:
+        if self.aux is None or self.aux_bands is None:
+            return None
+        raw, valid = self.aux.read(work)
+        scale = self.m.value_scale.get(self.aux.info.data_type)
+        if scale is None:
+            raise RasterError(f"auxiliary raster type {self.aux.info.data_type} is not supported by this model")
+        return self._model_units(raw, valid, self.aux_bands, scale)
+
+    # ---- value conversion -----------------------------------------------------------------------
+    def _to_raster_units(self, phys: np.ndarray, valid: np.ndarray, data_type: str,
+                         nodata: float | None) -> np.ndarray:
+        np_type = np.dtype({"Byte": np.uint8, "UInt16": np.uint16, "Int16": np.int16, "UInt32": np.uint32,
+                            "Int32": np.int32, "Float32": np.float32, "Float64": np.float64}[data_type])
+        raw = phys / self.value_scale
+        if np_type.kind in "iu":
+            lo, hi = dtype_range(data_type)
+            raw = np.clip(np.rint(raw), lo, hi)
+            if nodata is not None:
+                # a valid pixel must never read back as nodata: move it one step towards the data range
+                clash = valid[None] & (raw == nodata)
+                raw = np.where(clash, nodata + 1 if nodata < hi else nodata - 1, raw)
+        out = raw.astype(np_type)
+        if nodata is not None:
+            out[:, ~valid] = np.asarray(nodata).astype(np_type)
+        elif np_type.kind == "f":
+            out[:, ~valid] = np.nan
+        return out
+
+    # ---- main loop ------------------------------------------------------------------------------
+    def run(self, image_path: str, uncertainty_path: str | None = None,
+            extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None) -> EngineReport:
+        """Run every tile and commit the outputs (or delete them on error/cancel).
+
+        Args:
+            image_path: restored raster, input dtype and value scale, output-grid geotransform.
+            uncertainty_path: per-pixel, per-band standard deviation over samples (Float32, physical units).
+            extra_paths: manifest extra outputs -> paths (Float32).
+            feedback: progress/cancel/info.
+
+        Raises:
+            Cancelled: when feedback asks to stop (no output left behind).
+        """
+        fb = feedback or NullFeedback()
+        info = self.src.info
+        gt = self.grid.geotransform(info.geotransform)
+        nodata = self.src.nodata_value
+        out_bands = self.m.output.count
+        names = self.m.output.names
+        specs: list[tuple[str, str, int, str, float | None, tuple[str, ...]]] = [
+            ("image", image_path, out_bands, info.data_type, nodata, names)
+        ]
+        if uncertainty_path:
+            specs.append(("uncertainty", uncertainty_path, out_bands, "Float32", -9999.0,
+                          tuple(f"{n} std" for n in names)))
+        for name, path in (extra_paths or {}).items():
+            if name not in self.m.extra_outputs:
+                raise ValueError(f"model {self.m.name!r} has no extra output {name!r}; it has {self.m.extra_outputs}")
+            specs.append((name, path, 1, "Float32", -9999.0, (name,)))
+        targets: list[_Target] = []
+        try:
+            for name, path, nb, dt, nd, desc in specs:
+                spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc)
+                targets.append(_Target(name, OutputRaster(path, spec), nb))
+            report = self._run_tiles(targets, fb)
+            for t in targets:
+                report.outputs[t.name] = str(t.writer.commit())
+            return report
+        except BaseException:
+            for t in targets:
+                t.writer.abort()
+            raise
+
+    def _run_tiles(self, targets: list[_Target], fb: Feedback) -> EngineReport:
+        tp = self.tiles
+        s = self.s
+        cols = self.grid.cols
+        report = EngineReport(tiles_total=tp.num_tiles)
+        evals_per_tile = max(1, self.pipeline.evals_per_sample * s.samples)
+        total_units = tp.num_tiles * evals_per_tile
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            report.network_evals += 1
+            fb.set_progress(min(1.0, done / total_units))
+
+        # strip accumulator: rows [row0, row0 + n) of every target, plus weights and validity
+        row0 = 0
+        acc: dict[str, np.ndarray] = {t.name: np.zeros((t.bands, 0, cols)) for t in targets}
+        wsum = np.zeros((0, cols))
+        valid_acc = np.zeros((0, cols), dtype=bool)
+
+        def flush(upto: int) -> None:
+            nonlocal row0, wsum, valid_acc
+            n = upto - row0
+            if n <= 0:
+                return
+            win = Window(row0, 0, n, cols)
+            w = wsum[:n]
+            ok = valid_acc[:n] & (w > 0)
+            safe_w = np.where(w > 0, w, 1.0)
+            for t in targets:
+                vals = acc[t.name][:, :n] / safe_w
+                if t.name == "image":
+                    vals = self._to_raster_units(vals, ok, t.writer.spec.data_type, t.writer.spec.nodata)
+                else:
+                    vals = np.where(ok[None], vals, t.writer.spec.nodata).astype(np.float32)
+                t.writer.write(win, vals)
+                acc[t.name] = acc[t.name][:, n:]
+            wsum = wsum[n:]
+            valid_acc = valid_acc[n:]
+            row0 = upto
+
+        rows_of_tiles = tp.rows_of_tiles()
+        for i, tile_row in enumerate(rows_of_tiles):
+            end = tile_row[0].row_end
+            grow = end - (row0 + wsum.shape[0])
+            if grow > 0:
+                for t in targets:
+                    acc[t.name] = np.concatenate([acc[t.name], np.zeros((t.bands, grow, cols))], axis=1)
+                wsum = np.concatenate([wsum, np.zeros((grow, cols))])
+                valid_acc = np.concatenate([valid_acc, np.zeros((grow, cols), dtype=bool)])
+            for core in tile_row:
+                if fb.is_canceled():
+                    raise Cancelled("cancelled by user")
+                result = self._run_tile(core, fb, tick)
+                if result is None:
+                    report.tiles_skipped += 1
+                    done += evals_per_tile
+                    fb.set_progress(min(1.0, done / total_units))
+                    continue
+                values, valid = result
+                w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts, tp.tile_px)
+                rs = slice(core.row_off - row0, core.row_end - row0)
+                cs = slice(core.col_off, core.col_end)
+                for t in targets:
+                    acc[t.name][:, rs, cs] += values[t.name] * w
+                wsum[rs, cs] += w
+                valid_acc[rs, cs] |= valid
+            nxt = rows_of_tiles[i + 1][0].row_off if i + 1 < len(rows_of_tiles) else self.grid.rows
+            flush(nxt)
+        flush(self.grid.rows)
+        return report
+
+    def _run_tile(self, core: Window, fb: Feedback, tick: Callable[[], None]
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
+        m = self.s.margin_px
+        work = self.tiles.work(core, m)
+        y, valid = self._read_work(work)
+        core_valid = valid[core.slices(work)]
+        if not core_valid.any():
+            return None
+        aux = self._read_aux(work)
+        # reflect-pad the margin at raster edges, then up to the network's size multiple
+        pads = [work.row_off - (core.row_off - m), (core.row_end + m) - work.row_end,
+                work.col_off - (core.col_off - m), (core.col_end + m) - work.col_end]
+        mult = self.s.size_multiple
+        pads[1] += (-(y.shape[1] + pads[0] + pads[1])) % mult
+        pads[3] += (-(y.shape[2] + pads[2] + pads[3])) % mult
+        y = _pad_reflect(y, tuple(pads))
+        if aux is not None:
+            aux = _pad_reflect(aux, tuple(pads))
+        row_off = work.row_off - pads[0]
+        col_off = work.col_off - pads[2]
+        crop = (slice(None), slice(core.row_off - row_off, core.row_end - row_off),
+                slice(core.col_off - col_off, core.col_end - col_off))
+        samples = []
+        extras: dict[str, np.ndarray] = {}
+        for k in range(self.s.samples):
+            ctx = TileContext(y=y, aux=aux, row_off=row_off, col_off=col_off, seed=self.s.seed, sample_index=k,
+                              should_stop=fb.is_canceled, on_eval=tick)
+            out = self.pipeline.run(ctx)
+            samples.append(out["image"][crop].astype(np.float64) * self._out_std + self._out_mean)
+            for name in self.m.extra_outputs:
+                if name in out:
+                    extras[name] = extras.get(name, 0.0) + out[name][crop].astype(np.float64) / self.s.samples
+        stack = np.stack(samples)
+        values = {"image": stack.mean(axis=0), "uncertainty": stack.std(axis=0), **extras}
+        return values, core_valid

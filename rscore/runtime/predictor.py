@@ -1,0 +1,128 @@
+"""onnxruntime sessions: execution providers from a DEVICE choice, thread settings, a session cache.
+
+onnxruntime is imported late so that a missing install gives an instruction, not a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+INSTALL_HINT = (
+    "onnxruntime is not installed for the Python that runs QGIS. Install it with "
+    "'python3 -m pip install --break-system-packages onnxruntime' (Debian/Ubuntu; add "
+    "'numpy==<your numpy version>' to keep QGIS's numpy), or from the OSGeo4W shell on Windows with "
+    "'python -m pip install onnxruntime', or run 'make install' in the rsrestore source tree; then restart QGIS. "
+    "For an NVIDIA GPU install 'onnxruntime-gpu' instead."
+)
+
+
+class RuntimeMissing(Exception):
+    """onnxruntime cannot be imported; the message says how to install it."""
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime or raise :class:`RuntimeMissing` with install instructions."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeMissing(INSTALL_HINT) from exc
+    return onnxruntime
+
+
+def choose_providers(device: Device, available: list[str]) -> tuple[list[str], str]:
+    """Execution providers for a DEVICE choice.
+
+    Args:
+        device: "auto" (CUDA if available, else CPU), "cpu", or "cuda" (falls back to CPU with a message).
+        available: ``onnxruntime.get_available_providers()``.
+
+    Returns:
+        (providers in priority order, a one-line message for the user).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use one of {DEVICES}")
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "cpu":
+        return ["CPUExecutionProvider"], "running on CPU"
+    if has_cuda:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"], "running on CUDA GPU"
+    if device == "cuda":
+        return ["CPUExecutionProvider"], (
+            "CUDA was requested but this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu "
+            "and the CUDA runtime); falling back to CPU"
+        )
+    return ["CPUExecutionProvider"], "no CUDA GPU available; running on CPU"
+
+
+def default_threads() -> int:
+    """Intra-op threads: every core this process may use (2 on the project's CI machine)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SessionKey:
+    path: str
+    sha256: str
+    providers: tuple[str, ...]
+    threads: int
+
+
+_CACHE: dict[SessionKey, Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_session(path: str | os.PathLike[str], sha256: str, providers: list[str], threads: int) -> Any:
+    """A cached ``InferenceSession`` (one per file content, providers and thread count)."""
+    ort = import_onnxruntime()
+    key = SessionKey(str(Path(path).resolve()), sha256, tuple(providers), threads)
+    with _CACHE_LOCK:
+        sess = _CACHE.get(key)
+        if sess is None:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+            _CACHE[key] = sess
+    return sess
+
+
+def clear_session_cache() -> None:
+    """Drop every cached session (tests, or after a bundle was replaced)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+class OnnxStage:
+    """One stage network: named float32 inputs in, named outputs out (batch of one tile)."""
+
+    def __init__(self, session: Any, name: str) -> None:
+        self.session = session
+        self.name = name
+        self.input_names = tuple(i.name for i in session.get_inputs())
+        self.output_names = tuple(o.name for o in session.get_outputs())
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise KeyError(f"stage {self.name!r} needs inputs {missing}")
+        arrays = {n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in self.input_names}
+        outs = self.session.run(list(self.output_names), arrays)
+        return dict(zip(self.output_names, outs))
+
+
+StageFactory = Callable[[str], OnnxStage]
