@@ -1,0 +1,93 @@
+"""Geographic split: windows are disjoint, patches stay inside their split (synthetic arrays only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rscore.data.splits import SplitConfig, sample_patches, split_mask, split_windows, windows_for
+
+SPLITS = ("train", "val", "test")
+
+
+@pytest.mark.parametrize(
+    ("shape", "config", "expected"),
+    [
+        # 3x3 blocks of 640 on a Sentinel-2-sized scene: pattern index 3*i+j -> one val (7), one test (8).
+        ((1947, 1933), SplitConfig(), {"train": 7, "val": 1, "test": 1}),
+        ((400, 400), SplitConfig(), {"train": 1, "val": 0, "test": 0}),
+        ((1000, 1000), SplitConfig(block_px=100, guard_px=4), {"train": 70, "val": 10, "test": 20}),
+    ],
+)
+def test_window_counts(shape: tuple[int, int], config: SplitConfig, expected: dict[str, int]) -> None:
+    counts = {s: len(windows_for(shape, s, config)) for s in SPLITS}
+    assert counts == expected
+
+
+def test_windows_cover_scene_minus_guard() -> None:
+    config = SplitConfig(block_px=100, guard_px=5)
+    windows = split_windows((350, 260), config)
+    # Edge blocks absorb the remainder: rows 0,100,200-350 and cols 0,100-260.
+    assert [(w.row0, w.row1, w.col0, w.col1) for w in windows] == [
+        (5, 95, 5, 95),
+        (5, 95, 105, 255),
+        (105, 195, 5, 95),
+        (105, 195, 105, 255),
+        (205, 345, 5, 95),
+        (205, 345, 105, 255),
+    ]
+
+
+def test_split_masks_disjoint_and_separated_by_guard() -> None:
+    config = SplitConfig(block_px=64, guard_px=3)
+    shape = (500, 430)
+    masks = {s: split_mask(shape, s, config) for s in SPLITS}
+    for a in SPLITS:
+        for b in SPLITS:
+            if a < b:
+                assert not np.any(masks[a] & masks[b])
+    # Grow the test mask by 2*guard-1 pixels: it still must not touch a train pixel.
+    grown = masks["test"].copy()
+    for _ in range(2 * config.guard_px - 1):
+        g = grown.copy()
+        g[1:] |= grown[:-1]
+        g[:-1] |= grown[1:]
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        grown = g
+    assert not np.any(grown & masks["train"])
+
+
+def test_train_patches_never_touch_test_pixels() -> None:
+    config = SplitConfig(block_px=80, guard_px=4)
+    rows, cols = 400, 560
+    # Encode each pixel's index so a patch tells exactly which pixels it copied.
+    scene = np.arange(rows * cols, dtype=np.float64).reshape(1, rows, cols)
+    rng = np.random.default_rng(0)
+    seen = np.zeros(rows * cols, dtype=bool)
+    for p in sample_patches(scene, "train", 48, 400, rng, config):
+        seen[p.pixels.astype(np.int64).ravel()] = True
+    seen_2d = seen.reshape(rows, cols)
+    assert not np.any(seen_2d & split_mask((rows, cols), "test", config))
+    assert not np.any(seen_2d & split_mask((rows, cols), "val", config))
+    assert np.all(split_mask((rows, cols), "train", config)[seen_2d])
+
+
+def test_sampler_deterministic_and_respects_valid_mask() -> None:
+    config = SplitConfig(block_px=100, guard_px=2)
+    scene = np.random.default_rng(1).random((2, 300, 300)).astype(np.float32)
+    valid = np.ones((300, 300), dtype=bool)
+    valid[:, :150] = False
+    a = sample_patches(scene, "train", 32, 20, np.random.default_rng(7), config, valid_mask=valid)
+    b = sample_patches(scene, "train", 32, 20, np.random.default_rng(7), config, valid_mask=valid)
+    assert [(p.row0, p.col0) for p in a] == [(p.row0, p.col0) for p in b]
+    assert all(p.col0 >= 150 for p in a)
+    assert a[0].pixels.shape == (2, 32, 32) and a[0].pixels.dtype == np.float32
+    np.testing.assert_array_equal(a[0].pixels, scene[:, a[0].row0 : a[0].row0 + 32, a[0].col0 : a[0].col0 + 32])
+
+
+def test_sampler_fails_loudly_when_no_window_fits() -> None:
+    with pytest.raises(ValueError, match="no test window"):
+        sample_patches(np.zeros((1, 400, 400)), "test", 64, 1, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="block_px"):
+        SplitConfig(block_px=10, guard_px=5)
