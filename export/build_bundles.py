@@ -15,10 +15,18 @@ from typing import Callable
 
 from export.bundle_writer import build_bundle
 from export.onnx_export import StageExport
-from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
+from rscore.bundle.manifest import BandSpec, Manifest, ScaleRange, StageSpec, TilingDefaults
 from rscore.bundle.store import Bundle
 from rscore.diffusion.plan import SamplerConfig
-from rscore.models.toy import BlurResidualRddm, IdentityNet, PointwiseEpsToy, PointwiseRddmToy, TinyConvDenoiser
+from rscore.models.toy import (
+    AuxCopyNet,
+    BlurResidualRddm,
+    IdentityNet,
+    PointwiseEpsToy,
+    PointwiseRddmToy,
+    SpreadNet,
+    TinyConvDenoiser,
+)
 
 BGRN = ("blue", "green", "red", "nir")
 #: raster type -> physical units: Sentinel-2 L2A-like reflectance x 1e-4, 8-bit / 255, floats as they are
@@ -48,6 +56,31 @@ def identity(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     m = _manifest("identity", "Identity (engine test)", "direct", st, bands,
                   tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0))
     return build_bundle(out / "identity", m, st)[0]
+
+
+def identity_sr(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Direct pipeline at any scale 1-8: the output is the engine's bicubic pre-upsampling of the input."""
+    st = {"net": StageExport(IdentityNet(), ("y",), ("x",), "net.onnx")}
+    m = _manifest("identity-sr", "Identity at any scale (engine test)", "direct", st, bands,
+                  tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=4),
+                  scale=ScaleRange(1.0, 8.0, 2.0))
+    return build_bundle(out / "identity-sr", m, st)[0]
+
+
+def aux_copy(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Direct pipeline whose output is the auxiliary (reference) input, as warped by the engine."""
+    st = {"net": StageExport(AuxCopyNet(), ("y", "aux"), ("x",), "net.onnx")}
+    m = _manifest("aux-copy", "Auxiliary copy (engine test)", "direct", st, bands,
+                  tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0), aux=_bands(bands))
+    return build_bundle(out / "aux-copy", m, st)[0]
+
+
+def spread(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Identity plus one extra output band (cross-band spread)."""
+    st = {"net": StageExport(SpreadNet(), ("y",), ("x", "spread"), "net.onnx")}
+    m = _manifest("spread", "Identity + extra band (engine test)", "direct", st, bands,
+                  tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0), extra_outputs=("spread",))
+    return build_bundle(out / "spread", m, st)[0]
 
 
 def toy_rddm(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
@@ -96,6 +129,9 @@ def demo(out: Path) -> Bundle:
 
 BUILDERS: dict[str, Callable[[Path], Bundle]] = {
     "identity": identity,
+    "identity-sr": identity_sr,
+    "aux-copy": aux_copy,
+    "spread": spread,
     "toy-rddm": toy_rddm,
     "toy-ddim": toy_ddim,
     "blur-rddm": blur_rddm,

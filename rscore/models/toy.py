@@ -86,3 +86,17 @@ class PointwiseEpsToy(nn.Module):
 
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return x_t * self.c + y * self.e + t.reshape(1, 1, 1, 1) * 0.0
+
+
+class AuxCopyNet(nn.Module):
+    """x = aux (direct pipeline with an auxiliary input): shows what the engine fed as the reference."""
+
+    def forward(self, y: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        return aux + 0.0 * y
+
+
+class SpreadNet(nn.Module):
+    """x = y plus an extra output band ``spread`` = per-pixel standard deviation across bands."""
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return y * 1.0, y.std(dim=1, keepdim=True, unbiased=False)

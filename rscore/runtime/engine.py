@@ -207,6 +207,11 @@ class TiledRunner:
                 spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             report = self._run_tiles(targets, fb)
+            if report.tiles_skipped == report.tiles_total:
+                raise RasterError(
+                    f"every pixel of {info.path} is nodata (in the selected bands), so there is nothing to "
+                    "restore; check the band selection and the raster's nodata value"
+                )
             for t in targets:
                 report.outputs[t.name] = str(t.writer.commit())
             return report
@@ -230,9 +235,13 @@ class TiledRunner:
             report.network_evals += 1
             fb.set_progress(min(1.0, done / total_units))
 
-        # strip accumulator: rows [row0, row0 + n) of every target, plus weights and validity
+        # Strip accumulator over rows [row0, row0 + n): per target the first tile's value ``ref`` and the
+        # weighted sum of departures from it, sum_i w_i (v_i - ref); the blend is ref + sum / sum_i w_i.
+        # Where overlapping tiles agree this is exactly ref (a plain weighted mean can move by an ulp and
+        # flip integer rounding), so results stay bit-identical across tilings.
         row0 = 0
         acc: dict[str, np.ndarray] = {t.name: np.zeros((t.bands, 0, cols)) for t in targets}
+        ref: dict[str, np.ndarray] = {t.name: np.zeros((t.bands, 0, cols)) for t in targets}
         wsum = np.zeros((0, cols))
         valid_acc = np.zeros((0, cols), dtype=bool)
 
@@ -246,13 +255,14 @@ class TiledRunner:
             ok = valid_acc[:n] & (w > 0)
             safe_w = np.where(w > 0, w, 1.0)
             for t in targets:
-                vals = acc[t.name][:, :n] / safe_w
+                vals = ref[t.name][:, :n] + acc[t.name][:, :n] / safe_w
                 if t.name == "image":
                     vals = self._to_raster_units(vals, ok, t.writer.spec.data_type, t.writer.spec.nodata)
                 else:
                     vals = np.where(ok[None], vals, t.writer.spec.nodata).astype(np.float32)
                 t.writer.write(win, vals)
                 acc[t.name] = acc[t.name][:, n:]
+                ref[t.name] = ref[t.name][:, n:]
             wsum = wsum[n:]
             valid_acc = valid_acc[n:]
             row0 = upto
@@ -264,6 +274,7 @@ class TiledRunner:
             if grow > 0:
                 for t in targets:
                     acc[t.name] = np.concatenate([acc[t.name], np.zeros((t.bands, grow, cols))], axis=1)
+                    ref[t.name] = np.concatenate([ref[t.name], np.zeros((t.bands, grow, cols))], axis=1)
                 wsum = np.concatenate([wsum, np.zeros((grow, cols))])
                 valid_acc = np.concatenate([valid_acc, np.zeros((grow, cols), dtype=bool)])
             for core in tile_row:
@@ -279,8 +290,11 @@ class TiledRunner:
                 w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts, tp.tile_px)
                 rs = slice(core.row_off - row0, core.row_end - row0)
                 cs = slice(core.col_off, core.col_end)
+                first = wsum[rs, cs] == 0
                 for t in targets:
-                    acc[t.name][:, rs, cs] += values[t.name] * w
+                    r = ref[t.name][:, rs, cs]
+                    r[:, first] = values[t.name][:, first]
+                    acc[t.name][:, rs, cs] += (values[t.name] - r) * w
                 wsum[rs, cs] += w
                 valid_acc[rs, cs] |= valid
             nxt = rows_of_tiles[i + 1][0].row_off if i + 1 < len(rows_of_tiles) else self.grid.rows

@@ -28,15 +28,12 @@ def _keys_cubic(d: np.ndarray, a: float = -0.5) -> np.ndarray:
     )
 
 
-def _axis_matrix(out_off: int, out_len: int, src_off: int, src_len: int, total_in: int, scale: float,
-                 method: ResampleMethod) -> np.ndarray:
-    """(out_len, src_len) matrix mapping a source tile axis to output pixels along one axis."""
+def _axis_taps(out_off: int, out_len: int, src_off: int, src_len: int, total_in: int, scale: float,
+               method: ResampleMethod) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(local source index, weight) per tap for output pixels out_off..out_off+out_len along one axis."""
     j = np.arange(out_off, out_off + out_len, dtype=np.float64)
-    m = np.zeros((out_len, src_len), dtype=np.float64)
-    rows = np.arange(out_len)
     if method == "nearest":
-        idx = np.clip(np.floor((j + 0.5) / scale).astype(np.int64), 0, total_in - 1)
-        taps = [(idx, np.ones(out_len))]
+        taps = [(np.floor((j + 0.5) / scale).astype(np.int64), np.ones(out_len))]
     else:
         u = (j + 0.5) / scale - 0.5
         base = np.floor(u).astype(np.int64)
@@ -47,12 +44,26 @@ def _axis_matrix(out_off: int, out_len: int, src_off: int, src_len: int, total_i
             taps = [(base + k, _keys_cubic(u - (base + k))) for k in (-1, 0, 1, 2)]
         else:
             raise ValueError(f"unknown resampling method {method!r}; use nearest, bilinear or bicubic")
+    out = []
     for idx, w in taps:
         local = np.clip(idx, 0, total_in - 1) - src_off
         if local.min() < 0 or local.max() >= src_len:
             raise ValueError("source window does not cover the resampling support (engine bug)")
-        np.add.at(m, (rows, local), w)
-    return m
+        out.append((local, w))
+    return out
+
+
+def _apply_taps(a: np.ndarray, taps: list[tuple[np.ndarray, np.ndarray]], axis: int) -> np.ndarray:
+    # Tap by tap in a fixed order: every output pixel gets the same arithmetic whatever the window, so a
+    # tile is bit-identical to the same pixels of the whole raster.
+    shape = [1, 1, 1]
+    shape[axis] = -1
+    out = None
+    for idx, w in taps:
+        term = np.take(a, idx, axis=axis) * w.reshape(shape)
+        out = term if out is None else out + term
+    assert out is not None
+    return out
 
 
 def resample_window(
@@ -81,7 +92,7 @@ def resample_window(
     if math.isclose(scale_factor, 1.0, rel_tol=0.0, abs_tol=1e-12) and method != "nearest":
         r, c = out_win.slices(src_win)
         return np.ascontiguousarray(src[:, r, c], dtype=np.float32)
-    mr = _axis_matrix(out_win.row_off, out_win.rows, src_win.row_off, src_win.rows, in_rows, scale_factor, method)
-    mc = _axis_matrix(out_win.col_off, out_win.cols, src_win.col_off, src_win.cols, in_cols, scale_factor, method)
-    out = np.einsum("ij,bjk,lk->bil", mr, src.astype(np.float64), mc, optimize=True)
+    tr = _axis_taps(out_win.row_off, out_win.rows, src_win.row_off, src_win.rows, in_rows, scale_factor, method)
+    tc = _axis_taps(out_win.col_off, out_win.cols, src_win.col_off, src_win.cols, in_cols, scale_factor, method)
+    out = _apply_taps(_apply_taps(src.astype(np.float64), tr, axis=1), tc, axis=2)
     return out.astype(np.float32)

@@ -1,0 +1,6 @@
+"""Processing algorithms (one thin file each over :mod:`rscore.runtime`)."""
+
+from .restore import RestoreAlgorithm
+
+#: explicit list, no folder scanning
+ALGORITHMS = (RestoreAlgorithm,)

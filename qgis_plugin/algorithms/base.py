@@ -1,0 +1,209 @@
+"""Shared base for every rsrestore algorithm: common parameters, feedback adapter, error mapping.
+
+Algorithms are thin: they turn parameters into an :class:`rscore.runtime.RestoreRequest` and call
+:func:`rscore.runtime.restore`, which can also be used without QGIS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from rscore.bundle.manifest import BundleError
+from rscore.bundle.store import load_bundle
+from rscore.diffusion.loop import Cancelled
+from rscore.raster.io import RasterError
+from rscore.runtime import DEVICES, RequestError, RestoreRequest, RuntimeMissing, restore
+from rscore.runtime.api import resolve_bands
+
+
+class QgisFeedback:
+    """Adapts ``QgsProcessingFeedback`` to the engine's Feedback protocol."""
+
+    def __init__(self, feedback: QgsProcessingFeedback | None) -> None:
+        self.fb = feedback
+
+    def set_progress(self, fraction: float) -> None:
+        if self.fb is not None:
+            self.fb.setProgress(100.0 * fraction)
+
+    def is_canceled(self) -> bool:
+        return self.fb is not None and self.fb.isCanceled()
+
+    def info(self, message: str) -> None:
+        if self.fb is not None:
+            self.fb.pushInfo(message)
+
+
+def _help(param: QgsProcessingParameterDefinition, text: str, advanced: bool = False
+          ) -> QgsProcessingParameterDefinition:
+    param.setHelp(text)
+    if advanced:
+        param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+class RestoreAlgorithmBase(QgsProcessingAlgorithm):
+    """Common parameters: INPUT, BANDS, MODEL, STEPS, TILE_SIZE, OVERLAP, SEED, DEVICE, OUTPUT."""
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    BANDS = "BANDS"
+    STEPS = "STEPS"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    SEED = "SEED"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+
+    #: whether MODEL may be left empty (task algorithms pick a shipped bundle)
+    model_optional = False
+
+    # ---- identity ---------------------------------------------------------------------------------
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
+        return type(self)()
+
+    def group(self) -> str:
+        return self.tr("Restoration")
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return "restoration"
+
+    # ---- parameters -------------------------------------------------------------------------------
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(_help(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Input raster")),
+                                self.tr("The degraded raster to restore (any GDAL format).")))
+        self.addParameter(_help(
+            QgsProcessingParameterBand(self.BANDS, self.tr("Bands (in the model's band order)"), None, self.INPUT,
+                                       optional=True, allowMultiple=True),
+            self.tr("Input bands in the order the model expects (shown in the model description). Leave empty "
+                    "when the raster has exactly the model's bands, in that order.")))
+        model = QgsProcessingParameterFile(self.MODEL, self.tr("Model bundle folder"),
+                                           behavior=QgsProcessingParameterFile.Folder,
+                                           optional=self.model_optional)
+        self.addParameter(_help(model, self.model_help()))
+        self.add_task_parameters()
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.STEPS, self.tr("Sampling steps (0 = model default)"),
+                                         QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=1000),
+            self.tr("Diffusion sampling steps: more steps cost time proportionally; 0 uses the model's default.")))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size in output pixels (0 = model default)"),
+                                         QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=8192),
+            self.tr("The raster is processed in square tiles of this size (output pixels); larger tiles use more "
+                    "memory. 0 uses the model's default."), advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.OVERLAP, self.tr("Tile overlap in output pixels (-1 = model default)"),
+                                         QgsProcessingParameterNumber.Integer, -1, minValue=-1, maxValue=4096),
+            self.tr("Neighbouring tiles overlap by this many pixels and are blended smoothly there."),
+            advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
+                                         0, minValue=0),
+            self.tr("Seed of the sampling noise. The same seed gives the same result whatever the tile size."),
+            advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0),
+            self.tr("auto: NVIDIA GPU through onnxruntime-gpu when available, else CPU; cpu; cuda (falls back to "
+                    "CPU with a message when no GPU runtime is installed)."), advanced=True))
+        self.add_output_parameters()
+
+    def model_help(self) -> str:
+        return self.tr("Folder of an rsrestore model bundle (contains manifest.json and .onnx files).")
+
+    def add_task_parameters(self) -> None:
+        """Hook for algorithm-specific inputs (between MODEL and STEPS)."""
+
+    def add_output_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Restored raster")))
+
+    # ---- helpers ----------------------------------------------------------------------------------
+    def input_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.tr("Input raster is missing or could not be loaded."))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(self.tr(
+                "Input must be a file-based raster (GDAL provider); export the layer to GeoTIFF first."))
+        return layer, layer.source().split("|")[0]
+
+    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
+        path = self.parameterAsFile(parameters, self.MODEL, context)
+        if not path:
+            raise QgsProcessingException(self.tr("Choose a model bundle folder (MODEL)."))
+        return path
+
+    @staticmethod
+    def _optional_int(parameters: dict[str, Any], name: str, unset: int) -> int | None:
+        v = parameters.get(name)
+        if v is None or v == "":
+            return None
+        v = int(v)
+        return None if v == unset else v
+
+    def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        """Hook: algorithm-specific fields of the RestoreRequest."""
+        return {}
+
+    def make_request(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RestoreRequest:
+        layer, src = self.input_path(parameters, context)
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        return RestoreRequest(
+            input_path=src,
+            bundle_path=self.bundle_path(parameters, context, layer),
+            output_path=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
+            bands=bands,
+            steps=self._optional_int(parameters, self.STEPS, 0),
+            tile_size_px=self._optional_int(parameters, self.TILE_SIZE, 0),
+            overlap_px=self._optional_int(parameters, self.OVERLAP, -1),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            **self.extra_request_fields(parameters, context),
+        )
+
+    # ---- validation and run -----------------------------------------------------------------------
+    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
+        ok, msg = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, msg
+        try:
+            layer, _ = self.input_path(parameters, context)
+            bundle = load_bundle(self.bundle_path(parameters, context, layer))
+            resolve_bands(bundle.manifest, layer.bandCount(), self.parameterAsInts(parameters, self.BANDS, context))
+        except (QgsProcessingException, BundleError, RequestError, RasterError) as exc:
+            return False, str(exc)
+        return True, ""
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        request = self.make_request(parameters, context)
+        try:
+            report = restore(request, QgisFeedback(feedback))
+        except Cancelled:
+            raise QgsProcessingException(self.tr("Cancelled: no output was written.")) from None
+        except (BundleError, RasterError, RequestError, RuntimeMissing, ValueError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+        feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
+                                  f"{report.tiles_skipped} all-nodata tile(s) skipped"))
+        return self.results(report.outputs)
+
+    def results(self, outputs: dict[str, str]) -> dict[str, Any]:
+        return {self.OUTPUT: outputs["image"]}

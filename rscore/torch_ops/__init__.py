@@ -1,0 +1,1 @@
+"""Torch adapters onto :mod:`rscore.diffusion` (training and evaluation; needs PyTorch)."""
