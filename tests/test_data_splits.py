@@ -13,10 +13,10 @@ SPLITS = ("train", "val", "test")
 @pytest.mark.parametrize(
     ("shape", "config", "expected"),
     [
-        # 3x3 blocks of 640 on a Sentinel-2-sized scene: pattern index 3*i+j -> one val (7), one test (8).
-        ((1947, 1933), SplitConfig(), {"train": 7, "val": 1, "test": 1}),
+        # 3x3 blocks of 640 on a Sentinel-2-sized scene: class (2i + j) % 5 -> val (1,1), test (1,2), (2,0).
+        ((1947, 1933), SplitConfig(), {"train": 6, "val": 1, "test": 2}),
         ((400, 400), SplitConfig(), {"train": 1, "val": 0, "test": 0}),
-        ((1000, 1000), SplitConfig(block_px=100, guard_px=4), {"train": 70, "val": 10, "test": 20}),
+        ((1000, 1000), SplitConfig(block_px=100, guard_px=4), {"train": 60, "val": 20, "test": 20}),
     ],
 )
 def test_window_counts(shape: tuple[int, int], config: SplitConfig, expected: dict[str, int]) -> None:

@@ -85,6 +85,8 @@ class SourceSpec:
         sensor: Human-readable sensor / product description.
         radiometry: DN-to-value conversion, see ``Radiometry``.
         nodata_dn: DN that marks fill pixels (excluded by ``Scene.valid_mask``), or ``None``.
+        use: ``"split"`` (train/val/test windows by position) or ``"evaluation_only"`` (never
+            trained on, e.g. a scene with real clouds and no clean target).
     """
 
     name: str
@@ -94,6 +96,7 @@ class SourceSpec:
     sensor: str
     radiometry: Radiometry
     nodata_dn: int | None
+    use: Literal["split", "evaluation_only"] = "split"
 
 
 ARCHIVES: dict[str, PackageArchive] = {
@@ -186,6 +189,7 @@ SOURCES: dict[str, SourceSpec] = {
         sensor="Landsat-8 OLI Level-1 DN (pre-collection), UTM 16N, cloudy, with BQA band",
         radiometry="l8_toa_dn",
         nodata_dn=0,
+        use="evaluation_only",
     ),
     "neon_rgb": SourceSpec(
         name="neon_rgb",
