@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,6 @@ class Scene:
     radiometry: Radiometry
     source: str
     licence: str
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def dn_to_value(dn: np.ndarray, radiometry: Radiometry) -> np.ndarray:
