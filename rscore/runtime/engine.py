@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
+from osgeo import gdal
 
 from rscore.bundle.manifest import BandSpec, Manifest
 from rscore.diffusion.loop import Cancelled
@@ -20,6 +21,10 @@ from rscore.runtime.pipelines import Pipeline, TileContext
 from rscore.tiling.blend import blend_weights
 from rscore.tiling.grid import OutputGrid, TilePlan, Window, plan_tiles
 from rscore.tiling.resample import SUPPORT_PX, resample_window
+
+
+#: GDAL block cache cap while a run writes (its default, 5 % of RAM, would dominate the engine's memory)
+GDAL_CACHE_BYTES = 256 * 1024 * 1024
 
 
 class Feedback(Protocol):
@@ -73,6 +78,77 @@ class EngineReport:
     tiles_skipped: int = 0
     network_evals: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
+
+
+class _Strip:
+    """Fixed-height accumulator for the output rows [row0, row0 + height) of every target.
+
+    Per target it keeps the first tile's value ``ref`` and the weighted sum of departures from it,
+    sum_i w_i (v_i - ref); the blend is ref + sum / sum_i w_i. Where overlapping tiles agree this is exactly
+    ref (a plain weighted mean can move by an ulp and flip integer rounding), so results stay bit-identical
+    across tilings. Height = one tile: memory is width x tile size, whatever the raster height.
+    """
+
+    FLUSH_ROWS = 64  # rows converted and written at once (bounds the temporaries)
+
+    def __init__(self, runner: TiledRunner, targets: list[_Target], height: int, cols: int) -> None:
+        self.runner = runner
+        self.targets = targets
+        self.height = height
+        self.cols = cols
+        self.row0 = 0
+        ftype = np.float64 if runner.src.info.data_type == "Float64" else np.float32
+        self.ref = {t.name: np.zeros((t.bands, height, cols), ftype) for t in targets}
+        self.acc = {t.name: np.zeros((t.bands, height, cols), ftype) for t in targets}
+        self.wsum = np.zeros((height, cols), ftype)
+        self.valid = np.zeros((height, cols), bool)
+
+    def add(self, core: Window, values: dict[str, np.ndarray], w: np.ndarray, valid: np.ndarray) -> None:
+        if not (self.row0 <= core.row_off and core.row_end <= self.row0 + self.height):
+            raise AssertionError(f"tile {core} outside the strip at row {self.row0} (engine bug)")
+        rs = slice(core.row_off - self.row0, core.row_end - self.row0)
+        cs = slice(core.col_off, core.col_end)
+        first = self.wsum[rs, cs] == 0
+        for t in self.targets:
+            ref = self.ref[t.name][:, rs, cs]
+            ref[:, first] = values[t.name][:, first]
+            self.acc[t.name][:, rs, cs] += (values[t.name] - ref) * w
+        self.wsum[rs, cs] += w
+        self.valid[rs, cs] |= valid
+
+    def flush(self, upto: int) -> None:
+        """Write the finished rows [row0, upto) and move the rest of the strip up."""
+        n = upto - self.row0
+        if n <= 0:
+            return
+        for a in range(0, n, self.FLUSH_ROWS):
+            b = min(n, a + self.FLUSH_ROWS)
+            self._write_rows(a, b)
+        keep = self.height - n
+        arrays = [*self.ref.values(), *self.acc.values()]
+        for arr in arrays:
+            if keep > 0:
+                arr[:, :keep] = arr[:, n:].copy()
+            arr[:, max(keep, 0):] = 0
+        for arr in (self.wsum, self.valid):
+            if keep > 0:
+                arr[:keep] = arr[n:].copy()
+            arr[max(keep, 0):] = 0
+        self.row0 = upto
+
+    def _write_rows(self, a: int, b: int) -> None:
+        win = Window(self.row0 + a, 0, b - a, self.cols)
+        w = self.wsum[a:b]
+        ok = self.valid[a:b] & (w > 0)
+        safe_w = np.where(w > 0, w, 1)
+        for t in self.targets:
+            vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
+            spec = t.writer.spec
+            if t.name == "image":
+                out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata)
+            else:
+                out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
+            t.writer.write(win, out)
 
 
 def _pad_reflect(a: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
@@ -202,6 +278,8 @@ class TiledRunner:
                 raise ValueError(f"model {self.m.name!r} has no extra output {name!r}; it has {self.m.extra_outputs}")
             specs.append((name, path, 1, "Float32", -9999.0, (name,)))
         targets: list[_Target] = []
+        old_cache = gdal.GetCacheMax()
+        gdal.SetCacheMax(min(old_cache, GDAL_CACHE_BYTES))
         try:
             for name, path, nb, dt, nd, desc in specs:
                 spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc)
@@ -219,6 +297,8 @@ class TiledRunner:
             for t in targets:
                 t.writer.abort()
             raise
+        finally:
+            gdal.SetCacheMax(old_cache)
 
     def _run_tiles(self, targets: list[_Target], fb: Feedback) -> EngineReport:
         tp = self.tiles
@@ -235,48 +315,9 @@ class TiledRunner:
             report.network_evals += 1
             fb.set_progress(min(1.0, done / total_units))
 
-        # Strip accumulator over rows [row0, row0 + n): per target the first tile's value ``ref`` and the
-        # weighted sum of departures from it, sum_i w_i (v_i - ref); the blend is ref + sum / sum_i w_i.
-        # Where overlapping tiles agree this is exactly ref (a plain weighted mean can move by an ulp and
-        # flip integer rounding), so results stay bit-identical across tilings.
-        row0 = 0
-        acc: dict[str, np.ndarray] = {t.name: np.zeros((t.bands, 0, cols)) for t in targets}
-        ref: dict[str, np.ndarray] = {t.name: np.zeros((t.bands, 0, cols)) for t in targets}
-        wsum = np.zeros((0, cols))
-        valid_acc = np.zeros((0, cols), dtype=bool)
-
-        def flush(upto: int) -> None:
-            nonlocal row0, wsum, valid_acc
-            n = upto - row0
-            if n <= 0:
-                return
-            win = Window(row0, 0, n, cols)
-            w = wsum[:n]
-            ok = valid_acc[:n] & (w > 0)
-            safe_w = np.where(w > 0, w, 1.0)
-            for t in targets:
-                vals = ref[t.name][:, :n] + acc[t.name][:, :n] / safe_w
-                if t.name == "image":
-                    vals = self._to_raster_units(vals, ok, t.writer.spec.data_type, t.writer.spec.nodata)
-                else:
-                    vals = np.where(ok[None], vals, t.writer.spec.nodata).astype(np.float32)
-                t.writer.write(win, vals)
-                acc[t.name] = acc[t.name][:, n:]
-                ref[t.name] = ref[t.name][:, n:]
-            wsum = wsum[n:]
-            valid_acc = valid_acc[n:]
-            row0 = upto
-
+        strip = _Strip(self, targets, tp.core(0, 0).rows, cols)
         rows_of_tiles = tp.rows_of_tiles()
         for i, tile_row in enumerate(rows_of_tiles):
-            end = tile_row[0].row_end
-            grow = end - (row0 + wsum.shape[0])
-            if grow > 0:
-                for t in targets:
-                    acc[t.name] = np.concatenate([acc[t.name], np.zeros((t.bands, grow, cols))], axis=1)
-                    ref[t.name] = np.concatenate([ref[t.name], np.zeros((t.bands, grow, cols))], axis=1)
-                wsum = np.concatenate([wsum, np.zeros((grow, cols))])
-                valid_acc = np.concatenate([valid_acc, np.zeros((grow, cols), dtype=bool)])
             for core in tile_row:
                 if fb.is_canceled():
                     raise Cancelled("cancelled by user")
@@ -288,18 +329,9 @@ class TiledRunner:
                     continue
                 values, valid = result
                 w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts, tp.tile_px)
-                rs = slice(core.row_off - row0, core.row_end - row0)
-                cs = slice(core.col_off, core.col_end)
-                first = wsum[rs, cs] == 0
-                for t in targets:
-                    r = ref[t.name][:, rs, cs]
-                    r[:, first] = values[t.name][:, first]
-                    acc[t.name][:, rs, cs] += (values[t.name] - r) * w
-                wsum[rs, cs] += w
-                valid_acc[rs, cs] |= valid
+                strip.add(core, values, w, valid)
             nxt = rows_of_tiles[i + 1][0].row_off if i + 1 < len(rows_of_tiles) else self.grid.rows
-            flush(nxt)
-        flush(self.grid.rows)
+            strip.flush(nxt)
         return report
 
     def _run_tile(self, core: Window, fb: Feedback, tick: Callable[[], None]
@@ -334,6 +366,9 @@ class TiledRunner:
             for name in self.m.extra_outputs:
                 if name in out:
                     extras[name] = extras.get(name, 0.0) + out[name][crop].astype(np.float64) / self.s.samples
-        stack = np.stack(samples)
-        values = {"image": stack.mean(axis=0), "uncertainty": stack.std(axis=0), **extras}
+        if len(samples) == 1:
+            values = {"image": samples[0], "uncertainty": np.zeros_like(samples[0]), **extras}
+        else:
+            stack = np.stack(samples)
+            values = {"image": stack.mean(axis=0), "uncertainty": stack.std(axis=0), **extras}
         return values, core_valid
