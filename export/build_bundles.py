@@ -25,6 +25,7 @@ from rscore.models.toy import (
     PointwiseEpsToy,
     PointwiseRddmToy,
     SpreadNet,
+    StridedToy,
     TinyConvDenoiser,
 )
 
@@ -83,6 +84,14 @@ def spread(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     return build_bundle(out / "spread", m, st)[0]
 
 
+def strided(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Direct pipeline with a 4 px pooling grid (size multiple 4): tests the engine's grid alignment."""
+    st = {"net": StageExport(StridedToy(), ("y",), ("x",), "net.onnx")}
+    m = _manifest("strided", "Strided toy (engine test)", "direct", st, bands,
+                  tiling=TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=4, size_multiple=4))
+    return build_bundle(out / "strided", m, st)[0]
+
+
 def toy_rddm(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     """Stochastic (eta = 1) RDDM with a per-pixel toy denoiser: exact tile-size invariance."""
     st = {"denoiser": StageExport(PointwiseRddmToy(), ("x_t", "y", "t"), ("res", "eps"), "denoiser.onnx")}
@@ -132,6 +141,7 @@ BUILDERS: dict[str, Callable[[Path], Bundle]] = {
     "identity-sr": identity_sr,
     "aux-copy": aux_copy,
     "spread": spread,
+    "strided": strided,
     "toy-rddm": toy_rddm,
     "toy-ddim": toy_ddim,
     "blur-rddm": blur_rddm,

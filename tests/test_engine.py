@@ -81,6 +81,18 @@ def test_spatial_network_tiling_invariance_within_margin(tmp_path, bundles, bgrn
     assert np.abs(read(a).astype(int) - read(bgrn_tif)).mean() > 5  # and it did smooth
 
 
+def test_strided_network_aligned_to_global_grid(tmp_path, bundles, bgrn_tif):
+    """Tiles are snapped to the network's size multiple in global coordinates, so a network with a pooling
+    grid gives the same raster for tilings whose tiles start at arbitrary offsets."""
+    outs = []
+    for i, (tile, overlap) in enumerate([(37, 5), (64, 16), (101, 11), (400, 0)]):
+        out = tmp_path / f"s{i}.tif"
+        run(bgrn_tif, bundles["strided"], out, tile_size_px=tile, overlap_px=overlap)
+        outs.append(read(out))
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+
+
 def test_progress_counts_tiles_times_steps(tmp_path, bundles, bgrn_tif):
     seen: list[float] = []
 

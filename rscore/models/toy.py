@@ -100,3 +100,13 @@ class SpreadNet(nn.Module):
 
     def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return y * 1.0, y.std(dim=1, keepdim=True, unbiased=False)
+
+
+class StridedToy(nn.Module):
+    """x = y + (upsample(avgpool_4(y)) - y) / 2: not shift-equivariant (a 4 px pooling grid), so results
+    are tiling-independent only if the engine aligns tiles to the network's size multiple (4)."""
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        low = torch.nn.functional.avg_pool2d(y, 4)
+        up = torch.nn.functional.interpolate(low, scale_factor=4.0, mode="nearest")
+        return y + (up - y) * 0.5

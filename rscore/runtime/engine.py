@@ -336,24 +336,26 @@ class TiledRunner:
 
     def _run_tile(self, core: Window, fb: Feedback, tick: Callable[[], None]
                   ) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
-        m = self.s.margin_px
-        work = self.tiles.work(core, m)
+        # The padded window is the core grown by the margin, snapped outwards to multiples of the network's
+        # size multiple in *global* coordinates: strided layers then see the same pixel grid whatever the
+        # tiling. Outside the raster it is filled by reflection.
+        m, mult = self.s.margin_px, self.s.size_multiple
+        r0 = (core.row_off - m) // mult * mult
+        c0 = (core.col_off - m) // mult * mult
+        r1 = -(-(core.row_end + m) // mult) * mult
+        c1 = -(-(core.col_end + m) // mult) * mult
+        work = Window(max(0, r0), max(0, c0), min(self.grid.rows, r1) - max(0, r0),
+                      min(self.grid.cols, c1) - max(0, c0))
         y, valid = self._read_work(work)
         core_valid = valid[core.slices(work)]
         if not core_valid.any():
             return None
         aux = self._read_aux(work)
-        # reflect-pad the margin at raster edges, then up to the network's size multiple
-        pads = [work.row_off - (core.row_off - m), (core.row_end + m) - work.row_end,
-                work.col_off - (core.col_off - m), (core.col_end + m) - work.col_end]
-        mult = self.s.size_multiple
-        pads[1] += (-(y.shape[1] + pads[0] + pads[1])) % mult
-        pads[3] += (-(y.shape[2] + pads[2] + pads[3])) % mult
-        y = _pad_reflect(y, tuple(pads))
+        pads = (work.row_off - r0, r1 - work.row_end, work.col_off - c0, c1 - work.col_end)
+        y = _pad_reflect(y, pads)
         if aux is not None:
-            aux = _pad_reflect(aux, tuple(pads))
-        row_off = work.row_off - pads[0]
-        col_off = work.col_off - pads[2]
+            aux = _pad_reflect(aux, pads)
+        row_off, col_off = r0, c0
         crop = (slice(None), slice(core.row_off - row_off, core.row_end - row_off),
                 slice(core.col_off - col_off, core.col_end - col_off))
         samples = []

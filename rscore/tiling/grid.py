@@ -8,9 +8,9 @@ Vocabulary (all sizes in pixels):
   coordinate ``(j + 0.5) / scale_factor`` (pixel-corner convention, same origin).
 * *core window*: the part of the output a tile is responsible for; core windows overlap by ``overlap_px``
   and are blended there.
-* *work window*: the core window grown by the network's receptive margin and clipped to the raster; the
-  network sees it, reflect-padded by the margin at raster edges so that every tiling gives every pixel the
-  same context.
+* *work window*: the core window grown by the network's receptive margin, snapped to the network's size
+  multiple in global coordinates (see :meth:`rscore.runtime.engine.TiledRunner._run_tile`); the part
+  outside the raster is filled by reflection, so every tiling gives every pixel the same context.
 """
 
 from __future__ import annotations
@@ -138,14 +138,6 @@ class TilePlan:
     def rows_of_tiles(self) -> list[list[Window]]:
         """Core windows grouped by tile row, top to bottom."""
         return [[self.core(i, j) for j in range(len(self.col_starts))] for i in range(len(self.row_starts))]
-
-    def work(self, core: Window, margin_px: int) -> Window:
-        """Core window grown by ``margin_px`` on each side, clipped to the output grid."""
-        r0 = max(0, core.row_off - margin_px)
-        c0 = max(0, core.col_off - margin_px)
-        r1 = min(self.grid.rows, core.row_end + margin_px)
-        c1 = min(self.grid.cols, core.col_end + margin_px)
-        return Window(r0, c0, r1 - r0, c1 - c0)
 
 
 def plan_tiles(grid: OutputGrid, tile_px: int, overlap_px: int) -> TilePlan:
