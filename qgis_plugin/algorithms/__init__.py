@@ -1,6 +1,7 @@
 """Processing algorithms (one thin file each over :mod:`rscore.runtime`)."""
 
+from .dehaze import DehazeAlgorithm
 from .restore import RestoreAlgorithm
 
 #: explicit list, no folder scanning
-ALGORITHMS = (RestoreAlgorithm,)
+ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm)

@@ -6,6 +6,7 @@ Algorithms are thin: they turn parameters into an :class:`rscore.runtime.Restore
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -30,6 +31,20 @@ from rscore.diffusion.loop import Cancelled
 from rscore.raster.io import RasterError
 from rscore.runtime import DEVICES, RequestError, RestoreRequest, RuntimeMissing, restore
 from rscore.runtime.api import resolve_bands
+
+
+_PLUGIN_DIR = Path(__file__).resolve().parents[1]
+
+
+def shipped_bundle(name: str) -> Path:
+    """A bundle shipped with the plugin (``<plugin>/models/<name>``; in a source checkout ``models/<name>``)."""
+    for models in (_PLUGIN_DIR / "models", _PLUGIN_DIR.parent / "models"):
+        if (models / name / "manifest.json").is_file():
+            return models / name
+    raise QgsProcessingException(
+        f"the shipped model {name!r} is missing from {_PLUGIN_DIR / 'models'}; reinstall the plugin or choose a "
+        "model bundle folder with MODEL"
+    )
 
 
 class QgisFeedback:

@@ -20,7 +20,7 @@ from rscore.bundle.store import Bundle, load_bundle
 from rscore.diffusion.plan import make_plan
 from rscore.raster.io import InputRaster, RasterError
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
-from rscore.runtime.pipelines import PIPELINE_CLASSES, Pipeline
+from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, Pipeline
 from rscore.runtime.predictor import Device, OnnxStage, choose_providers, default_threads, get_session, import_onnxruntime
 
 
@@ -49,6 +49,8 @@ class RestoreRequest:
         aux_path: optional co-registered auxiliary raster (e.g. a reference date), warped onto the output grid.
         aux_bands: 1-based bands of ``aux_path`` (None: all).
         threads: onnxruntime intra-op threads (None: all cores).
+        extra_outputs: the bundle's extra outputs to write, name -> path (Float32).
+        coarse_only: run only the bundle's one-pass ``coarse`` stage, no diffusion (evaluation, previews).
     """
 
     input_path: str
@@ -67,6 +69,7 @@ class RestoreRequest:
     aux_bands: Sequence[int] | None = None
     threads: int | None = None
     extra_outputs: dict[str, str] = field(default_factory=dict)
+    coarse_only: bool = False
 
 
 @dataclass
@@ -84,8 +87,8 @@ class RestoreReport:
     summary: str
 
 
-def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None
-                   ) -> tuple[Pipeline, str]:
+def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
+                   coarse_only: bool = False) -> tuple[Pipeline, str]:
     """Sessions for every stage and the pipeline object; returns (pipeline, provider message)."""
     ort = import_onnxruntime()
     providers, message = choose_providers(device, list(ort.get_available_providers()))
@@ -96,6 +99,10 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
         for name, spec in m.stages.items()
     }
     plan = make_plan(m.sampler, steps) if m.sampler is not None else None
+    if coarse_only:
+        if "coarse" not in m.stages:
+            raise RequestError(f"model {m.name!r} has no one-pass coarse stage; coarse_only needs one")
+        return CoarseOnlyPipeline(m, stages, None), message
     return PIPELINE_CLASSES[m.pipeline](m, stages, plan), message
 
 
@@ -180,7 +187,9 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     for p in [request.uncertainty_path, *request.extra_outputs.values()]:
         if p and Path(p).resolve() == Path(request.output_path).resolve():
             raise RequestError("the uncertainty/extra output must be a different file from the main output")
-    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads)
+    if request.coarse_only:
+        steps = None
+    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only)
     settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
                               size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
                               samples=int(request.samples))
@@ -198,7 +207,7 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=m.aux or m.input) if aux else runner_probe
         summary = (
             f"model {m.name} ({m.pipeline}), {runner.tiles.num_tiles} tile(s) of {runner.tiles.tile_px} px, "
-            f"{steps if steps is not None else 1} step(s) x {request.samples} sample(s), "
+            f"{f'{steps} step(s)' if steps else 'one pass'} x {request.samples} sample(s), "
             f"output {runner.grid.cols} x {runner.grid.rows} px, {provider_msg}"
         )
         fb.info(summary)
@@ -216,7 +225,7 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         tiles_total=report.tiles_total,
         tiles_skipped=report.tiles_skipped,
         network_evals=report.network_evals,
-        steps=steps or 1,
+        steps=steps or 0,
         seconds=time.perf_counter() - t0,
         summary=summary,
     )

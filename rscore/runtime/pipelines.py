@@ -179,6 +179,21 @@ class DdimPipeline(_DiffusionPipeline):
         return {"image": self._loop(ctx, start, coarse, terms)}
 
 
+class CoarseOnlyPipeline(_DiffusionPipeline):
+    """Only the one-pass ``coarse`` stage of a diffusion bundle (stage-1 output, no sampling)."""
+
+    stochastic = False
+
+    @property
+    def evals_per_sample(self) -> int:
+        return 1
+
+    def run(self, ctx: TileContext) -> dict[str, np.ndarray]:
+        coarse = self._coarse(ctx)
+        assert coarse is not None
+        return {"image": coarse}
+
+
 PIPELINE_CLASSES: dict[str, type[Pipeline]] = {
     "direct": DirectPipeline,
     "rddm": RddmPipeline,

@@ -1,0 +1,130 @@
+"""Building blocks of the DS-RDMPD networks (METHODS.md section 2), designed for tiled inference on CPU.
+
+No block uses global pooling: attention statistics come from small local windows, so a network's output
+depends on a bounded neighbourhood and tiles agree with each other (the engine adds that margin).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def local_mean(x: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """Mean over a k x k neighbourhood (zero padding at the borders), as a fixed depthwise convolution:
+    on CPU its backward pass is several times faster than avg_pool2d's."""
+    c = x.shape[1]
+    w = torch.full((c, 1, k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
+    return F.conv2d(x, w, padding=k // 2, groups=c)
+
+
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, groups=groups)
+
+
+class ChannelNorm(nn.Module):
+    """Layer norm over channels at each pixel (no spatial statistics, so tiles stay independent)."""
+
+    def __init__(self, c: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, c, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)
+        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
+        return (x - mu) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class LocalChannelAttention(nn.Module):
+    """Channel attention from a 5x5 local mean (squeeze) and a two-layer 1x1 MLP (excite)."""
+
+    def __init__(self, c: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(4, c // reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.GELU(), nn.Conv2d(hidden, c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.mlp(local_mean(x)))
+
+
+class MCBlock(nn.Module):
+    """Multi-scale channel attention block: depthwise branches with dilations 1, 2, 3 (receptive fields
+    3, 5, 7), fused by a 1x1 conv, re-weighted by local channel attention, with a residual connection."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.norm = ChannelNorm(c)
+        self.branches = nn.ModuleList([conv(c, c, 3, dilation=d, groups=c) for d in (1, 2, 3)])
+        self.fuse = nn.Conv2d(3 * c, c, 1)
+        self.attn = LocalChannelAttention(c)
+        self.ffn = nn.Sequential(nn.Conv2d(c, 2 * c, 1), nn.GELU(), nn.Conv2d(2 * c, c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        h = self.fuse(torch.cat([b(h) for b in self.branches], dim=1))
+        x = x + self.attn(F.gelu(h))
+        return x + self.ffn(x)
+
+
+class ESSBlock(nn.Module):
+    """Efficient selective synthesis: two branches (3x3 and dilated 3x3) combined with per-pixel,
+    input-dependent selection weights (softmax over branches, selective-kernel style, from a local mean)."""
+
+    def __init__(self, c: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(4, c // reduction)
+        self.norm = ChannelNorm(c)
+        self.b1 = nn.Sequential(conv(c, c, 3, groups=c), nn.Conv2d(c, c, 1))
+        self.b2 = nn.Sequential(conv(c, c, 3, dilation=2, groups=c), nn.Conv2d(c, c, 1))
+        self.squeeze = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.GELU())
+        self.select = nn.Conv2d(hidden, 2 * c, 1)
+        self.out = nn.Conv2d(c, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        u1, u2 = F.gelu(self.b1(h)), F.gelu(self.b2(h))
+        a = self.select(self.squeeze(local_mean(u1 + u2)))
+        n, c2, hh, ww = a.shape
+        a = torch.softmax(a.view(n, 2, c2 // 2, hh, ww), dim=1)
+        return x + self.out(a[:, 0] * u1 + a[:, 1] * u2)
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal embedding of t in (0, 1] followed by an MLP; returns (N, dim)."""
+
+    def __init__(self, dim: int, freqs: int = 16) -> None:
+        super().__init__()
+        self.freqs = freqs
+        self.mlp = nn.Sequential(nn.Linear(2 * freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        k = torch.arange(self.freqs, device=t.device, dtype=torch.float32)
+        ang = t.reshape(-1, 1).float() * torch.exp(k * (math.log(1000.0) / self.freqs)).reshape(1, -1)
+        return self.mlp(torch.cat([torch.sin(ang), torch.cos(ang)], dim=1))
+
+
+class Down(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = conv(cin, cout, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Up(nn.Module):
+    """Nearest upsampling x2 + 3x3 conv, then merge with the skip connection by a 1x1 conv."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = conv(cin, cout, 3)
+        self.merge = nn.Conv2d(2 * cout, cout, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.merge(torch.cat([x, skip], dim=1))

@@ -1,0 +1,116 @@
+"""DS-RDMPD networks (METHODS.md section 2): the MCESS-UNet (stage 1) and the residual denoiser (stage 2).
+
+Both work in model units (per-band normalised), on (N, bands, rows, cols) with rows and cols multiples of
+4 (two stride-2 levels). Our own design in the spirit of the seed; choices are in docs/models/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rscore.models.blocks import Down, ESSBlock, MCBlock, TimeEmbedding, Up, conv
+
+SIZE_MULTIPLE = 4
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Widths and depths.
+
+    Attributes:
+        bands: image bands in and out.
+        width: channels at full resolution (x2 per level).
+        enc_blocks: MC blocks per encoder level (full, 1/2).
+        mid_blocks: ESS blocks at 1/4 resolution.
+        dec_blocks: ESS blocks per decoder level (1/2, full).
+    """
+
+    bands: int
+    width: int = 24
+    enc_blocks: int = 1
+    mid_blocks: int = 2
+    dec_blocks: int = 1
+
+
+class MCESSUNet(nn.Module):
+    """Stage 1: one-pass dehazing. Input y (hazy), output y + delta (global residual)."""
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        w = cfg.width
+        self.head = conv(cfg.bands, w)
+        self.enc1 = nn.Sequential(*[MCBlock(w) for _ in range(cfg.enc_blocks)])
+        self.down1 = Down(w, 2 * w)
+        self.enc2 = nn.Sequential(*[MCBlock(2 * w) for _ in range(cfg.enc_blocks)])
+        self.down2 = Down(2 * w, 4 * w)
+        self.mid = nn.Sequential(*[ESSBlock(4 * w) for _ in range(cfg.mid_blocks)])
+        self.up2 = Up(4 * w, 2 * w)
+        self.dec2 = nn.Sequential(*[ESSBlock(2 * w) for _ in range(cfg.dec_blocks)])
+        self.up1 = Up(2 * w, w)
+        self.dec1 = nn.Sequential(*[ESSBlock(w) for _ in range(cfg.dec_blocks)])
+        self.tail = conv(w, cfg.bands)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        h1 = self.enc1(self.head(y))
+        h2 = self.enc2(self.down1(h1))
+        h = self.mid(self.down2(h2))
+        h = self.dec2(self.up2(h, h2))
+        h = self.dec1(self.up1(h, h1))
+        return y + self.tail(h)
+
+
+class _TimeBlock(nn.Module):
+    """A block whose input is shifted and scaled per channel by the time embedding."""
+
+    def __init__(self, block: nn.Module, c: int, tdim: int) -> None:
+        super().__init__()
+        self.block = block
+        self.film = nn.Linear(tdim, 2 * c)
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(temb).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return self.block(x * (1 + scale) + shift)
+
+
+class ResidualDenoiser(nn.Module):
+    """Stage 2: RDDM residual predictor r_hat(x_t, y, coarse, t) with r = coarse - clean.
+
+    Inputs are concatenated (x_t, hazy input y, stage-1 output coarse); t conditions every block. Its
+    decoder is trained with a perceptual objective on x0_hat = coarse - r_hat ("perceptual decoding").
+    """
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__()
+        w, tdim = cfg.width, 4 * cfg.width
+        self.temb = TimeEmbedding(tdim)
+        self.head = conv(3 * cfg.bands, w)
+        self.enc1 = _TimeBlock(MCBlock(w), w, tdim)
+        self.down1 = Down(w, 2 * w)
+        self.enc2 = _TimeBlock(MCBlock(2 * w), 2 * w, tdim)
+        self.down2 = Down(2 * w, 4 * w)
+        self.mid = nn.ModuleList([_TimeBlock(ESSBlock(4 * w), 4 * w, tdim) for _ in range(cfg.mid_blocks)])
+        self.up2 = Up(4 * w, 2 * w)
+        self.dec2 = _TimeBlock(ESSBlock(2 * w), 2 * w, tdim)
+        self.up1 = Up(2 * w, w)
+        self.dec1 = _TimeBlock(ESSBlock(w), w, tdim)
+        self.tail = conv(w, cfg.bands)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        e = self.temb(t)
+        h1 = self.enc1(self.head(torch.cat([x_t, y, coarse], dim=1)), e)
+        h2 = self.enc2(self.down1(h1), e)
+        h = self.down2(h2)
+        for blk in self.mid:
+            h = blk(h, e)
+        h = self.dec2(self.up2(h, h2), e)
+        h = self.dec1(self.up1(h, h1), e)
+        return self.tail(h)
+
+
+def count_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())

@@ -1,0 +1,166 @@
+"""The generic training loop: bf16 autocast on CPU, AdamW, EMA weights, checkpoint and resume, a
+wall-clock budget, CSV logs. Tasks supply data, losses, validation and export (training/tasks/)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.config import TrainConfig
+
+
+class Task(Protocol):
+    """What a task provides to the harness."""
+
+    networks: nn.ModuleDict
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]: ...
+
+    def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    def validate(self, nets: nn.ModuleDict) -> dict[str, float]: ...
+
+    def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path: ...
+
+
+@dataclass
+class RunState:
+    step: int = 0
+    elapsed_s: float = 0.0
+
+
+class EMA:
+    """Exponential moving average of parameters and buffers (the exported weights)."""
+
+    def __init__(self, nets: nn.ModuleDict, decay: float) -> None:
+        self.decay = decay
+        self.shadow = copy.deepcopy(nets).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, nets: nn.ModuleDict, step: int) -> None:
+        d = min(self.decay, (1.0 + step) / (10.0 + step))  # warm-up: early weights are not over-weighted
+        for s, p in zip(self.shadow.parameters(), nets.parameters()):
+            s.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for s, b in zip(self.shadow.buffers(), nets.buffers()):
+            s.copy_(b)
+
+
+class _CsvLog:
+    """Appends rows to a CSV file (header from the first row written to a new file) and echoes them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.exists():
+            with open(path, newline="") as f:
+                self.fields = next(csv.reader(f), None)
+
+    def write(self, row: dict[str, Any]) -> None:
+        new = self.fields is None
+        if new:
+            self.fields = list(row)
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        print(self.path.stem, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in row.items()), flush=True)
+
+
+class Trainer:
+    """Runs a task under a config in ``run_dir`` (checkpoint ``ckpt.pt``, ``log.csv``, ``config.yaml``)."""
+
+    def __init__(self, cfg: TrainConfig, task: Task, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.task = task
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.nets = task.networks
+        self.opt = torch.optim.AdamW(self.nets.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = EMA(self.nets, cfg.ema_decay)
+        self.state = RunState()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.ckpt = run_dir / "ckpt.pt"
+        if self.ckpt.exists():
+            self._load()
+        cfg.dump(run_dir / "config.yaml")
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def _save(self) -> None:
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save({"nets": self.nets.state_dict(), "ema": self.ema.shadow.state_dict(),
+                    "opt": self.opt.state_dict(), "step": self.state.step, "elapsed_s": self.state.elapsed_s,
+                    "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+        tmp.replace(self.ckpt)
+
+    def _load(self) -> None:
+        ck = torch.load(self.ckpt, weights_only=False)
+        self.nets.load_state_dict(ck["nets"])
+        self.ema.shadow.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["opt"])
+        self.state = RunState(ck["step"], ck["elapsed_s"])
+        self.rng.bit_generator.state = ck["rng"]
+        torch.set_rng_state(ck["torch_rng"])
+        print(f"resumed {self.cfg.name} at step {self.state.step} ({self.state.elapsed_s / 60:.1f} min)", flush=True)
+
+    # ---- loop -----------------------------------------------------------------------------------
+    def _lr(self) -> float:
+        frac = min(1.0, self.state.elapsed_s / (60.0 * self.cfg.budget_minutes))
+        warm = min(1.0, (self.state.step + 1) / 100.0)
+        return self.cfg.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    def train(self) -> RunState:
+        cfg = self.cfg
+        budget_s = 60.0 * cfg.budget_minutes
+        logs = _CsvLog(self.run_dir / "log.csv"), _CsvLog(self.run_dir / "val.csv")
+        last_ckpt = time.monotonic()
+        while self.state.step < cfg.max_steps and self.state.elapsed_s < budget_s:
+            t0 = time.monotonic()
+            self.nets.train()
+            batch = self.task.batch(self.rng)
+            for g in self.opt.param_groups:
+                g["lr"] = self._lr()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                losses = self.task.losses(self.nets, batch)
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                raise FloatingPointError(f"non-finite loss at step {self.state.step}: {losses}")
+            self.opt.zero_grad(set_to_none=True)
+            total.backward()
+            nn.utils.clip_grad_norm_(self.nets.parameters(), 1.0)
+            self.opt.step()
+            self.ema.update(self.nets, self.state.step)
+            self.state.step += 1
+            self.state.elapsed_s += time.monotonic() - t0
+            head = {"step": self.state.step, "minutes": round(self.state.elapsed_s / 60, 3)}
+            if self.state.step % cfg.log_every == 0 or self.state.step == 1:
+                logs[0].write({**head, "lr": self._lr(), "loss": float(total),
+                               **{k: float(v) for k, v in losses.items()}})
+            if self.state.step % cfg.val_every == 0:
+                t1 = time.monotonic()
+                logs[1].write({**head, **self.task.validate(self.ema.shadow)})
+                self.state.elapsed_s += time.monotonic() - t1
+            if time.monotonic() - last_ckpt > 60.0 * cfg.checkpoint_minutes:
+                self._save()
+                last_ckpt = time.monotonic()
+        self._save()
+        return self.state
+
+    def export(self, out_dir: Path) -> Path:
+        """Export the EMA networks as a bundle (the task writes the manifest)."""
+        val = self.task.validate(self.ema.shadow)
+        info = {"steps": self.state.step, "train_minutes": round(self.state.elapsed_s / 60, 1),
+                "config": self.cfg.name, "final_validation": val}
+        return self.task.export(self.ema.shadow, out_dir, info)

@@ -1,0 +1,220 @@
+"""Dehazing after DS-RDMPD (METHODS.md section 2): MCESS-UNet (stage 1) + residual diffusion with
+perceptual decoding (stage 2), trained jointly.
+
+Per step: clean patches (geographic train split, augmented) are hazed on the fly; stage 1 maps the hazy
+patch to a coarse estimate (L1 + frequency loss); stage 2 learns the RDDM residual r = coarse - clean from
+x_t = clean + abar_t r + bbar_t eps, conditioned on the hazy patch and the coarse estimate, with an L1 loss
+on r and a VGG16 feature loss on x0_hat = coarse - r_hat. Stage 1's output is detached for stage 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
+from rscore.degradations.haze import add_haze
+from rscore.degradations.resample import area_resample
+from rscore.diffusion.plan import SamplerConfig, make_plan
+from rscore.models.dsrdmpd import SIZE_MULTIPLE, MCESSUNet, ResidualDenoiser, UNetConfig, count_params
+from rscore.torch_ops.diffusion import ForwardTables, sample_torch
+from training.config import TrainConfig
+from training.tasks.imagery import Pool, load_pool
+
+LEVELS = ("thin", "moderate", "thick")
+
+
+def alternate_haze(clean: np.ndarray, wavelengths_nm: tuple[float, ...], rng: np.random.Generator,
+                   domain: str) -> np.ndarray:
+    """A second, deliberately different haze generator (so the model does not learn one generator):
+    transmission from a bilinearly upsampled coarse random grid plus a ramp, wavelength dependence
+    drawn per image (from grey to strongly blue), airlight with a random colour cast."""
+    bands, rows, cols = clean.shape
+    g = rng.uniform(0.0, 1.0, size=(int(rng.integers(2, 6)), int(rng.integers(2, 6))))
+    yy = np.linspace(0, g.shape[0] - 1, rows)
+    xx = np.linspace(0, g.shape[1] - 1, cols)
+    gy = np.array([np.interp(xx, np.arange(g.shape[1]), row) for row in g])  # (g_rows, cols)
+    field = np.array([np.interp(yy, np.arange(g.shape[0]), gy[:, c]) for c in range(cols)]).T
+    ang = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(ang) * np.mgrid[0:rows, 0:cols][1] / cols + np.sin(ang) * np.mgrid[0:rows, 0:cols][0] / rows)
+    depth = 0.4 + field + rng.uniform(0, 0.8) * ramp
+    depth = np.clip(depth, 0.05, None)
+    beta = rng.uniform(0.1, 1.6)
+    alpha = rng.uniform(-0.3, 2.0)
+    lam = np.asarray(wavelengths_nm) / 550.0
+    t = np.exp(-beta * lam[:, None, None] ** (-alpha) * depth[None])
+    top = 1.0 if domain == "rgb8" else 0.6
+    a = rng.uniform(0.5, 1.0) * top * (1 + rng.uniform(-0.15, 0.15, size=bands))
+    return (clean * t + a[:, None, None] * (1 - t)).astype(np.float32)
+
+
+class DehazeTask:
+    """Data, losses, validation and export of the two-stage dehazing model."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.bands = tuple(cfg.data["bands"])
+        self.domain = cfg.data.get("domain", "reflectance")
+        self.pool: Pool = load_pool(cfg.data, self.bands)
+        stats_rng = np.random.default_rng(1234)
+        # Normalisation statistics over clean *and* hazy patches: the network input spans both.
+        clean_s = self.pool.patches("train", 64, 128, stats_rng)
+        sample = np.concatenate([clean_s, np.stack([self._haze(c, stats_rng) for c in clean_s])])
+        self.mean = sample.mean(axis=(0, 2, 3)).astype(np.float64)
+        self.std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).astype(np.float64)
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        m = cfg.model
+        self.sampler = SamplerConfig("rddm", num_timesteps=int(m.get("num_timesteps", 1000)),
+                                     default_steps=int(m.get("default_steps", 5)), eta=0.0,
+                                     beta_bar_T_sq=float(m.get("beta_bar_T_sq", 0.01)))
+        self.tables = ForwardTables.from_config(self.sampler)
+        n = len(self.bands)
+        self.networks = nn.ModuleDict({
+            "coarse": MCESSUNet(UNetConfig(n, width=int(m.get("coarse_width", 16)))),
+            "denoiser": ResidualDenoiser(UNetConfig(n, width=int(m.get("denoiser_width", 16)))),
+        })
+        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        self.vgg: nn.Module | None = None
+        if float(cfg.loss.get("perceptual", 0.0)) > 0:
+            from rscore.metrics.lpips import VGGFeatureLoss
+
+            self.vgg = VGGFeatureLoss(n_layers=int(cfg.loss.get("vgg_layers", 2)))
+        vrng = np.random.default_rng(777)
+        nval = int(cfg.data.get("val_patches", 12))
+        clean = self.pool.patches("val", int(cfg.data.get("val_patch_px", 128)), nval, vrng)
+        hazy = np.stack([self._haze(c, vrng, LEVELS[i % 3], alternate=False) for i, c in enumerate(clean)])
+        self.val_clean, self.val_hazy = clean, hazy
+
+    # ---- data -----------------------------------------------------------------------------------
+    def _haze(self, clean: np.ndarray, rng: np.random.Generator, level: str | None = None,
+              alternate: bool | None = None) -> np.ndarray:
+        if alternate is None:
+            alternate = rng.random() < float(self.cfg.data.get("alternate_haze", 0.3))
+        if alternate:
+            hazy = alternate_haze(clean, self.pool.wavelengths_nm, rng, self.domain)
+        else:
+            hazy = add_haze(clean, self.pool.wavelengths_nm, rng, level=level)[0].image
+        if self.domain == "rgb8":
+            return np.round(np.clip(hazy, 0.0, 1.0) * 255.0) / 255.0
+        return np.round(np.clip(hazy, 0.0, 1.5) * 1e4) / 1e4
+
+    def _augment(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        p = self.cfg.patch_px
+        out = np.empty((n, len(self.bands), p, p), np.float32)
+        for i in range(n):
+            f = float(rng.uniform(1.0, 2.5)) if rng.random() < 0.4 else 1.0
+            big = self.pool.patches("train", int(np.ceil(p * f)), 1, rng)[0]
+            img = area_resample(big, f)[:, :p, :p] if f > 1.0 else big
+            img = np.rot90(img, int(rng.integers(4)), axes=(1, 2))
+            if rng.random() < 0.5:
+                img = img[:, :, ::-1]
+            if self.domain == "rgb8":
+                img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
+            else:
+                img = img * rng.uniform(0.75, 1.3) * (1 + 0.08 * rng.standard_normal(len(self.bands)))[:, None, None]
+            out[i] = np.clip(img, 0.0, 1.0)
+        return out
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        clean = self._augment(rng, self.cfg.batch_size)
+        clear_frac = float(self.cfg.data.get("clear_fraction", 0.1))
+        hazy = np.stack([c if rng.random() < clear_frac else self._haze(c, rng) for c in clean])
+        return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy))}
+
+    def norm(self, phys: torch.Tensor) -> torch.Tensor:
+        return (phys - self._mean_t) / self._std_t
+
+    def denorm(self, model: torch.Tensor) -> torch.Tensor:
+        return model * self._std_t + self._mean_t
+
+    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
+        """Model units -> RGB in [-1, 1] for the VGG loss (reflectance 0-0.5 or 8-bit 0-1 spans it)."""
+        top = 1.0 if self.domain == "rgb8" else 0.5
+        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        clean, hazy = batch["clean"], batch["hazy"]
+        coarse = nets["coarse"](hazy)
+        l1 = F.l1_loss(coarse.float(), clean)
+        freq = (torch.fft.rfft2(coarse.float()) - torch.fft.rfft2(clean)).abs().mean() / coarse.shape[-1]
+        out = {"coarse_l1": l1, "coarse_freq": float(self.cfg.loss.get("frequency", 0.05)) * freq}
+        y0 = coarse.detach().float()
+        r = y0 - clean
+        b = clean.shape[0]
+        t = torch.randint(1, self.sampler.num_timesteps + 1, (b,))
+        eps = torch.randn_like(clean)
+        x_t = self.tables.q_sample(clean, y0, t, eps)
+        r_hat = nets["denoiser"](x_t, hazy, y0, self.tables.t_model(t)).float()
+        out["res_l1"] = F.l1_loss(r_hat, r)
+        w = float(self.cfg.loss.get("perceptual", 0.0))
+        if self.vgg is not None and w > 0:
+            x0_hat = y0 - r_hat
+            out["perceptual"] = w * self.vgg(self._rgb_pm1(x0_hat), self._rgb_pm1(clean))
+        return out
+
+    # ---- validation -----------------------------------------------------------------------------
+    def restore_torch(self, nets: nn.ModuleDict, hazy_phys: np.ndarray, steps: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(stage 1 output, full two-stage output) in physical units for a batch of hazy patches."""
+        plan = make_plan(self.sampler, steps)
+        y = self.norm(torch.from_numpy(np.ascontiguousarray(hazy_phys, dtype=np.float32)))
+        with torch.no_grad():
+            coarse = nets["coarse"](y)
+            outs = []
+            for i in range(y.shape[0]):
+                yi, ci = y[i : i + 1], coarse[i : i + 1]
+
+                def den(x, start, t, yi=yi, ci=ci):  # noqa: ANN001
+                    return {"res": nets["denoiser"](x, yi, ci, t)}
+
+                g = torch.Generator().manual_seed(i)
+                fixed = {k: torch.randn(ci.shape, generator=g) for k in range(-1, plan.num_steps)}
+                outs.append(sample_torch(plan, ci, den, lambda k, fixed=fixed: fixed[k]))
+            full = torch.cat(outs)
+        return self.denorm(coarse).numpy(), self.denorm(full).numpy()
+
+    def validate(self, nets: nn.ModuleDict) -> dict[str, float]:
+        from rscore.metrics.fidelity import psnr
+
+        nets.eval()
+        coarse, full = self.restore_torch(nets, self.val_hazy)
+        rng_ = 1.0 if self.domain == "rgb8" else 0.5
+
+        def mean_psnr(est: np.ndarray) -> float:
+            return float(np.mean([psnr(c, e, rng_) for c, e in zip(self.val_clean, est)]))
+
+        return {"psnr_input": mean_psnr(self.val_hazy), "psnr_coarse": mean_psnr(coarse),
+                "psnr_full": mean_psnr(full)}
+
+    # ---- export ---------------------------------------------------------------------------------
+    def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
+        from export.bundle_writer import build_bundle
+        from export.onnx_export import StageExport
+
+        nets = nets.float().eval()
+        e = self.cfg.export
+        stages = {
+            "coarse": StageExport(nets["coarse"], ("y",), ("x",), "coarse.onnx"),
+            "denoiser": StageExport(nets["denoiser"], ("x_t", "y", "coarse", "t"), ("res",), "denoiser.onnx"),
+        }
+        spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
+        manifest = Manifest(
+            name=self.cfg.name, task="dehaze", title=str(e.get("title", self.cfg.name)), pipeline="rddm",
+            input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
+            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+            tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", 1024)), overlap_px=int(e.get("overlap_px", 32)),
+                                  margin_px=int(e.get("margin_px", 48)), size_multiple=SIZE_MULTIPLE),
+            sampler=self.sampler, native_resolution_m=e.get("native_resolution_m"),
+            description=str(e.get("description", "")),
+            training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
+                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
+        )
+        bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
+        return bundle.root
