@@ -1,0 +1,17 @@
+"""Classical restoration baselines (numpy only), evaluated beside the model bundles by ``training/evaluate.py``.
+
+``dark_channel``: dark-channel prior dehazing (He, Sun and Tang 2009/2011) with a guided-filter refinement.
+"""
+
+from rscore.baselines.dark_channel import (
+    DarkChannelParams,
+    DarkChannelResult,
+    box_mean,
+    dark_channel,
+    dehaze_dcp,
+    guided_filter,
+    visible_band_indices,
+)
+
+__all__ = ["DarkChannelParams", "DarkChannelResult", "box_mean", "dark_channel", "dehaze_dcp", "guided_filter",
+           "visible_band_indices"]
