@@ -146,8 +146,8 @@ class Trainer:
             self.state.elapsed_s += time.monotonic() - t0
             head = {"step": self.state.step, "minutes": round(self.state.elapsed_s / 60, 3)}
             if self.state.step % cfg.log_every == 0 or self.state.step == 1:
-                logs[0].write({**head, "lr": self._lr(), "loss": float(total),
-                               **{k: float(v) for k, v in losses.items()}})
+                logs[0].write({**head, "lr": self._lr(), "loss": float(total.detach()),
+                               **{k: float(v.detach()) for k, v in losses.items()}})
             if self.state.step % cfg.val_every == 0:
                 t1 = time.monotonic()
                 logs[1].write({**head, **self.task.validate(self.ema.shadow)})

@@ -13,12 +13,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def local_mean(x: torch.Tensor, k: int = 5) -> torch.Tensor:
-    """Mean over a k x k neighbourhood (zero padding at the borders), as a fixed depthwise convolution:
-    on CPU its backward pass is several times faster than avg_pool2d's."""
-    c = x.shape[1]
-    w = torch.full((c, 1, k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
-    return F.conv2d(x, w, padding=k // 2, groups=c)
+class LocalMean(nn.Module):
+    """Mean over a k x k neighbourhood (zero padding at the borders) as a fixed depthwise convolution: on
+    CPU its backward pass is several times faster than avg_pool2d's, and it exports to ONNX as a Conv.
+    The kernel is a non-persistent buffer (not in state_dict: nothing to learn or to checkpoint)."""
+
+    def __init__(self, c: int, k: int = 5) -> None:
+        super().__init__()
+        self.register_buffer("kernel", torch.full((c, 1, k, k), 1.0 / (k * k)), persistent=False)
+        self.pad = k // 2
+        self.c = c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel.to(x.dtype), padding=self.pad, groups=self.c)
 
 
 def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -47,9 +54,10 @@ class LocalChannelAttention(nn.Module):
         super().__init__()
         hidden = max(4, c // reduction)
         self.mlp = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.GELU(), nn.Conv2d(hidden, c, 1))
+        self.mean = LocalMean(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.mlp(local_mean(x)))
+        return x * torch.sigmoid(self.mlp(self.mean(x)))
 
 
 class MCBlock(nn.Module):
@@ -84,11 +92,12 @@ class ESSBlock(nn.Module):
         self.squeeze = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.GELU())
         self.select = nn.Conv2d(hidden, 2 * c, 1)
         self.out = nn.Conv2d(c, c, 1)
+        self.mean = LocalMean(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
         u1, u2 = F.gelu(self.b1(h)), F.gelu(self.b2(h))
-        a = self.select(self.squeeze(local_mean(u1 + u2)))
+        a = self.select(self.squeeze(self.mean(u1 + u2)))
         n, c2, hh, ww = a.shape
         a = torch.softmax(a.view(n, 2, c2 // 2, hh, ww), dim=1)
         return x + self.out(a[:, 0] * u1 + a[:, 1] * u2)
