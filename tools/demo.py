@@ -36,6 +36,13 @@ class DemoJob:
 
 JOBS = (
     DemoJob(
+        name="s2_dehazed",
+        algorithm="rsrestore:dehaze",
+        input=ROOT / "data" / "samples" / "s2_hazy_bgrn_512.tif",
+        params={"SEED": "0"},
+        rgb_bands=(3, 2, 1),
+    ),
+    DemoJob(
         name="s2_demo_smooth",
         algorithm="rsrestore:restore",
         input=ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif",

@@ -213,8 +213,24 @@ def _fmt(v: float, digits: int) -> str:
 
 
 # ---- dehaze suite ---------------------------------------------------------------------------------------
-Condition = Literal["thin", "moderate", "thick", "alternate"]
-CONDITIONS: tuple[Condition, ...] = (*LEVELS, "alternate")
+Condition = Literal["thin", "moderate", "thick", "alternate", "unseen"]
+CONDITIONS: tuple[Condition, ...] = (*LEVELS, "alternate", "unseen")
+
+
+def unseen_haze(clean: np.ndarray, wavelengths: tuple[float, ...], domain: str,
+                rng: np.random.Generator) -> np.ndarray:
+    """An evaluation-only haze model that no training generator uses: attenuation and path radiance drawn
+    independently (``I = J * t_b + L_b * g(x)``), Rayleigh-like ``t_b`` (lambda^-4 optical depth), path
+    radiance ``L_b`` falling as lambda^-2, and a smooth multiplicative gradient g in [0.6, 1.4]."""
+    bands, rows, cols = clean.shape
+    lam = np.asarray(wavelengths, np.float64) / 550.0
+    t = np.exp(-rng.uniform(0.1, 0.5) * lam ** -4.0)
+    top = 0.9 if domain == "rgb8" else 0.35
+    path = rng.uniform(0.3, 1.0) * top * lam ** -2.0
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    ang = rng.uniform(0, 2 * np.pi)
+    g = 1.0 + 0.4 * (np.cos(ang) * (2 * xx / cols - 1) + np.sin(ang) * (2 * yy / rows - 1)) / np.sqrt(2)
+    return (clean * t[:, None, None] + path[:, None, None] * g[None]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -261,7 +277,7 @@ class DehazeSuiteConfig:
 
     bundles: tuple[DehazeBundle, ...]
     crop_px: int = 256
-    crops: int = 8
+    crops: int = 6
     quick_crops: int = 2
     steps: tuple[int, ...] = (1, 3, 5, 10)
     strips: int = 3
@@ -316,6 +332,8 @@ def _haze(clean: np.ndarray, condition: Condition, wavelengths: tuple[float, ...
           rng: np.random.Generator) -> np.ndarray:
     if condition == "alternate":
         return alternate_haze(clean, wavelengths, rng, domain)
+    if condition == "unseen":
+        return unseen_haze(clean, wavelengths, domain, rng)
     return add_haze(clean, wavelengths, rng, level=condition)[0].image
 
 
@@ -460,8 +478,13 @@ def _alternate_note(fraction: float) -> str:
     return "The alternate generator is not used in this bundle's training: its row is an unseen haze model."
 
 
+UNSEEN_NOTE = ("The *unseen generator* rows use a haze model that no training generator uses (independent "
+               "Rayleigh-like attenuation and lambda^-2 path radiance with a smooth gradient, "
+               "`training/evaluate.py: unseen_haze`): they measure generalisation to haze made differently.")
+
+
 def _condition_label(cond: str) -> str:
-    return "alternate generator" if cond == "alternate" else cond
+    return {"alternate": "alternate generator", "unseen": "unseen generator (evaluation only)"}.get(cond, cond)
 
 
 def dehaze_reading(res: DehazeBundleResult) -> str:
@@ -532,7 +555,7 @@ def dehaze_markdown(results: Sequence[DehazeBundleResult], skipped: Sequence[str
             "",
             f"{res.n_crops} crops of {res.crop_px} × {res.crop_px} px × {len(CONDITIONS)} conditions, sources "
             f"{', '.join(res.sources)} (test windows of: {', '.join(res.scenes)}). Bundle default: "
-            f"{res.default_steps} step(s). {_alternate_note(res.alternate_fraction)}",
+            f"{res.default_steps} step(s). {_alternate_note(res.alternate_fraction)} {UNSEEN_NOTE}",
             "",
             dehaze_table(res),
             "",
