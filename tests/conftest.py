@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,3 +45,26 @@ def qgis_env(tmp_path: Path) -> dict[str, str]:
     env.update(HOME=str(home), QGIS_PLUGINPATH=str(plugins), QT_QPA_PLATFORM="offscreen",
                XDG_RUNTIME_DIR=str(tmp_path / "xdg"))
     return env
+
+
+@pytest.fixture(scope="session")
+def qgis_app():
+    """A headless QgsApplication with the rsrestore provider registered from the source tree."""
+    pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from qgis.core import QgsApplication
+
+    app = QgsApplication.instance() or QgsApplication([], False)
+    app.initQgis()
+    from qgis_plugin.plugin import RsRestorePlugin
+
+    plugin = RsRestorePlugin()
+    plugin.initProcessing()
+    yield app
+    plugin.unload()
+
+
+def run_qgis_process(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``tools/qgis_process ARGS`` as a subprocess (what a user scripts)."""
+    return subprocess.run([str(ROOT / "tools" / "qgis_process"), *args], env=env, capture_output=True, text=True,
+                          timeout=600)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,32 +10,17 @@ from osgeo import gdal
 
 from rscore.degradations.haze import add_haze
 from rscore.metrics.fidelity import psnr
+from tests.conftest import run_qgis_process
 from tests.fixtures import rasters
 
 pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
 pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
-QGIS_PROCESS = str(ROOT / "tools" / "qgis_process")
 SAMPLES = ROOT / "data" / "samples"
 PARAMS = ["INPUT", "BANDS", "MODEL", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
-
-
-@pytest.fixture(scope="module")
-def qgis_app():
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from qgis.core import QgsApplication
-
-    app = QgsApplication.instance() or QgsApplication([], False)
-    app.initQgis()
-    from qgis_plugin.plugin import RsRestorePlugin
-
-    plugin = RsRestorePlugin()
-    plugin.initProcessing()
-    yield app
-    plugin.unload()
 
 
 def _alg(name: str = "rsrestore:dehaze"):
@@ -129,19 +112,16 @@ def test_two_bands_and_wrong_type_refused(qgis_app, tmp_path):
     assert not (tmp_path / "o.tif").exists()
 
 
-def _qp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=600)
-
 
 def test_qgis_process_dehaze_and_modeler_chain(qgis_env, hazy_s2, tmp_path):
-    assert _qp(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
-    assert "rsrestore:dehaze" in _qp(qgis_env, "list").stdout
+    assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
+    assert "rsrestore:dehaze" in run_qgis_process(qgis_env, "list").stdout
     path, _ = hazy_s2
     two = rasters.write(tmp_path / "two.tif", np.round(rasters.scene(2, 40, 40) * 1e4))
-    r = _qp(qgis_env, "run", "rsrestore:dehaze", "--", f"INPUT={two}", f"OUTPUT={tmp_path / 'x.tif'}")
+    r = run_qgis_process(qgis_env, "run", "rsrestore:dehaze", "--", f"INPUT={two}", f"OUTPUT={tmp_path / 'x.tif'}")
     assert r.returncode == 1 and "needs 4 bands" in r.stdout + r.stderr and not (tmp_path / "x.tif").exists()
     out = tmp_path / "chain.tif"
-    r = _qp(qgis_env, "run", str(ROOT / "tests" / "fixtures" / "dehaze_chain.model3"), "--", f"hazy={path}",
+    r = run_qgis_process(qgis_env, "run", str(ROOT / "tests" / "fixtures" / "dehaze_chain.model3"), "--", f"hazy={path}",
             f"second_model={ROOT / 'models' / 'demo-smooth-bgrn'}", f"second:result={out}")
     assert r.returncode == 0, r.stdout + r.stderr
     dst, src = gdal.Open(str(out)), gdal.Open(str(path))

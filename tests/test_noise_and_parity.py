@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rscore.diffusion import SamplerConfig, gaussian_field, make_plan
+from rscore.diffusion import gaussian_field
 
 
 def test_noise_depends_only_on_global_position():
@@ -37,7 +37,6 @@ def test_numpy_onnx_loop_matches_torch_loop(bundles, family):
     """The plugin's pipeline (numpy loop + onnxruntime) and the training loop (torch) agree given the same
     injected noise."""
     torch = pytest.importorskip("torch")
-    from export.build_bundles import BUILDERS  # noqa: F401  (bundles fixture built them)
     from rscore.bundle import load_bundle
     from rscore.diffusion.plan import make_plan as mk
     from rscore.models.toy import PointwiseEpsToy, TinyConvDenoiser

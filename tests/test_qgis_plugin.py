@@ -5,37 +5,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
+from tests.conftest import run_qgis_process
 from tests.fixtures import rasters
 
 qgis_core = pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
 pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
-QGIS_PROCESS = str(ROOT / "tools" / "qgis_process")
 DEMO = ROOT / "models" / "demo-smooth-bgrn"
 PARAMS = ["INPUT", "BANDS", "MODEL", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
-
-
-@pytest.fixture(scope="module")
-def qgis_app():
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from qgis.core import QgsApplication
-
-    app = QgsApplication.instance() or QgsApplication([], False)
-    app.initQgis()
-    from qgis_plugin.plugin import RsRestorePlugin
-
-    plugin = RsRestorePlugin()
-    plugin.initProcessing()
-    yield app
-    plugin.unload()
 
 
 def _alg(qgis_app):
@@ -95,22 +79,19 @@ def test_cancel_in_process_leaves_no_output(qgis_app, tmp_path, bgrn_tif):
 
 
 # ---- qgis_process --------------------------------------------------------------------------------------------
-def _qp(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True, timeout=300)
-
 
 @pytest.fixture()
 def enabled_env(qgis_env):
-    r = _qp(qgis_env, "plugins", "enable", "rsrestore")
+    r = run_qgis_process(qgis_env, "plugins", "enable", "rsrestore")
     assert r.returncode == 0, r.stdout + r.stderr
     return qgis_env
 
 
 def test_qgis_process_lists_and_runs(enabled_env, tmp_path, bgrn_tif):
-    listing = _qp(enabled_env, "list")
+    listing = run_qgis_process(enabled_env, "list")
     assert "rsrestore:restore" in listing.stdout
     out = tmp_path / "qp.tif"
-    r = _qp(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={bgrn_tif}", f"MODEL={DEMO}", "SEED=2",
+    r = run_qgis_process(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={bgrn_tif}", f"MODEL={DEMO}", "SEED=2",
             f"OUTPUT={out}")
     assert r.returncode == 0, r.stdout + r.stderr
     src, dst = gdal.Open(str(bgrn_tif)), gdal.Open(str(out))
@@ -124,7 +105,7 @@ def test_qgis_process_lists_and_runs(enabled_env, tmp_path, bgrn_tif):
 def test_qgis_process_refuses_two_bands(enabled_env, tmp_path):
     two = rasters.write(tmp_path / "two.tif", np.round(rasters.scene(2, 30, 30) * 1e4))
     out = tmp_path / "o.tif"
-    r = _qp(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={two}", f"MODEL={DEMO}", f"OUTPUT={out}")
+    r = run_qgis_process(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={two}", f"MODEL={DEMO}", f"OUTPUT={out}")
     assert r.returncode == 1
     assert "needs 4 band(s)" in r.stdout + r.stderr
     assert not out.exists()
