@@ -136,7 +136,8 @@ def test_nodata_stays_nodata_and_never_leaks(tmp_path, bundles):
     assert (a[:, ~hole] != 0).all()
     # the raw nodata value (0 vs 65535) has no influence on any valid pixel
     np.testing.assert_array_equal(a[:, ~hole], b[:, ~hole])
-    assert gdal.Open(str(a_out)).GetRasterBand(1).GetNoDataValue() == 0
+    a_ds = gdal.Open(str(a_out))
+    assert a_ds.GetRasterBand(1).GetNoDataValue() == 0
     assert rep.tiles_skipped > 0 and rep.network_evals == (rep.tiles_total - rep.tiles_skipped) * 5
 
 
@@ -347,3 +348,82 @@ def test_bad_tiling_parameters(tmp_path, bundles, bgrn_tif):
         run(bgrn_tif, bundles["identity"], tmp_path / "o.tif", tile_size_px=32, overlap_px=32)
     with pytest.raises(RequestError, match="steps must be between 1 and 1000"):
         run(bgrn_tif, bundles["toy-rddm"], tmp_path / "o.tif", steps=5000)
+
+
+# ---- review fixes: paths, radiometric metadata, float nodata, failed writes ------------------------------
+def test_output_equal_to_input_refused(tmp_path, bundles):
+    inp = rasters.reflectance_uint16(tmp_path / "same.tif", rows=30, cols=30)
+    before = inp.read_bytes()
+    with pytest.raises(RequestError, match="is also an input"):
+        run(inp, bundles["identity"], inp)
+    with pytest.raises(RequestError, match="same file"):
+        run(inp, bundles["toy-rddm"], tmp_path / "o.tif", uncertainty_path=str(tmp_path / "o.tif"))
+    assert inp.read_bytes() == before
+
+
+def test_band_scale_offset_metadata_used_and_kept(tmp_path, bundles):
+    """A raster that declares its scaling (Landsat C2 SR: DN x 2.75e-5 - 0.2) reaches the model in physical
+    units through it, and the output carries the same scaling."""
+    refl = rasters.scene(4, 40, 50, seed=3)
+    dn = np.round((refl + 0.2) / 2.75e-5)
+    inp = rasters.write(tmp_path / "c2.tif", dn, "UInt16")
+    ds = gdal.Open(str(inp), gdal.GA_Update)
+    for b in range(1, 5):
+        ds.GetRasterBand(b).SetScale(2.75e-5)
+        ds.GetRasterBand(b).SetOffset(-0.2)
+    ds = None
+    out = tmp_path / "o.tif"
+    run(inp, bundles["spread"], out, extra_outputs={"spread": str(tmp_path / "s.tif")})
+    np.testing.assert_array_equal(read(out), dn)  # identity through DN -> reflectance -> DN
+    # the spread band is computed in physical units (reflectance), not in DN x 1e-4
+    np.testing.assert_allclose(read(tmp_path / "s.tif"), (dn * 2.75e-5 - 0.2).std(axis=0), atol=1e-4)
+    ds = gdal.Open(str(out))  # keep the dataset alive while its band is used
+    o = ds.GetRasterBand(1)
+    assert (o.GetScale(), o.GetOffset()) == (2.75e-5, -0.2)
+
+
+def test_float_output_never_equals_nodata(tmp_path, bundles):
+    data = np.full((4, 10, 10), 0.5, np.float32)
+    data[:, 0, 0] = -1.0
+    inp = rasters.write(tmp_path / "f.tif", data, "Float32", nodata=-1.0)
+    bundle = tmp_path / "shift"
+    shutil.copytree(bundles["identity"], bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    m["output"]["mean"] = [-1.5] * 4  # valid 0.5 -> -1.0 == nodata
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    run(inp, bundle, tmp_path / "o.tif")
+    ds = gdal.Open(str(tmp_path / "o.tif"))
+    o = ds.ReadAsArray()
+    assert (o[:, 0, 0] == -1.0).all() and (o[:, 1:, :] != -1.0).all() and np.allclose(o[:, 1:, :], -1.0)
+
+
+PROBE_DISK_FULL = """
+import resource, signal, sys
+sys.path.insert(0, {root!r})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+from rscore.runtime import RestoreRequest, restore
+from rscore.raster import RasterError
+try:
+    restore(RestoreRequest({inp!r}, {bundle!r}, {out!r}, tile_size_px=256))
+except RasterError as exc:
+    print("RasterError:", exc)
+"""
+
+
+def test_disk_full_leaves_previous_output(tmp_path, bundles):
+    """A write error at flush time (file size limit as a stand-in for a full disk) must not replace the
+    previous output with a truncated file."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    inp = rasters.write(tmp_path / "noise.tif", rng.integers(0, 60000, (4, 300, 300)), "UInt16")
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"previous")
+    code = PROBE_DISK_FULL.format(root=str(Path(__file__).resolve().parents[1]), inp=str(inp),
+                                  bundle=str(bundles["identity"]), out=str(out))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "RasterError:" in r.stdout and "disk full" in r.stdout, r.stdout + r.stderr
+    assert out.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.tif", "o.tif"]

@@ -46,8 +46,6 @@ from training.config import TrainConfig  # noqa: E402
 from training.tasks.dehaze import LEVELS, alternate_haze  # noqa: E402
 from training.tasks.imagery import DEFAULT_CACHE, load_pool  # noqa: E402
 
-gdal.UseExceptions()
-
 CONFIGS = ROOT / "training" / "configs"
 SAMPLES = ROOT / "data" / "samples"
 METRIC_COLUMNS = ("PSNR (dB) ↑", "SSIM ↑", "SAM (°) ↓", "LPIPS ↓", "s / Mpx")

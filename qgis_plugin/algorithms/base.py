@@ -166,12 +166,10 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("Choose a model bundle folder (MODEL)."))
         return path
 
-    @staticmethod
-    def _optional_int(parameters: dict[str, Any], name: str, unset: int) -> int | None:
-        v = parameters.get(name)
-        if v is None or v == "":
-            return None
-        v = int(v)
+    def _optional_int(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
+                      unset: int) -> int | None:
+        """The integer value, or None when it equals ``unset`` (the model's default)."""
+        v = self.parameterAsInt(parameters, name, context)
         return None if v == unset else v
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
@@ -186,9 +184,9 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             bundle_path=self.bundle_path(parameters, context, layer),
             output_path=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             bands=bands,
-            steps=self._optional_int(parameters, self.STEPS, 0),
-            tile_size_px=self._optional_int(parameters, self.TILE_SIZE, 0),
-            overlap_px=self._optional_int(parameters, self.OVERLAP, -1),
+            steps=self._optional_int(parameters, self.STEPS, context, 0),
+            tile_size_px=self._optional_int(parameters, self.TILE_SIZE, context, 0),
+            overlap_px=self._optional_int(parameters, self.OVERLAP, context, -1),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             **self.extra_request_fields(parameters, context),
@@ -216,6 +214,22 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("Cancelled: no output was written.")) from None
         except (BundleError, RasterError, RequestError, RuntimeMissing, ValueError) as exc:
             raise QgsProcessingException(str(exc)) from None
+        except MemoryError:
+            raise QgsProcessingException(self.tr(
+                "Out of memory: reduce TILE_SIZE (advanced parameters) and run again; no output was written."
+            )) from None
+        except OSError as exc:
+            raise QgsProcessingException(self.tr(
+                f"Cannot write the output ({exc}). If the file is open in QGIS or another program, close it, or "
+                "choose another output file or folder; no output was written."
+            )) from None
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            raise QgsProcessingException(self.tr(
+                f"The model failed to run ({exc}). On a GPU this is usually a lack of GPU memory: reduce "
+                "TILE_SIZE or use DEVICE=cpu; otherwise reinstall the model bundle. No output was written."
+            )) from None
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
                                   f"{report.tiles_skipped} all-nodata tile(s) skipped"))
         return self.results(report.outputs)

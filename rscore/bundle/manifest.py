@@ -8,7 +8,9 @@ Value conventions (one place): a raster value ``v`` of GDAL type ``dt`` becomes 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
+from pathlib import PurePath, PureWindowsPath
 from typing import Any, Literal
 
 from rscore.diffusion.plan import SamplerConfig
@@ -18,6 +20,7 @@ SCHEMA_VERSION = 1
 Pipeline = Literal["direct", "rddm", "ddim"]
 PIPELINES: tuple[str, ...] = ("direct", "rddm", "ddim")
 ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
+RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 
 
 class BundleError(Exception):
@@ -140,6 +143,15 @@ class Manifest:
             raise BundleError(f"sampler family {self.sampler.family!r} does not match pipeline {self.pipeline!r}")
         if not self.value_scale:
             raise BundleError("manifest value_scale is empty: it must map GDAL data types to physical units")
+        bad = {k: v for k, v in self.value_scale.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise BundleError(f"manifest value_scale entries must be finite and > 0, got {bad}")
+        if self.resample not in RESAMPLE_METHODS:
+            raise BundleError(f"manifest resample {self.resample!r} is not one of {RESAMPLE_METHODS}")
+        for name, st in self.stages.items():
+            f = PurePath(st.file)
+            if f.name != st.file or PureWindowsPath(st.file).drive or st.file in ("", ".", ".."):
+                raise BundleError(f"stage {name!r} file {st.file!r} must be a plain file name inside the bundle")
         required = {"direct": ("net",), "rddm": ("denoiser",), "ddim": ("denoiser",)}[self.pipeline]
         missing = [s for s in required if s not in self.stages]
         if missing:
@@ -194,5 +206,5 @@ class Manifest:
             )
         except BundleError:
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"malformed bundle manifest ({type(exc).__name__}: {exc}); re-export the bundle") from exc

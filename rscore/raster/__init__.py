@@ -6,6 +6,7 @@ from rscore.raster.io import (
     RasterError,
     RasterInfo,
     dtype_range,
+    publish_all,
 )
 
-__all__ = ["InputRaster", "OutputRaster", "RasterError", "RasterInfo", "dtype_range"]
+__all__ = ["InputRaster", "OutputRaster", "RasterError", "RasterInfo", "dtype_range", "publish_all"]

@@ -49,6 +49,21 @@ def _last_error(default: str) -> str:
     return gdal.GetLastErrorMsg() or default
 
 
+def _failed() -> bool:
+    """True if GDAL reported a failure since the last ``gdal.ErrorReset()`` (works with and without
+    ``gdal.UseExceptions()``, which other code in the same process may have turned on)."""
+    return gdal.GetLastErrorType() >= gdal.CE_Failure
+
+
+def _open(path: str) -> tuple[gdal.Dataset | None, str]:
+    gdal.ErrorReset()
+    try:
+        ds = gdal.Open(path, gdal.GA_ReadOnly)
+    except RuntimeError as exc:  # gdal.UseExceptions() is on
+        return None, str(exc)
+    return ds, _last_error("unknown GDAL error")
+
+
 @dataclass(frozen=True)
 class RasterInfo:
     """What the engine needs to know about an input raster."""
@@ -62,6 +77,13 @@ class RasterInfo:
     geotransform: tuple[float, ...]
     crs_wkt: str
     band_descriptions: tuple[str, ...]
+    scale_offset: tuple[tuple[float, float], ...] | None = None
+
+
+def _scale_offset(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[tuple[float, float], ...] | None:
+    """Per-band (scale, offset) when the raster declares a radiometric scaling other than (1, 0)."""
+    pairs = tuple((ds.GetRasterBand(b).GetScale() or 1.0, ds.GetRasterBand(b).GetOffset() or 0.0) for b in bands)
+    return None if all(sc == 1.0 and off == 0.0 for sc, off in pairs) else pairs
 
 
 class InputRaster:
@@ -76,12 +98,11 @@ class InputRaster:
     def __init__(self, path: str | os.PathLike[str], bands: Sequence[int] | None = None,
                  require_crs: bool = True) -> None:
         p = str(path)
-        if not os.path.exists(p) and not p.startswith("/vsi"):
-            raise RasterError(f"input raster {p!r} does not exist")
-        gdal.ErrorReset()
-        ds = gdal.Open(p, gdal.GA_ReadOnly)
+        ds, err = _open(p)  # first: GDAL also opens "DRIVER:file:subdataset" names that are not paths
         if ds is None:
-            raise RasterError(f"cannot open {p!r} as a raster: {_last_error('unknown GDAL error')}")
+            if not os.path.exists(p) and ":" not in Path(p).name and not p.startswith("/vsi"):
+                raise RasterError(f"input raster {p!r} does not exist")
+            raise RasterError(f"cannot open {p!r} as a raster: {err}")
         self._ds = ds
         n = ds.RasterCount
         if n == 0:
@@ -112,6 +133,7 @@ class InputRaster:
             geotransform=tuple(ds.GetGeoTransform(can_return_null=False)),
             crs_wkt=crs,
             band_descriptions=tuple(ds.GetRasterBand(b).GetDescription() for b in self.bands),
+            scale_offset=_scale_offset(ds, self.bands),
         )
 
     @property
@@ -126,7 +148,11 @@ class InputRaster:
             (values float32 (bands, rows, cols) in raster units, valid bool (rows, cols)). A pixel is valid
             when no selected band is nodata or non-finite.
         """
-        arr = self._ds.ReadAsArray(win.col_off, win.row_off, win.cols, win.rows, band_list=list(self.bands))
+        gdal.ErrorReset()
+        try:
+            arr = self._ds.ReadAsArray(win.col_off, win.row_off, win.cols, win.rows, band_list=list(self.bands))
+        except RuntimeError:
+            arr = None
         if arr is None:
             raise RasterError(f"read failed at {win}: {_last_error('unknown GDAL error')}")
         arr = np.asarray(arr, dtype=np.float32).reshape(len(self.bands), win.rows, win.cols)
@@ -152,10 +178,15 @@ class OutputSpec:
     geotransform: tuple[float, ...]
     crs_wkt: str
     band_descriptions: tuple[str, ...] = ()
+    scale_offset: tuple[tuple[float, float], ...] | None = None
 
 
 class OutputRaster:
-    """A GeoTIFF written by windows into a temporary file, moved into place by :meth:`commit`."""
+    """A GeoTIFF written by windows into a temporary file.
+
+    :meth:`finish` flushes, closes and verifies it (a full disk or a write error raises here, before anything
+    is moved); :meth:`publish` then moves it to the requested path; :meth:`abort` deletes it.
+    """
 
     def __init__(self, path: str | os.PathLike[str], spec: OutputSpec) -> None:
         final = Path(path)
@@ -170,11 +201,14 @@ class OutputRaster:
         if spec.data_type != "Float32" and spec.data_type != "Float64":
             opts.append("PREDICTOR=2")
         gdal.ErrorReset()
-        ds = gdal.GetDriverByName("GTiff").Create(
-            str(self.tmp), spec.cols, spec.rows, spec.bands, gdal.GetDataTypeByName(spec.data_type), opts
-        )
+        try:
+            ds = gdal.GetDriverByName("GTiff").Create(
+                str(self.tmp), spec.cols, spec.rows, spec.bands, gdal.GetDataTypeByName(spec.data_type), opts
+            )
+        except RuntimeError:
+            ds = None
         if ds is None:
-            raise RasterError(f"cannot create {self.tmp}: {_last_error('unknown GDAL error')}")
+            raise RasterError(f"cannot create {self.tmp} (is the folder writable?): {_last_error('unknown error')}")
         ds.SetGeoTransform(spec.geotransform)
         if spec.crs_wkt:
             ds.SetProjection(spec.crs_wkt)
@@ -184,27 +218,108 @@ class OutputRaster:
                 band.SetNoDataValue(spec.nodata)
             if b < len(spec.band_descriptions) and spec.band_descriptions[b]:
                 band.SetDescription(spec.band_descriptions[b])
-        self._ds = ds
+            if spec.scale_offset is not None:
+                band.SetScale(spec.scale_offset[b][0])
+                band.SetOffset(spec.scale_offset[b][1])
+        self._ds: gdal.Dataset | None = ds
 
     def write(self, win: Window, values: np.ndarray) -> None:
         """Write (bands, rows, cols) values, already of the output type, at ``win``."""
+        assert self._ds is not None
+        gdal.ErrorReset()
         for b in range(self.spec.bands):
-            err = self._ds.GetRasterBand(b + 1).WriteArray(values[b], win.col_off, win.row_off)
-            if err != 0:
-                raise RasterError(f"write failed at {win}: {_last_error('disk full?')}")
+            try:
+                err = self._ds.GetRasterBand(b + 1).WriteArray(values[b], win.col_off, win.row_off)
+            except RuntimeError:
+                err = 1
+            if err != 0 or _failed():
+                raise RasterError(f"writing {self.final.name} failed at {win}: {_last_error('disk full?')}")
 
-    def commit(self) -> Path:
-        """Flush, close and move the file to the requested path (replacing an older file)."""
-        self._ds.FlushCache()
-        self._ds = None
+    def finish(self) -> None:
+        """Flush and close the temporary file, then reopen it and read its last pixel of every band: GDAL
+        reports most write errors of compressed tiles only here (disk full, quota, network share)."""
+        if self._ds is None:
+            return
+        gdal.ErrorReset()
+        try:
+            self._ds.FlushCache()
+            flushed_ok = not _failed()
+        except RuntimeError:
+            flushed_ok = False
+        msg = _last_error("unknown write error")
+        self._ds = None  # closes the file
+        if not flushed_ok or _failed():
+            raise RasterError(f"writing {self.final.name} failed ({msg}); is the disk full or the folder writable?")
+        ds, err = _open(str(self.tmp))
+        ok = ds is not None and (ds.RasterXSize, ds.RasterYSize, ds.RasterCount) == (
+            self.spec.cols, self.spec.rows, self.spec.bands)
+        if ok:
+            gdal.ErrorReset()
+            try:
+                ok = all(ds.GetRasterBand(b + 1).ReadRaster(self.spec.cols - 1, self.spec.rows - 1, 1, 1) is not None
+                         for b in range(self.spec.bands)) and not _failed()
+            except RuntimeError:
+                ok = False
+        ds = None
+        if not ok:
+            raise RasterError(f"the written {self.final.name} cannot be read back ({err}); is the disk full?")
+
+    def publish(self) -> Path:
+        """Move the finished file to the requested path (replacing an older file and its stale .aux.xml)."""
         os.replace(self.tmp, self.final)
+        stale = Path(str(self.final) + ".aux.xml")
+        if stale.exists():
+            stale.unlink()
         return self.final
 
+    def commit(self) -> Path:
+        """:meth:`finish` then :meth:`publish` (a single output)."""
+        self.finish()
+        return self.publish()
+
     def abort(self) -> None:
-        """Close and delete the temporary file. Safe to call twice."""
+        """Close and delete the temporary file. Safe to call twice; never raises."""
         self._ds = None
         for f in (self.tmp, Path(str(self.tmp) + ".aux.xml")):
             try:
                 f.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
+
+
+def publish_all(outputs: Sequence[OutputRaster]) -> list[Path]:
+    """Finish every output, then move them all into place; if a move fails, undo the moves already made
+    (older files under the requested names are restored) and delete every temporary file."""
+    for o in outputs:
+        o.finish()
+    backups: list[tuple[Path, Path]] = []
+    done: list[OutputRaster] = []
+    try:
+        for o in outputs:
+            if o.final.exists():
+                bak = o.final.with_name(f".{o.final.name}.backup-{uuid.uuid4().hex[:8]}")
+                os.replace(o.final, bak)
+                backups.append((bak, o.final))
+        for o in outputs:
+            o.publish()
+            done.append(o)
+    except BaseException:
+        for o in done:
+            try:
+                o.final.unlink()
+            except OSError:
+                pass
+        for bak, final in backups:
+            try:
+                os.replace(bak, final)
+            except OSError:
+                pass
+        for o in outputs:
+            o.abort()
+        raise
+    for bak, _ in backups:
+        try:
+            bak.unlink()
+        except OSError:
+            pass
+    return [o.final for o in outputs]

@@ -21,7 +21,15 @@ from rscore.diffusion.plan import make_plan
 from rscore.raster.io import InputRaster, RasterError
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
 from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, Pipeline
-from rscore.runtime.predictor import Device, OnnxStage, choose_providers, default_threads, get_session, import_onnxruntime
+from rscore.runtime.predictor import (
+    Device,
+    OnnxStage,
+    choose_providers,
+    default_threads,
+    get_session,
+    import_onnxruntime,
+    session_message,
+)
 
 
 class RequestError(ValueError):
@@ -98,6 +106,7 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
         name: OnnxStage(get_session(bundle.stage_path(name), spec.sha256, providers, n_threads), name)
         for name, spec in m.stages.items()
     }
+    message = session_message([st.session for st in stages.values()], providers) or message
     plan = make_plan(m.sampler, steps) if m.sampler is not None else None
     if coarse_only:
         if "coarse" not in m.stages:
@@ -129,24 +138,54 @@ def resolve_bands(manifest: Manifest, raster_band_count: int, bands: Sequence[in
     return tuple(int(b) for b in bands)
 
 
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _check_paths(request: RestoreRequest) -> None:
+    """Outputs must differ from each other and from the inputs (an output replaces its file)."""
+    outs = [p for p in (request.output_path, request.uncertainty_path, *request.extra_outputs.values()) if p]
+    for i, a in enumerate(outs):
+        for b in outs[i + 1:]:
+            if _same_file(a, b):
+                raise RequestError(f"two outputs point to the same file {a!r}; choose different output files")
+        for src in (request.input_path, request.aux_path):
+            if src and _same_file(a, src):
+                raise RequestError(f"the output {a!r} is also an input; choose another output file")
+
+
 def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...], rows: int, cols: int,
-              crs_wkt: str) -> str:
-    """A VRT of the auxiliary raster warped (bilinear) onto the output grid, in /vsimem/."""
+              crs_wkt: str) -> list[str]:
+    """VRTs in /vsimem/ (band selection, then the warp onto the output grid, bilinear); the last one is the
+    warped raster. The caller unlinks them all."""
     x0, pw, _, y0, _, ph = grid_gt
     bounds = (x0, y0 + rows * ph, x0 + cols * pw, y0)
     vrt = f"/vsimem/rsrestore_aux_{os.getpid()}_{time.monotonic_ns()}.vrt"
     opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=cols, height=rows, dstSRS=crs_wkt,
                             resampleAlg="bilinear", multithread=False)
-    src = gdal.Open(path)
-    if src is None:
-        raise RasterError(f"cannot open auxiliary raster {path!r}")
-    if bands:
-        src = gdal.Translate(f"{vrt}.sel.vrt", src, format="VRT", bandList=list(bands))
-    out = gdal.Warp(vrt, src, options=opts)
-    if out is None:
-        raise RasterError(f"cannot warp auxiliary raster {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
-    out = None
-    return vrt
+    made: list[str] = []
+    try:
+        src = gdal.Open(path)
+        if src is None:
+            raise RasterError(f"cannot open auxiliary raster {path!r}")
+        if bands:
+            made.append(f"{vrt}.sel.vrt")
+            src = gdal.Translate(made[-1], src, format="VRT", bandList=list(bands))
+        made.append(vrt)
+        out = gdal.Warp(vrt, src, options=opts)
+        if out is None:
+            raise RasterError(f"cannot warp auxiliary raster {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
+        out = None
+    except BaseException as exc:
+        for v in made:
+            gdal.Unlink(v)
+        if isinstance(exc, RuntimeError):  # gdal.UseExceptions() is on
+            raise RasterError(f"cannot use auxiliary raster {path!r}: {exc}") from exc
+        raise
+    return made
 
 
 def restore(request: RestoreRequest, feedback: Feedback | None = None) -> RestoreReport:
@@ -164,60 +203,63 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     m = bundle.manifest
     if request.samples < 1:
         raise RequestError(f"samples must be >= 1, got {request.samples}")
-    probe = InputRaster(request.input_path, None)
-    band_count = probe.info.band_count
-    probe.close()
-    bands = resolve_bands(m, band_count, request.bands)
-    src = InputRaster(request.input_path, bands)
+    _check_paths(request)
     scale = float(request.scale_factor if request.scale_factor is not None else m.scale.default)
     if not (m.scale.min - 1e-9 <= scale <= m.scale.max + 1e-9):
         raise RequestError(f"model {m.name!r} supports scale factors {m.scale.min}..{m.scale.max}, got {scale}")
     tiling = m.tiling
     tile = int(request.tile_size_px or tiling.tile_size_px)
     overlap = int(tiling.overlap_px if request.overlap_px is None else request.overlap_px)
-    if tile < 16:
-        raise RequestError(f"tile size must be at least 16 px, got {tile}")
+    min_tile = max(16, 2 * tiling.size_multiple)
+    if tile < min_tile:
+        raise RequestError(f"tile size must be at least {min_tile} px for this model, got {tile}")
     if not 0 <= overlap < tile:
         raise RequestError(f"overlap must be between 0 and tile size - 1 ({tile - 1}) px, got {overlap}")
     steps = None
-    if m.sampler is not None:
+    if m.sampler is not None and not request.coarse_only:
         steps = int(request.steps or m.sampler.default_steps)
         if not 1 <= steps <= m.sampler.num_timesteps:
             raise RequestError(f"steps must be between 1 and {m.sampler.num_timesteps}, got {steps}")
-    for p in [request.uncertainty_path, *request.extra_outputs.values()]:
-        if p and Path(p).resolve() == Path(request.output_path).resolve():
-            raise RequestError("the uncertainty/extra output must be a different file from the main output")
-    if request.coarse_only:
-        steps = None
+    if any("aux" in s.inputs for s in m.stages.values()) and not request.aux_path:
+        raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
+    probe = InputRaster(request.input_path, None)
+    band_count = probe.info.band_count
+    probe.close()
+    bands = resolve_bands(m, band_count, request.bands)
     pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only)
     settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
                               size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
                               samples=int(request.samples))
+    src = InputRaster(request.input_path, bands)
     aux = None
-    vrt = None
+    vrts: list[str] = []
     try:
-        if any("aux" in s.inputs for s in m.stages.values()) and not request.aux_path:
-            raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
-        runner_probe = TiledRunner(src, m, pipeline, settings)
+        runner = TiledRunner(src, m, pipeline, settings)
         if request.aux_path:
-            grid = runner_probe.grid
-            vrt = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
-                            grid.rows, grid.cols, src.info.crs_wkt)
-            aux = InputRaster(vrt, None, require_crs=False)
-        runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=m.aux or m.input) if aux else runner_probe
+            grid = runner.grid
+            vrts = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
+                             grid.rows, grid.cols, src.info.crs_wkt)
+            aux = InputRaster(vrts[-1], None, require_crs=False)
+            aux_spec = m.aux or m.input
+            if len(aux.bands) != aux_spec.count:
+                raise RequestError(f"model {m.name!r} needs a reference raster with {aux_spec.count} band(s) "
+                                   f"({', '.join(aux_spec.names)}); the one given has {len(aux.bands)}")
+            runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=aux_spec)
         summary = (
             f"model {m.name} ({m.pipeline}), {runner.tiles.num_tiles} tile(s) of {runner.tiles.tile_px} px, "
             f"{f'{steps} step(s)' if steps else 'one pass'} x {request.samples} sample(s), "
             f"output {runner.grid.cols} x {runner.grid.rows} px, {provider_msg}"
         )
+        if src.info.scale_offset is not None:
+            summary += "; using the raster's own band scale/offset to reach physical units"
         fb.info(summary)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs, fb)
     finally:
         src.close()
         if aux is not None:
             aux.close()
-        if vrt is not None:
-            gdal.Unlink(vrt)
+        for v in vrts:
+            gdal.Unlink(v)
     return RestoreReport(
         output_path=report.outputs["image"],
         outputs=report.outputs,

@@ -8,6 +8,7 @@ the raster area.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -16,7 +17,7 @@ from osgeo import gdal
 
 from rscore.bundle.manifest import BandSpec, Manifest
 from rscore.diffusion.loop import Cancelled
-from rscore.raster.io import InputRaster, OutputRaster, OutputSpec, RasterError, dtype_range
+from rscore.raster.io import InputRaster, OutputRaster, OutputSpec, RasterError, dtype_range, publish_all
 from rscore.runtime.pipelines import Pipeline, TileContext
 from rscore.tiling.blend import blend_weights
 from rscore.tiling.grid import OutputGrid, TilePlan, Window, plan_tiles
@@ -25,6 +26,53 @@ from rscore.tiling.resample import SUPPORT_PX, resample_window
 
 #: GDAL block cache cap while a run writes (its default, 5 % of RAM, would dominate the engine's memory)
 GDAL_CACHE_BYTES = 256 * 1024 * 1024
+
+
+_CACHE_LOCK = threading.Lock()
+_CACHE_USERS = 0
+_CACHE_SAVED = 0
+
+
+def _cache_cap_enter() -> None:
+    """Cap GDAL's (process-global) block cache while at least one run is active; QGIS may run several
+    algorithms in parallel threads, so the first run saves the user's value and the last one restores it."""
+    global _CACHE_USERS, _CACHE_SAVED
+    with _CACHE_LOCK:
+        if _CACHE_USERS == 0:
+            _CACHE_SAVED = gdal.GetCacheMax()
+            gdal.SetCacheMax(min(_CACHE_SAVED, GDAL_CACHE_BYTES))
+        _CACHE_USERS += 1
+
+
+def _cache_cap_exit() -> None:
+    global _CACHE_USERS
+    with _CACHE_LOCK:
+        _CACHE_USERS -= 1
+        if _CACHE_USERS == 0:
+            gdal.SetCacheMax(_CACHE_SAVED)
+
+
+def _radiometry(src: InputRaster, manifest: Manifest, what: str = "input") -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (scale, offset), float32 (bands, 1, 1), from raster values to the model's physical units.
+
+    A raster that declares its own scaling (GDAL band scale/offset, e.g. Landsat Collection 2 surface
+    reflectance: 2.75e-5, -0.2) is converted with it; otherwise the bundle's ``value_scale`` for the data type
+    applies, and a type the bundle does not list is refused.
+    """
+    info = src.info
+    n = len(src.bands)
+    if info.scale_offset is not None:
+        sc = np.array([p[0] for p in info.scale_offset], np.float32)
+        off = np.array([p[1] for p in info.scale_offset], np.float32)
+    elif info.data_type in manifest.value_scale:
+        sc = np.full(n, manifest.value_scale[info.data_type], np.float32)
+        off = np.zeros(n, np.float32)
+    else:
+        raise RasterError(
+            f"{what} data type {info.data_type} is not supported by model {manifest.name!r} "
+            f"(supported: {', '.join(sorted(manifest.value_scale))}); convert the raster first"
+        )
+    return sc[:, None, None], off[:, None, None]
 
 
 class Feedback(Protocol):
@@ -180,27 +228,21 @@ class TiledRunner:
         self.aux = aux
         self.aux_bands = aux_bands
         info = source.info
-        if info.data_type not in manifest.value_scale:
-            raise RasterError(
-                f"input data type {info.data_type} is not supported by model {manifest.name!r} "
-                f"(supported: {', '.join(sorted(manifest.value_scale))}); convert the raster first"
-            )
-        self.value_scale = manifest.value_scale[info.data_type]
+        self._scale, self._offset = _radiometry(source, manifest)
         self.grid = OutputGrid(info.rows, info.cols, settings.scale_factor)
         tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
         overlap = min(settings.overlap_px, tile - 1)
         self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap)
         self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 else 0
-        self._in_mean = np.asarray(manifest.input.mean, np.float32)[:, None, None]
-        self._in_std = np.asarray(manifest.input.std, np.float32)[:, None, None]
         self._out_mean = np.asarray(manifest.output.mean, np.float64)[:, None, None]
         self._out_std = np.asarray(manifest.output.std, np.float64)[:, None, None]
 
     # ---- geometry -------------------------------------------------------------------------------
-    def _model_units(self, raw: np.ndarray, valid: np.ndarray, spec: BandSpec, scale: float) -> np.ndarray:
+    def _model_units(self, raw: np.ndarray, valid: np.ndarray, spec: BandSpec, scale: np.ndarray,
+                     offset: np.ndarray) -> np.ndarray:
         mean = np.asarray(spec.mean, np.float32)[:, None, None]
         std = np.asarray(spec.std, np.float32)[:, None, None]
-        m = (raw * np.float32(scale) - mean) / std
+        m = (raw * scale + offset - mean) / std
         # Nodata pixels become the band mean (0 in model units): a constant that does not depend on the raw
         # nodata value or on the tiling, so nodata never leaks into valid pixels and tiles stay consistent.
         return np.where(valid[None], m, np.float32(0.0)).astype(np.float32)
@@ -209,7 +251,7 @@ class TiledRunner:
         """Model-unit input and validity on the output-grid window ``work``."""
         in_win = self.grid.input_window_for(work, self.support)
         raw, valid = self.src.read(in_win)
-        y = self._model_units(raw, valid, self.m.input, self.value_scale)
+        y = self._model_units(raw, valid, self.m.input, self._scale, self._offset)
         if self.s.scale_factor == 1.0:
             return y, valid
         info = self.src.info
@@ -222,17 +264,15 @@ class TiledRunner:
         if self.aux is None or self.aux_bands is None:
             return None
         raw, valid = self.aux.read(work)
-        scale = self.m.value_scale.get(self.aux.info.data_type)
-        if scale is None:
-            raise RasterError(f"auxiliary raster type {self.aux.info.data_type} is not supported by this model")
-        return self._model_units(raw, valid, self.aux_bands, scale)
+        scale, offset = _radiometry(self.aux, self.m, "auxiliary raster")
+        return self._model_units(raw, valid, self.aux_bands, scale, offset)
 
     # ---- value conversion -----------------------------------------------------------------------
     def _to_raster_units(self, phys: np.ndarray, valid: np.ndarray, data_type: str,
                          nodata: float | None) -> np.ndarray:
         np_type = np.dtype({"Byte": np.uint8, "UInt16": np.uint16, "Int16": np.int16, "UInt32": np.uint32,
                             "Int32": np.int32, "Float32": np.float32, "Float64": np.float64}[data_type])
-        raw = phys / self.value_scale
+        raw = (phys - self._offset) / self._scale
         if np_type.kind in "iu":
             lo, hi = dtype_range(data_type)
             raw = np.clip(np.rint(raw), lo, hi)
@@ -241,6 +281,9 @@ class TiledRunner:
                 clash = valid[None] & (raw == nodata)
                 raw = np.where(clash, nodata + 1 if nodata < hi else nodata - 1, raw)
         out = raw.astype(np_type)
+        if np_type.kind == "f" and nodata is not None:
+            clash = valid[None] & (out == np_type.type(nodata))
+            out = np.where(clash, np.nextafter(np_type.type(nodata), np_type.type(np.inf)), out).astype(np_type)
         if nodata is not None:
             out[:, ~valid] = np.asarray(nodata).astype(np_type)
         elif np_type.kind == "f":
@@ -278,11 +321,11 @@ class TiledRunner:
                 raise ValueError(f"model {self.m.name!r} has no extra output {name!r}; it has {self.m.extra_outputs}")
             specs.append((name, path, 1, "Float32", -9999.0, (name,)))
         targets: list[_Target] = []
-        old_cache = gdal.GetCacheMax()
-        gdal.SetCacheMax(min(old_cache, GDAL_CACHE_BYTES))
+        _cache_cap_enter()
         try:
             for name, path, nb, dt, nd, desc in specs:
-                spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc)
+                so = info.scale_offset if name == "image" else None
+                spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc, so)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             report = self._run_tiles(targets, fb)
             if report.tiles_skipped == report.tiles_total:
@@ -290,15 +333,15 @@ class TiledRunner:
                     f"every pixel of {info.path} is nodata (in the selected bands), so there is nothing to "
                     "restore; check the band selection and the raster's nodata value"
                 )
-            for t in targets:
-                report.outputs[t.name] = str(t.writer.commit())
+            finals = publish_all([t.writer for t in targets])
+            report.outputs.update({t.name: str(f) for t, f in zip(targets, finals)})
             return report
         except BaseException:
             for t in targets:
                 t.writer.abort()
             raise
         finally:
-            gdal.SetCacheMax(old_cache)
+            _cache_cap_exit()
 
     def _run_tiles(self, targets: list[_Target], fb: Feedback) -> EngineReport:
         tp = self.tiles

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -79,26 +80,56 @@ class SessionKey:
     threads: int
 
 
-_CACHE: dict[SessionKey, Any] = {}
+#: sessions kept (least recently used dropped): each holds its network and onnxruntime's memory arena
+CACHE_SIZE = 4
+_CACHE: OrderedDict[SessionKey, Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
+def _new_session(ort: Any, path: str, providers: list[str], threads: int) -> Any:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, sess_options=opts, providers=providers)
+
+
 def get_session(path: str | os.PathLike[str], sha256: str, providers: list[str], threads: int) -> Any:
-    """A cached ``InferenceSession`` (one per file content, providers and thread count)."""
+    """A cached ``InferenceSession`` (one per file content, providers and thread count).
+
+    A GPU session that onnxruntime cannot create (CUDA or cuDNN libraries missing or broken) is retried on
+    the CPU; check :func:`session_message` for what actually runs.
+    """
     ort = import_onnxruntime()
     key = SessionKey(str(Path(path).resolve()), sha256, tuple(providers), threads)
     with _CACHE_LOCK:
         sess = _CACHE.get(key)
-        if sess is None:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            opts.log_severity_level = 3
-            sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-            _CACHE[key] = sess
+        if sess is not None:
+            _CACHE.move_to_end(key)
+            return sess
+    try:
+        sess = _new_session(ort, str(path), providers, threads)
+    except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if providers == ["CPUExecutionProvider"]:
+            raise
+        sess = _new_session(ort, str(path), ["CPUExecutionProvider"], threads)
+    with _CACHE_LOCK:
+        _CACHE[key] = sess
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
     return sess
+
+
+def session_message(sessions: list[Any], requested: list[str]) -> str | None:
+    """A correction to the provider message when a GPU was requested but a session runs on the CPU."""
+    if "CUDAExecutionProvider" not in requested:
+        return None
+    if all("CUDAExecutionProvider" in s.get_providers() for s in sessions):
+        return None
+    return ("CUDA is listed by onnxruntime but could not be used (CUDA/cuDNN libraries missing or not "
+            "matching onnxruntime-gpu); running on CPU")
 
 
 def clear_session_cache() -> None:
