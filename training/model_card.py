@@ -113,6 +113,11 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"Trained on this project's machine (2 CPU cores, no GPU): **{tr.get('steps', '?')} steps in "
         f"{tr.get('train_minutes', '?')} min** of wall time (a second training shared the CPU).",
         "",
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights. The shipped bundles were re-exported that way after the training runs "
+        "(an ONNX export fix, an equivalent rewrite of the ESS selection softmax, and the default tile size): "
+        "no weight changed.",
+        "",
         "Validation of the exported EMA weights (val windows, 12 patches of 128 px, thin/moderate/thick haze "
         "from the project's generator; PSNR in dB, data range 1):",
         "",

@@ -98,9 +98,11 @@ class ESSBlock(nn.Module):
         h = self.norm(x)
         u1, u2 = F.gelu(self.b1(h)), F.gelu(self.b2(h))
         a = self.select(self.squeeze(self.mean(u1 + u2)))
-        n, c2, hh, ww = a.shape
-        a = torch.softmax(a.view(n, 2, c2 // 2, hh, ww), dim=1)
-        return x + self.out(a[:, 0] * u1 + a[:, 1] * u2)
+        a1, a2 = a.chunk(2, dim=1)
+        # softmax over the two branches, written as a sigmoid of the logit difference: the same function,
+        # but onnxruntime runs a Softmax over a non-last axis of a 5-D tensor about 20x slower
+        w1 = torch.sigmoid(a1 - a2)
+        return x + self.out(u2 + w1 * (u1 - u2))
 
 
 class TimeEmbedding(nn.Module):
