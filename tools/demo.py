@@ -54,7 +54,7 @@ JOBS = (
 
 def stretch(ds: gdal.Dataset, bands: tuple[int, int, int], lo_hi: list[tuple[float, float]] | None
             ) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    """8-bit RGB with a 2-98 % stretch per band (``lo_hi`` reuses the input's stretch for the output)."""
+    """8-bit RGB with a 2-98 % stretch per band (``lo_hi`` reuses a given stretch instead)."""
     arr = np.stack([ds.GetRasterBand(b).ReadAsArray().astype(np.float64) for b in bands])
     if lo_hi is None:
         lo_hi = [tuple(np.percentile(a, (2, 98))) for a in arr]
@@ -63,8 +63,9 @@ def stretch(ds: gdal.Dataset, bands: tuple[int, int, int], lo_hi: list[tuple[flo
 
 
 def quicklook(inp: Path, outp: Path, bands: tuple[int, int, int], png: Path) -> None:
-    a, lo_hi = stretch(gdal.Open(str(inp)), bands, None)
-    b, _ = stretch(gdal.Open(str(outp)), bands, lo_hi)
+    # each panel with its own stretch: a dehazed output is much darker than its hazy input
+    a, _ = stretch(gdal.Open(str(inp)), bands, None)
+    b, _ = stretch(gdal.Open(str(outp)), bands, None)
     gap = np.full((3, a.shape[1], 8), 255, np.uint8)
     img = np.concatenate([a, gap, b], axis=2)
     mem = gdal.GetDriverByName("MEM").Create("", img.shape[2], img.shape[1], 3, gdal.GDT_Byte)
