@@ -35,9 +35,14 @@ _NUMPY = {
 }
 
 
+def numpy_dtype(gdal_type: str) -> np.dtype:
+    """numpy dtype of a supported GDAL data type name."""
+    return np.dtype(_NUMPY[gdal_type])
+
+
 def dtype_range(gdal_type: str) -> tuple[float, float]:
     """Representable (min, max) of a GDAL data type."""
-    dt = np.dtype(_NUMPY[gdal_type])
+    dt = numpy_dtype(gdal_type)
     if dt.kind == "f":
         info = np.finfo(dt)
         return float(info.min), float(info.max)

@@ -17,7 +17,15 @@ from osgeo import gdal
 
 from rscore.bundle.manifest import BandSpec, Manifest
 from rscore.diffusion.loop import Cancelled
-from rscore.raster.io import InputRaster, OutputRaster, OutputSpec, RasterError, dtype_range, publish_all
+from rscore.raster.io import (
+    InputRaster,
+    OutputRaster,
+    OutputSpec,
+    RasterError,
+    dtype_range,
+    numpy_dtype,
+    publish_all,
+)
 from rscore.runtime.pipelines import Pipeline, TileContext
 from rscore.tiling.blend import blend_weights
 from rscore.tiling.grid import OutputGrid, TilePlan, Window, plan_tiles
@@ -229,6 +237,7 @@ class TiledRunner:
         self.aux_bands = aux_bands
         info = source.info
         self._scale, self._offset = _radiometry(source, manifest)
+        self._aux_radiometry = _radiometry(aux, manifest, "auxiliary raster") if aux is not None else None
         self.grid = OutputGrid(info.rows, info.cols, settings.scale_factor)
         tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
         overlap = min(settings.overlap_px, tile - 1)
@@ -264,14 +273,13 @@ class TiledRunner:
         if self.aux is None or self.aux_bands is None:
             return None
         raw, valid = self.aux.read(work)
-        scale, offset = _radiometry(self.aux, self.m, "auxiliary raster")
-        return self._model_units(raw, valid, self.aux_bands, scale, offset)
+        assert self._aux_radiometry is not None
+        return self._model_units(raw, valid, self.aux_bands, *self._aux_radiometry)
 
     # ---- value conversion -----------------------------------------------------------------------
     def _to_raster_units(self, phys: np.ndarray, valid: np.ndarray, data_type: str,
                          nodata: float | None) -> np.ndarray:
-        np_type = np.dtype({"Byte": np.uint8, "UInt16": np.uint16, "Int16": np.int16, "UInt32": np.uint32,
-                            "Int32": np.int32, "Float32": np.float32, "Float64": np.float64}[data_type])
+        np_type = numpy_dtype(data_type)
         raw = (phys - self._offset) / self._scale
         if np_type.kind in "iu":
             lo, hi = dtype_range(data_type)

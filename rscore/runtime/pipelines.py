@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from rscore.bundle.manifest import Manifest
-from rscore.diffusion.loop import sample
+from rscore.diffusion.loop import Cancelled, sample
 from rscore.diffusion.noise import gaussian_field
 from rscore.diffusion.plan import SamplingPlan, StepCoefficients
 from rscore.runtime.predictor import OnnxStage
@@ -63,8 +63,6 @@ def _batch(a: np.ndarray) -> np.ndarray:
 class Pipeline:
     """Base class: ``evals_per_sample`` network calls reported to progress, ``run`` per tile."""
 
-    stochastic: bool = False
-
     def __init__(self, manifest: Manifest, stages: Mapping[str, OnnxStage], plan: SamplingPlan | None) -> None:
         self.manifest = manifest
         self.stages = stages
@@ -99,8 +97,6 @@ class DirectPipeline(Pipeline):
 
     def run(self, ctx: TileContext) -> dict[str, np.ndarray]:
         if ctx.should_stop is not None and ctx.should_stop():
-            from rscore.diffusion.loop import Cancelled
-
             raise Cancelled("cancelled")
         outs = self.stages["net"](self._feeds("net", ctx))
         if ctx.on_eval is not None:
@@ -109,7 +105,7 @@ class DirectPipeline(Pipeline):
 
 
 class _DiffusionPipeline(Pipeline):
-    stochastic = True
+    """Shared by the diffusion pipelines: the optional one-pass ``coarse`` stage and the sampling loop."""
 
     @property
     def evals_per_sample(self) -> int:
@@ -181,8 +177,6 @@ class DdimPipeline(_DiffusionPipeline):
 
 class CoarseOnlyPipeline(_DiffusionPipeline):
     """Only the one-pass ``coarse`` stage of a diffusion bundle (stage-1 output, no sampling)."""
-
-    stochastic = False
 
     @property
     def evals_per_sample(self) -> int:
