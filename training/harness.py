@@ -129,6 +129,9 @@ class Trainer:
         while self.state.step < cfg.max_steps and self.state.elapsed_s < budget_s:
             t0 = time.monotonic()
             self.nets.train()
+            set_progress = getattr(self.task, "set_progress", None)
+            if set_progress is not None:  # phased tasks (coarse-to-fine training)
+                set_progress(max(self.state.elapsed_s / budget_s, self.state.step / cfg.max_steps))
             batch = self.task.batch(self.rng)
             for g in self.opt.param_groups:
                 g["lr"] = self._lr()

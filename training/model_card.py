@@ -48,6 +48,76 @@ After DS-RDMPD (seed `DS-RDMPD_README.md`, formulation in METHODS.md sections 1-
 * Both stages train jointly (stage-1 output detached for stage 2), AdamW, cosine learning rate, EMA weights
   exported, bf16 autocast on CPU.
 """,
+    "remove_clouds": """\
+## Method
+After Diffusion Enhancement (seed `DE-cloud-removal_paper.md`, formulation in METHODS.md section 3), our
+own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusion/fusion.py`):
+
+* **Reference model E** (stage `coarse`, file `reference.onnx`): the MCESS-UNet of the dehazing models
+  (`rscore/models/dsrdmpd.py`), one pass, cloudy input -> clean estimate `x0_E`, trained with L1 only.
+* **Conditional noise predictor (CNP)**: a time-conditioned 3-level UNet (FiLM on every block) predicting
+  DDPM noise `eps_hat(x_t, y, t)` from the noisy state and the cloudy input (linear beta schedule,
+  T = 1000); loss `||eps - eps_hat||^2`.
+* **Weight-allocation network (WA)**: a smaller time-conditioned UNet over `(x_t, y, x0_E)`, sigmoid output:
+  a weight `W` per pixel and band. The CNP and the WA form one ONNX stage (`denoiser.onnx`, outputs `eps`
+  and `weight`): both are needed at every step.
+* **Sampling** (`rscore/runtime/pipelines.py: DePipeline`): DDIM (eta = 0) from pure noise; at each step
+  `x0_eps = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)` clipped to the valid reflectance range, then
+  `x0_t = (1 - W) x0_eps + W x0_E` with W clamped to [ETA, 1] (ETA = 0.3 by default), and the DDIM update
+  with `x0_t` as the clean estimate (the noise direction re-derived from it).
+* **Training, coarse to fine, in one wall-clock budget** (`training/tasks/clouds.py`): the first 35 % trains
+  E (full size) and the CNP on images down-scaled 4x; up to 65 % the WA alone at full size with the CNP
+  frozen (loss `|x0 - x0_t|`, gradient stopped through `x0_eps`); the rest jointly
+  (`L_DDPM + L_WA`, lambda = 1). E keeps its L1 loss throughout and `x0_E` is detached for the others.
+  AdamW, cosine learning rate, EMA weights exported, bf16 autocast on CPU.
+""",
+}
+
+#: what the degradations paragraph says per task (after the common patch/augmentation sentence)
+DEGRADATIONS = {
+    "dehaze": lambda cfg: (
+        "Haze on the fly: the project's physical generator (`rscore.degradations.haze`, thin/moderate/thick, "
+        "Angstrom exponent 0-2.5, airlight 0.25-0.9) and, for "
+        f"{100 * float(cfg.data.get('alternate_haze', 0)):g} % of patches, a second generator "
+        f"(`training.tasks.dehaze.alternate_haze`); {100 * float(cfg.data.get('clear_fraction', 0)):g} % "
+        "haze-free patches teach the model to leave clear images alone."),
+    "remove_clouds": lambda cfg: (
+        "Clouds on the fly, thin and thick with equal odds: the project's generator "
+        "(`rscore.degradations.clouds.add_clouds`: fractal cloud fields, wavelength-dependent opacity, bright "
+        "flat cloud colour, shadows under 70 % of thick clouds) and, for "
+        f"{100 * float(cfg.data.get('alternate_clouds', 0)):g} % of patches, a second generator "
+        "(`training.tasks.clouds.alternate_clouds`: Gaussian blobs, flat opacity, tinted colour); "
+        f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % cloud-free patches."),
+}
+
+#: validation columns per task: (header, final_validation key)
+VALIDATION = {
+    "dehaze": ("12 patches of 128 px, thin/moderate/thick haze from the project's generator",
+               (("hazy input", "psnr_input"), ("stage 1", "psnr_coarse"),
+                ("stage 1 + diffusion (default steps)", "psnr_full"))),
+    "remove_clouds": ("8 patches of 128 px, thin and thick clouds alternately from the project's generator",
+                      (("cloudy input", "psnr_input"), ("reference model alone", "psnr_ref"),
+                       ("pure diffusion (W = 0)", "psnr_pure"), ("full DE (default steps)", "psnr_de"))),
+}
+
+#: history and limitations per task
+NOTES = {
+    "dehaze": (
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights. The shipped bundles were re-exported that way after the training runs "
+        "(an ONNX export fix, an equivalent rewrite of the ESS selection softmax, and the default tile size): "
+        "no weight changed.",
+        "Trained on synthetic haze over a handful of scenes (docs/data.md); real haze that departs from "
+        "the scattering model (e.g. thick cloud, smoke plumes with shadows) is out of scope. The 4-band "
+        "training imagery is Sentinel-2 L1C (top of atmosphere): its 'clean' targets keep their own thin "
+        "atmosphere."),
+    "remove_clouds": (
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights.",
+        "Trained on synthetic clouds over a handful of scenes (docs/data.md) for one hour on 2 CPU cores: "
+        "under thick clouds the ground is unknown and the output is a smooth, plausible guess, not the true "
+        "surface; use several SAMPLES and the uncertainty output to see where. Cloud shadows outside the "
+        "cloud are only partly corrected. Give a MASK to guarantee that clear pixels stay untouched."),
 }
 
 
@@ -57,6 +127,15 @@ def _last_row(path: Path) -> dict[str, str]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     return rows[-1] if rows else {}
+
+
+def _sampler(m) -> str:  # noqa: ANN001
+    sp = m.sampler
+    if sp is None:
+        return "-"
+    extra = f"bbar_T^2 = {sp.beta_bar_T_sq}" if sp.family == "rddm" else f"{sp.ddpm_schedule} beta schedule"
+    fusion = f", weight floor eta {m.fusion.weight_floor}" if m.fusion is not None else ""
+    return f"{sp.family}, T = {sp.num_timesteps}, default {sp.default_steps} steps, {extra}{fusion}"
 
 
 def card(bundle_dir: Path, runs: Path) -> str:
@@ -83,9 +162,7 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"| pipeline | `{m.pipeline}`: stages {', '.join(f'`{k}`' for k in m.stages)} |",
         f"| parameters | {', '.join(f'{k} {v:,}' for k, v in params.items())} |",
         f"| bundle size | {size_kb:,.0f} KiB |",
-        f"| sampler | {m.sampler.family if m.sampler else '-'}, T = {m.sampler.num_timesteps if m.sampler else '-'}, "
-        f"default {m.sampler.default_steps if m.sampler else '-'} steps, bbar_T^2 = "
-        f"{m.sampler.beta_bar_T_sq if m.sampler else '-'} |",
+        f"| sampler | {_sampler(m)} |",
         f"| tiling defaults | {m.tiling.tile_size_px} px tiles, {m.tiling.overlap_px} px overlap, "
         f"{m.tiling.margin_px} px margin, multiple of {m.tiling.size_multiple} |",
         f"| ONNX vs PyTorch (max abs, model units) | "
@@ -98,12 +175,8 @@ def card(bundle_dir: Path, runs: Path) -> str:
         "*val* windows; docs/quality.md uses the *test* windows.",
         "",
         f"Patches {cfg.patch_px} px, batch {cfg.batch_size}; augmentation: rotations/flips, random area "
-        "down-scaling by 1-2.5x (coarser sensors), radiometric gain/offset (reflectance) or gamma (8-bit). Haze "
-        f"on the fly: the project's physical generator (`rscore.degradations.haze`, thin/moderate/thick, "
-        f"Angstrom exponent 0-2.5, airlight 0.25-0.9) and, for {100 * float(cfg.data.get('alternate_haze', 0)):g} % "
-        "of patches, a second generator (`training.tasks.dehaze.alternate_haze`); "
-        f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % haze-free patches teach the model to leave clear "
-        "images alone.",
+        "down-scaling by 1-2.5x (coarser sensors), radiometric gain/offset (reflectance) or gamma (8-bit). "
+        + DEGRADATIONS[m.task](cfg),
         "",
         "## Training",
         f"Command: `.venv/bin/python -m training.train --config {cfg_path.relative_to(ROOT)}` "
@@ -113,31 +186,23 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"Trained on this project's machine (2 CPU cores, no GPU): **{tr.get('steps', '?')} steps in "
         f"{tr.get('train_minutes', '?')} min** of wall time (a second training shared the CPU).",
         "",
-        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
-        "re-exports the EMA weights. The shipped bundles were re-exported that way after the training runs "
-        "(an ONNX export fix, an equivalent rewrite of the ESS selection softmax, and the default tile size): "
-        "no weight changed.",
+        NOTES[m.task][0],
         "",
-        "Validation of the exported EMA weights (val windows, 12 patches of 128 px, thin/moderate/thick haze "
-        "from the project's generator; PSNR in dB, data range 1):",
+        f"Validation of the exported EMA weights (val windows, {VALIDATION[m.task][0]}; PSNR in dB, data "
+        "range 1):",
         "",
-        "| hazy input | stage 1 | stage 1 + diffusion (default steps) |",
-        "|---|---|---|",
-        f"| {val.get('psnr_input', float('nan')):.2f} | {val.get('psnr_coarse', float('nan')):.2f} | "
-        f"{val.get('psnr_full', float('nan')):.2f} |",
+        "| " + " | ".join(h for h, _ in VALIDATION[m.task][1]) + " |",
+        "|" + "---|" * len(VALIDATION[m.task][1]),
+        "| " + " | ".join(f"{val.get(k, float('nan')):.2f}" for _, k in VALIDATION[m.task][1]) + " |",
         "",
     ]
     if last:
         lines += [f"Last logged training losses (step {last.get('step')}): "
                   + ", ".join(f"{k} {float(v):.4f}" for k, v in last.items() if k not in ("step", "minutes", "lr"))
                   + ".", ""]
-    lines += ["## Quality", "Held-out test split, baselines, diffusion steps 1/3/5/10, real scenes: "
+    lines += ["## Quality", "Held-out test split, baselines and ablations, step counts, real scenes: "
               "[docs/quality.md](../quality.md) (`make eval`).", "",
-              "## Limitations",
-              "Trained on synthetic haze over a handful of scenes (docs/data.md); real haze that departs from "
-              "the scattering model (e.g. thick cloud, smoke plumes with shadows) is out of scope. The 4-band "
-              "training imagery is Sentinel-2 L1C (top of atmosphere): its 'clean' targets keep their own thin "
-              "atmosphere.", ""]
+              "## Limitations", NOTES[m.task][1], ""]
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Processing algorithms (one thin file each over :mod:`rscore.runtime`)."""
 
 from .dehaze import DehazeAlgorithm
+from .remove_clouds import RemoveCloudsAlgorithm
 from .restore import RestoreAlgorithm
 
 #: explicit list, no folder scanning
-ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm)
+ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm)

@@ -230,8 +230,9 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
                 f"The model failed to run ({exc}). On a GPU this is usually a lack of GPU memory: reduce "
                 "TILE_SIZE or use DEVICE=cpu; otherwise reinstall the model bundle. No output was written."
             )) from None
+        clear = f", {report.tiles_clear} tile(s) clear in the mask (copied)" if report.tiles_clear else ""
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
-                                  f"{report.tiles_skipped} all-nodata tile(s) skipped"))
+                                  f"{report.tiles_skipped} all-nodata tile(s) skipped{clear}"))
         return self.results(report.outputs)
 
     def results(self, outputs: dict[str, str]) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from rscore.diffusion.plan import SamplerConfig
 
 SCHEMA_VERSION = 1
 
-Pipeline = Literal["direct", "rddm", "ddim"]
-PIPELINES: tuple[str, ...] = ("direct", "rddm", "ddim")
+Pipeline = Literal["direct", "rddm", "ddim", "de"]
+PIPELINES: tuple[str, ...] = ("direct", "rddm", "ddim", "de")
+#: sampler family each diffusion pipeline runs
+PIPELINE_FAMILY: dict[str, str] = {"rddm": "rddm", "ddim": "ddim", "de": "ddim"}
 ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
 RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 
@@ -97,13 +99,33 @@ class StageSpec:
         file: file name inside the bundle directory.
         sha256: hex digest of the file.
         inputs: ONNX input names, from {"y", "x_t", "t", "coarse", "aux"}.
-        outputs: ONNX output names, from {"x", "res", "eps", "x0"} plus extra output names.
+        outputs: ONNX output names, from {"x", "res", "eps", "x0", "weight"} plus extra output names.
     """
 
     file: str
     sha256: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """Diffusion Enhancement fusion settings (pipeline "de", METHODS.md section 3).
+
+    Attributes:
+        weight_floor: default eta: the reference weight W is clamped to [weight_floor, 1] (0-1).
+        x0_min, x0_max: valid range of the clean estimate from predicted noise, physical units.
+    """
+
+    weight_floor: float = 0.3
+    x0_min: float = 0.0
+    x0_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight_floor <= 1.0:
+            raise BundleError(f"fusion weight_floor must be in [0, 1], got {self.weight_floor}")
+        if not self.x0_min < self.x0_max:
+            raise BundleError(f"fusion x0_min must be < x0_max, got {self.x0_min} / {self.x0_max}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,7 @@ class Manifest:
     resample: ResampleMethod = "bicubic"
     extra_outputs: tuple[str, ...] = ()
     aux: BandSpec | None = None
+    fusion: FusionSpec | None = None
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -137,9 +160,11 @@ class Manifest:
             )
         if self.pipeline not in PIPELINES:
             raise BundleError(f"unknown pipeline {self.pipeline!r}; this rsrestore runs {PIPELINES}")
-        if self.pipeline in ("rddm", "ddim") and self.sampler is None:
+        if self.pipeline in PIPELINE_FAMILY and self.sampler is None:
             raise BundleError(f"pipeline {self.pipeline!r} needs a sampler config in the manifest")
-        if self.sampler is not None and self.sampler.family != self.pipeline:
+        if self.pipeline == "de" and self.fusion is None:
+            raise BundleError("pipeline 'de' needs fusion settings in the manifest")
+        if self.sampler is not None and self.sampler.family != PIPELINE_FAMILY.get(self.pipeline):
             raise BundleError(f"sampler family {self.sampler.family!r} does not match pipeline {self.pipeline!r}")
         if not self.value_scale:
             raise BundleError("manifest value_scale is empty: it must map GDAL data types to physical units")
@@ -152,7 +177,8 @@ class Manifest:
             f = PurePath(st.file)
             if f.name != st.file or PureWindowsPath(st.file).drive or st.file in ("", ".", ".."):
                 raise BundleError(f"stage {name!r} file {st.file!r} must be a plain file name inside the bundle")
-        required = {"direct": ("net",), "rddm": ("denoiser",), "ddim": ("denoiser",)}[self.pipeline]
+        required = {"direct": ("net",), "rddm": ("denoiser",), "ddim": ("denoiser",),
+                    "de": ("coarse", "denoiser")}[self.pipeline]
         missing = [s for s in required if s not in self.stages]
         if missing:
             raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
@@ -200,6 +226,7 @@ class Manifest:
                 resample=d.get("resample", "bicubic"),
                 extra_outputs=tuple(d.get("extra_outputs", ())),
                 aux=bands(d["aux"]) if d.get("aux") else None,
+                fusion=FusionSpec(**d["fusion"]) if d.get("fusion") else None,
                 description=str(d.get("description", "")),
                 training=dict(d.get("training", {})),
                 schema_version=version,

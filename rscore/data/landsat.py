@@ -24,3 +24,8 @@ def bqa_confidence(bqa: np.ndarray, field: BqaField) -> np.ndarray:
     if field not in BQA_FIELD_BIT:
         raise KeyError(f"unknown BQA field {field!r}; expected one of {sorted(BQA_FIELD_BIT)}")
     return ((bqa.astype(np.uint16) >> BQA_FIELD_BIT[field]) & 3).astype(np.uint8)
+
+
+def bqa_cloud_mask(bqa: np.ndarray) -> np.ndarray:
+    """bool cloud mask for cloud removal: cloud confidence at least "maybe" or cirrus "yes"."""
+    return (bqa_confidence(bqa, "cloud") >= 2) | (bqa_confidence(bqa, "cirrus") == 3)

@@ -75,18 +75,17 @@ class _TimeBlock(nn.Module):
         return self.block(x * (1 + scale) + shift)
 
 
-class ResidualDenoiser(nn.Module):
-    """Stage 2: RDDM residual predictor r_hat(x_t, y, coarse, t) with r = coarse - clean.
+class TimeUNet(nn.Module):
+    """Two-level U-Net over ``n_images`` concatenated images, every block conditioned on t (FiLM).
 
-    Inputs are concatenated (x_t, hazy input y, stage-1 output coarse); t conditions every block. Its
-    decoder is trained with a perceptual objective on x0_hat = coarse - r_hat ("perceptual decoding").
+    The output layer starts at zero, so a freshly initialised network predicts 0 (no residual / no noise).
     """
 
-    def __init__(self, cfg: UNetConfig) -> None:
+    def __init__(self, cfg: UNetConfig, n_images: int) -> None:
         super().__init__()
         w, tdim = cfg.width, 4 * cfg.width
         self.temb = TimeEmbedding(tdim)
-        self.head = conv(3 * cfg.bands, w)
+        self.head = conv(n_images * cfg.bands, w)
         self.enc1 = _TimeBlock(MCBlock(w), w, tdim)
         self.down1 = Down(w, 2 * w)
         self.enc2 = _TimeBlock(MCBlock(2 * w), 2 * w, tdim)
@@ -100,9 +99,10 @@ class ResidualDenoiser(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def run(self, stacked: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``stacked``: the input images concatenated on the channel axis; ``t``: (N,) as t / T."""
         e = self.temb(t)
-        h1 = self.enc1(self.head(torch.cat([x_t, y, coarse], dim=1)), e)
+        h1 = self.enc1(self.head(stacked), e)
         h2 = self.enc2(self.down1(h1), e)
         h = self.down2(h2)
         for blk in self.mid:
@@ -110,6 +110,20 @@ class ResidualDenoiser(nn.Module):
         h = self.dec2(self.up2(h, h2), e)
         h = self.dec1(self.up1(h, h1), e)
         return self.tail(h)
+
+
+class ResidualDenoiser(TimeUNet):
+    """Stage 2: RDDM residual predictor r_hat(x_t, y, coarse, t) with r = coarse - clean.
+
+    Inputs are concatenated (x_t, hazy input y, stage-1 output coarse); t conditions every block. Its
+    decoder is trained with a perceptual objective on x0_hat = coarse - r_hat ("perceptual decoding").
+    """
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__(cfg, 3)
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.run(torch.cat([x_t, y, coarse], dim=1), t)
 
 
 def count_params(m: nn.Module) -> int:

@@ -110,3 +110,23 @@ class StridedToy(nn.Module):
         low = torch.nn.functional.avg_pool2d(y, 4)
         up = torch.nn.functional.interpolate(low, scale_factor=4.0, mode="nearest")
         return y + (up - y) * 0.5
+
+
+class HalfNet(nn.Module):
+    """x = y / 2: a one-pass reference stage whose output differs from its input."""
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * 0.5
+
+
+class PointwiseDEToy(nn.Module):
+    """Per-pixel Diffusion Enhancement step: eps_hat = c * x_t + e * y, W = sigmoid(g * (coarse - y))."""
+
+    def __init__(self, c: float = 0.4, e: float = -0.2, g: float = 3.0) -> None:
+        super().__init__()
+        self.c, self.e, self.g = c, e, g
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, t: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        eps = x_t * self.c + y * self.e + t.reshape(1, 1, 1, 1) * 0.0
+        return eps, torch.sigmoid((coarse - y) * self.g)

@@ -153,6 +153,15 @@ class InputRaster:
             (values float32 (bands, rows, cols) in raster units, valid bool (rows, cols)). A pixel is valid
             when no selected band is nodata or non-finite.
         """
+        arr = self.read_native(win).astype(np.float32)
+        valid = np.all(np.isfinite(arr), axis=0)
+        for b, nd in enumerate(self.info.nodata):
+            if nd is not None:
+                valid &= arr[b] != np.float32(nd)
+        return arr, valid
+
+    def read_native(self, win: Window) -> np.ndarray:
+        """A window of the selected bands in the raster's own data type, (bands, rows, cols) (exact copies)."""
         gdal.ErrorReset()
         try:
             arr = self._ds.ReadAsArray(win.col_off, win.row_off, win.cols, win.rows, band_list=list(self.bands))
@@ -160,12 +169,7 @@ class InputRaster:
             arr = None
         if arr is None:
             raise RasterError(f"read failed at {win}: {_last_error('unknown GDAL error')}")
-        arr = np.asarray(arr, dtype=np.float32).reshape(len(self.bands), win.rows, win.cols)
-        valid = np.all(np.isfinite(arr), axis=0)
-        for b, nd in enumerate(self.info.nodata):
-            if nd is not None:
-                valid &= arr[b] != np.float32(nd)
-        return arr, valid
+        return np.asarray(arr).reshape(len(self.bands), win.rows, win.cols)
 
     def close(self) -> None:
         self._ds = None

@@ -20,7 +20,7 @@ from rscore.bundle.store import Bundle, load_bundle
 from rscore.diffusion.plan import make_plan
 from rscore.raster.io import InputRaster, RasterError
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
-from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, Pipeline
+from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, DePipeline, Pipeline
 from rscore.runtime.predictor import (
     Device,
     OnnxStage,
@@ -59,6 +59,14 @@ class RestoreRequest:
         threads: onnxruntime intra-op threads (None: all cores).
         extra_outputs: the bundle's extra outputs to write, name -> path (Float32).
         coarse_only: run only the bundle's one-pass ``coarse`` stage, no diffusion (evaluation, previews).
+        mask_path: optional raster marking the pixels to restore (non-zero); every other valid pixel is copied
+            from the input bit for bit, and tiles with nothing to restore are skipped. Warped onto the input
+            grid (nearest neighbour) when its grid differs.
+        mask_band: 1-based band of ``mask_path``.
+        weight_floor: Diffusion Enhancement bundles: eta, the reference weight W is clamped to [eta, 1]
+            (None: the bundle's default).
+        fixed_weight: Diffusion Enhancement bundles: a constant W instead of the weight network (evaluation
+            ablations: 0 = pure diffusion, 0.5 = fixed fusion).
     """
 
     input_path: str
@@ -78,6 +86,10 @@ class RestoreRequest:
     threads: int | None = None
     extra_outputs: dict[str, str] = field(default_factory=dict)
     coarse_only: bool = False
+    mask_path: str | None = None
+    mask_band: int = 1
+    weight_floor: float | None = None
+    fixed_weight: float | None = None
 
 
 @dataclass
@@ -89,6 +101,7 @@ class RestoreReport:
     provider_message: str
     tiles_total: int
     tiles_skipped: int
+    tiles_clear: int
     network_evals: int
     steps: int
     seconds: float
@@ -96,7 +109,8 @@ class RestoreReport:
 
 
 def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
-                   coarse_only: bool = False) -> tuple[Pipeline, str]:
+                   coarse_only: bool = False, weight_floor: float | None = None,
+                   fixed_weight: float | None = None) -> tuple[Pipeline, str]:
     """Sessions for every stage and the pipeline object; returns (pipeline, provider message)."""
     ort = import_onnxruntime()
     providers, message = choose_providers(device, list(ort.get_available_providers()))
@@ -112,6 +126,11 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
         if "coarse" not in m.stages:
             raise RequestError(f"model {m.name!r} has no one-pass coarse stage; coarse_only needs one")
         return CoarseOnlyPipeline(m, stages, None), message
+    if m.pipeline == "de":
+        return DePipeline(m, stages, plan, weight_floor, fixed_weight), message
+    if weight_floor is not None or fixed_weight is not None:
+        raise RequestError(f"model {m.name!r} ({m.pipeline}) has no reference fusion; ETA applies to cloud-removal "
+                           "(Diffusion Enhancement) models only")
     return PIPELINE_CLASSES[m.pipeline](m, stages, plan), message
 
 
@@ -152,40 +171,68 @@ def _check_paths(request: RestoreRequest) -> None:
         for b in outs[i + 1:]:
             if _same_file(a, b):
                 raise RequestError(f"two outputs point to the same file {a!r}; choose different output files")
-        for src in (request.input_path, request.aux_path):
+        for src in (request.input_path, request.aux_path, request.mask_path):
             if src and _same_file(a, src):
                 raise RequestError(f"the output {a!r} is also an input; choose another output file")
 
 
 def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...], rows: int, cols: int,
-              crs_wkt: str) -> list[str]:
-    """VRTs in /vsimem/ (band selection, then the warp onto the output grid, bilinear); the last one is the
-    warped raster. The caller unlinks them all."""
+              crs_wkt: str, resample: str = "bilinear", what: str = "auxiliary raster") -> list[str]:
+    """VRTs in /vsimem/ (band selection, then the warp onto the output grid); the last one is the warped
+    raster. The caller unlinks them all."""
     x0, pw, _, y0, _, ph = grid_gt
     bounds = (x0, y0 + rows * ph, x0 + cols * pw, y0)
     vrt = f"/vsimem/rsrestore_aux_{os.getpid()}_{time.monotonic_ns()}.vrt"
     opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=cols, height=rows, dstSRS=crs_wkt,
-                            resampleAlg="bilinear", multithread=False)
+                            resampleAlg=resample, multithread=False)
     made: list[str] = []
     try:
         src = gdal.Open(path)
         if src is None:
-            raise RasterError(f"cannot open auxiliary raster {path!r}")
+            raise RasterError(f"cannot open {what} {path!r}")
         if bands:
             made.append(f"{vrt}.sel.vrt")
             src = gdal.Translate(made[-1], src, format="VRT", bandList=list(bands))
         made.append(vrt)
         out = gdal.Warp(vrt, src, options=opts)
         if out is None:
-            raise RasterError(f"cannot warp auxiliary raster {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
+            raise RasterError(f"cannot warp {what} {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
         out = None
     except BaseException as exc:
         for v in made:
             gdal.Unlink(v)
         if isinstance(exc, RuntimeError):  # gdal.UseExceptions() is on
-            raise RasterError(f"cannot use auxiliary raster {path!r}: {exc}") from exc
+            raise RasterError(f"cannot use {what} {path!r}: {exc}") from exc
         raise
     return made
+
+
+def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, list[str]]:
+    """The mask band on the input grid: used as is when it has the input's size and geotransform (or no
+    georeferencing at all and the input's size), otherwise warped (nearest neighbour). Returns the opened
+    mask and the /vsimem/ files to unlink."""
+    assert request.mask_path is not None
+    probe = InputRaster(request.mask_path, [request.mask_band], require_crs=False)
+    info = src.info
+    same_size = (probe.info.rows, probe.info.cols) == (info.rows, info.cols)
+    no_georef = not probe.info.crs_wkt and probe.info.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    same_grid = all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(probe.info.geotransform, info.geotransform))
+    if same_size and (no_georef or same_grid):
+        return probe, []
+    probe.close()
+    if no_georef:
+        raise RequestError(
+            f"the mask {request.mask_path!r} has no georeferencing and a different size "
+            f"({probe.info.cols} x {probe.info.rows}) from the input ({info.cols} x {info.rows}); give a mask on the "
+            "input's grid or a georeferenced one")
+    vrts = _warp_aux(request.mask_path, [request.mask_band], tuple(info.geotransform), info.rows, info.cols,
+                     info.crs_wkt, resample="near", what="mask raster")
+    try:
+        return InputRaster(vrts[-1], None, require_crs=False), vrts
+    except BaseException:
+        for v in vrts:
+            gdal.Unlink(v)
+        raise
 
 
 def restore(request: RestoreRequest, feedback: Feedback | None = None) -> RestoreReport:
@@ -226,25 +273,32 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     band_count = probe.info.band_count
     probe.close()
     bands = resolve_bands(m, band_count, request.bands)
-    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only)
+    if request.mask_path and abs(scale - 1.0) > 1e-12:
+        raise RequestError("a MASK keeps unmasked pixels unchanged, so it only works at scale factor 1")
+    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only,
+                                            request.weight_floor, request.fixed_weight)
     settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
                               size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
                               samples=int(request.samples))
     src = InputRaster(request.input_path, bands)
     aux = None
+    mask = None
     vrts: list[str] = []
     try:
-        runner = TiledRunner(src, m, pipeline, settings)
+        if request.mask_path:
+            mask, vrts = _open_mask(request, src)
+        runner = TiledRunner(src, m, pipeline, settings, mask=mask)
         if request.aux_path:
             grid = runner.grid
-            vrts = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
+            made = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
                              grid.rows, grid.cols, src.info.crs_wkt)
-            aux = InputRaster(vrts[-1], None, require_crs=False)
+            vrts += made
+            aux = InputRaster(made[-1], None, require_crs=False)
             aux_spec = m.aux or m.input
             if len(aux.bands) != aux_spec.count:
                 raise RequestError(f"model {m.name!r} needs a reference raster with {aux_spec.count} band(s) "
                                    f"({', '.join(aux_spec.names)}); the one given has {len(aux.bands)}")
-            runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=aux_spec)
+            runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=aux_spec, mask=mask)
         summary = (
             f"model {m.name} ({m.pipeline}), {runner.tiles.num_tiles} tile(s) of {runner.tiles.tile_px} px, "
             f"{f'{steps} step(s)' if steps else 'one pass'} x {request.samples} sample(s), "
@@ -252,12 +306,16 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         )
         if src.info.scale_offset is not None:
             summary += "; using the raster's own band scale/offset to reach physical units"
+        if mask is not None:
+            summary += "; only pixels the mask marks are restored"
         fb.info(summary)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs, fb)
     finally:
         src.close()
         if aux is not None:
             aux.close()
+        if mask is not None:
+            mask.close()
         for v in vrts:
             gdal.Unlink(v)
     return RestoreReport(
@@ -266,6 +324,7 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         provider_message=provider_msg,
         tiles_total=report.tiles_total,
         tiles_skipped=report.tiles_skipped,
+        tiles_clear=report.tiles_clear,
         network_evals=report.network_evals,
         steps=steps or 0,
         seconds=time.perf_counter() - t0,

@@ -132,6 +132,7 @@ class EngineReport:
 
     tiles_total: int = 0
     tiles_skipped: int = 0
+    tiles_clear: int = 0
     network_evals: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
 
@@ -196,14 +197,24 @@ class _Strip:
         win = Window(self.row0 + a, 0, b - a, self.cols)
         w = self.wsum[a:b]
         ok = self.valid[a:b] & (w > 0)
+        keep: np.ndarray | None = None
+        if self.runner.mask is not None:
+            # clear (unmasked) valid pixels are copied from the input, bit for bit
+            raw = self.runner.src.read_native(win)
+            keep = self.runner.src.read(win)[1] & ~self.runner.cloud_mask(win)
+            ok = ok | keep
         safe_w = np.where(w > 0, w, 1)
         for t in self.targets:
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
             spec = t.writer.spec
             if t.name == "image":
                 out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata)
+                if keep is not None:
+                    out[:, keep] = raw[:, keep]
             else:
                 out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
+                if keep is not None:
+                    out[:, keep] = 0.0
             t.writer.write(win, out)
 
 
@@ -225,10 +236,20 @@ class TiledRunner:
         settings: resolved tiling, scale and seed.
         aux: optional co-registered auxiliary input, already on the output grid (see :mod:`rscore.runtime.api`).
         aux_bands: the manifest's band spec for ``aux``.
+        mask: optional one-band raster on the output grid (scale factor 1): non-zero, non-nodata pixels are
+            restored; every other valid pixel is copied from the input unchanged, and tiles without a masked
+            pixel are not run at all.
     """
 
     def __init__(self, source: InputRaster, manifest: Manifest, pipeline: Pipeline, settings: EngineSettings,
-                 aux: InputRaster | None = None, aux_bands: BandSpec | None = None) -> None:
+                 aux: InputRaster | None = None, aux_bands: BandSpec | None = None,
+                 mask: InputRaster | None = None) -> None:
+        if mask is not None:
+            if settings.scale_factor != 1.0:
+                raise ValueError("a mask keeps pixels unchanged, which needs scale factor 1")
+            if len(mask.bands) != 1 or (mask.info.rows, mask.info.cols) != (source.info.rows, source.info.cols):
+                raise ValueError("the mask must be one band on the input's grid (engine bug: warp it first)")
+        self.mask = mask
         self.src = source
         self.m = manifest
         self.pipeline = pipeline
@@ -268,6 +289,13 @@ class TiledRunner:
         v = resample_window(valid[None].astype(np.float32), in_win, info.rows, info.cols, self.s.scale_factor,
                             work, "nearest")[0] > 0.5
         return y, v
+
+    def cloud_mask(self, win: Window) -> np.ndarray:
+        """bool (rows, cols): pixels of ``win`` the mask marks for restoration (all True without a mask)."""
+        if self.mask is None:
+            return np.ones((win.rows, win.cols), bool)
+        raw, valid = self.mask.read(win)
+        return valid & (raw[0] != 0)
 
     def _read_aux(self, work: Window) -> np.ndarray | None:
         if self.aux is None or self.aux_bands is None:
@@ -372,6 +400,11 @@ class TiledRunner:
             for core in tile_row:
                 if fb.is_canceled():
                     raise Cancelled("cancelled by user")
+                if self.mask is not None and not self.cloud_mask(core).any():
+                    report.tiles_clear += 1  # nothing to restore: the input is copied at write time
+                    done += evals_per_tile
+                    fb.set_progress(min(1.0, done / total_units))
+                    continue
                 result = self._run_tile(core, fb, tick)
                 if result is None:
                     report.tiles_skipped += 1

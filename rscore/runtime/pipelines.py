@@ -13,6 +13,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from rscore.bundle.manifest import Manifest
+from rscore.diffusion.fusion import fuse_x0, x0_from_eps
 from rscore.diffusion.loop import Cancelled, sample
 from rscore.diffusion.noise import gaussian_field
 from rscore.diffusion.plan import SamplingPlan, StepCoefficients
@@ -175,6 +176,46 @@ class DdimPipeline(_DiffusionPipeline):
         return {"image": self._loop(ctx, start, coarse, terms)}
 
 
+class DePipeline(_DiffusionPipeline):
+    """Diffusion Enhancement (METHODS.md section 3): DDIM from pure noise whose clean estimate at every step
+    is ``(1 - W) x0_eps + W x0_E``; x0_E from the one-pass ``coarse`` stage (the reference model), eps and W
+    from the ``denoiser`` stage (CNP + WA).
+
+    Args:
+        weight_floor: eta, W is clamped to [eta, 1] (None: the bundle's default).
+        fixed_weight: replaces the WA's W by a constant (ablations: 0 = pure diffusion, 0.5 = fixed fusion).
+    """
+
+    def __init__(self, manifest: Manifest, stages: Mapping[str, OnnxStage], plan: SamplingPlan | None,
+                 weight_floor: float | None = None, fixed_weight: float | None = None) -> None:
+        super().__init__(manifest, stages, plan)
+        fusion = manifest.fusion
+        if fusion is None or "coarse" not in stages:
+            raise ValueError(f"model {manifest.name!r} is not a Diffusion Enhancement bundle (no fusion/reference)")
+        self.weight_floor = fusion.weight_floor if weight_floor is None else float(weight_floor)
+        if not 0.0 <= self.weight_floor <= 1.0:
+            raise ValueError(f"ETA (weight floor) must be between 0 and 1, got {self.weight_floor}")
+        if fixed_weight is not None and not 0.0 <= fixed_weight <= 1.0:
+            raise ValueError(f"fixed fusion weight must be between 0 and 1, got {fixed_weight}")
+        self.fixed_weight = fixed_weight
+        mean = np.asarray(manifest.output.mean, np.float32)[:, None, None]
+        std = np.asarray(manifest.output.std, np.float32)[:, None, None]
+        self._lo = ((fusion.x0_min - mean) / std).astype(np.float32)
+        self._hi = ((fusion.x0_max - mean) / std).astype(np.float32)
+
+    def run(self, ctx: TileContext) -> dict[str, np.ndarray]:
+        ref = self._coarse(ctx)
+        assert ref is not None
+        start = np.zeros_like(ref)
+
+        def terms(x: np.ndarray, step: StepCoefficients, outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            x0_eps = x0_from_eps(x, outs["eps"], step.x0_from_x, step.x0_from_eps, self._lo, self._hi)
+            w = outs["weight"] if self.fixed_weight is None else self.fixed_weight
+            return {"x0": fuse_x0(x0_eps, ref, w, self.weight_floor)}
+
+        return {"image": self._loop(ctx, start, ref, terms)}
+
+
 class CoarseOnlyPipeline(_DiffusionPipeline):
     """Only the one-pass ``coarse`` stage of a diffusion bundle (stage-1 output, no sampling)."""
 
@@ -192,4 +233,5 @@ PIPELINE_CLASSES: dict[str, type[Pipeline]] = {
     "direct": DirectPipeline,
     "rddm": RddmPipeline,
     "ddim": DdimPipeline,
+    "de": DePipeline,
 }

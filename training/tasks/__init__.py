@@ -13,4 +13,10 @@ def _dehaze(cfg: TrainConfig) -> Any:
     return DehazeTask(cfg)
 
 
-TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze}
+def _remove_clouds(cfg: TrainConfig) -> Any:
+    from training.tasks.clouds import CloudRemovalTask
+
+    return CloudRemovalTask(cfg)
+
+
+TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze, "remove_clouds": _remove_clouds}

@@ -19,12 +19,11 @@ from torch import nn
 
 from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
 from rscore.degradations.haze import add_haze
-from rscore.degradations.resample import area_resample
 from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.dsrdmpd import SIZE_MULTIPLE, MCESSUNet, ResidualDenoiser, UNetConfig, count_params
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch
 from training.config import TrainConfig
-from training.tasks.imagery import Pool, load_pool
+from training.tasks.imagery import Pool, augmented_patches, load_pool, quantize
 
 LEVELS = ("thin", "moderate", "thick")
 
@@ -100,29 +99,10 @@ class DehazeTask:
             hazy = alternate_haze(clean, self.pool.wavelengths_nm, rng, self.domain)
         else:
             hazy = add_haze(clean, self.pool.wavelengths_nm, rng, level=level)[0].image
-        if self.domain == "rgb8":
-            return np.round(np.clip(hazy, 0.0, 1.0) * 255.0) / 255.0
-        return np.round(np.clip(hazy, 0.0, 1.5) * 1e4) / 1e4
-
-    def _augment(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        p = self.cfg.patch_px
-        out = np.empty((n, len(self.bands), p, p), np.float32)
-        for i in range(n):
-            f = float(rng.uniform(1.0, 2.5)) if rng.random() < 0.4 else 1.0
-            big = self.pool.patches("train", int(np.ceil(p * f)), 1, rng)[0]
-            img = area_resample(big, f)[:, :p, :p] if f > 1.0 else big
-            img = np.rot90(img, int(rng.integers(4)), axes=(1, 2))
-            if rng.random() < 0.5:
-                img = img[:, :, ::-1]
-            if self.domain == "rgb8":
-                img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
-            else:
-                img = img * rng.uniform(0.75, 1.3) * (1 + 0.08 * rng.standard_normal(len(self.bands)))[:, None, None]
-            out[i] = np.clip(img, 0.0, 1.0)
-        return out
+        return quantize(hazy, self.domain)
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        clean = self._augment(rng, self.cfg.batch_size)
+        clean = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng)
         clear_frac = float(self.cfg.data.get("clear_fraction", 0.1))
         hazy = np.stack([c if rng.random() < clear_frac else self._haze(c, rng) for c in clean])
         return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy))}

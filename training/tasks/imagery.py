@@ -109,3 +109,32 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
     weights = np.sqrt(sizes) / np.sqrt(sizes).sum()  # big scenes count more, small ones still appear
     wl = tuple(GENERIC_NM[b] for b in bands)
     return Pool(tuple(arrays), tuple(valid), tuple(names), weights, tuple(bands), wl, cfg)
+
+
+def augmented_patches(pool: Pool, split: str, patch_px: int, n: int, domain: str,
+                      rng: np.random.Generator) -> np.ndarray:
+    """n clean patches with augmentation: random 1-2.5x down-scaling (40 %), rotation, flip, and a
+    radiometric jitter (gamma for 8-bit RGB; gain and per-band gain for reflectance), clipped to [0, 1]."""
+    from rscore.degradations.resample import area_resample
+
+    out = np.empty((n, len(pool.band_names), patch_px, patch_px), np.float32)
+    for i in range(n):
+        f = float(rng.uniform(1.0, 2.5)) if rng.random() < 0.4 else 1.0
+        big = pool.patches(split, int(np.ceil(patch_px * f)), 1, rng)[0]
+        img = area_resample(big, f)[:, :patch_px, :patch_px] if f > 1.0 else big
+        img = np.rot90(img, int(rng.integers(4)), axes=(1, 2))
+        if rng.random() < 0.5:
+            img = img[:, :, ::-1]
+        if domain == "rgb8":
+            img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
+        else:
+            img = img * rng.uniform(0.75, 1.3) * (1 + 0.08 * rng.standard_normal(len(pool.band_names)))[:, None, None]
+        out[i] = np.clip(img, 0.0, 1.0)
+    return out
+
+
+def quantize(image: np.ndarray, domain: str) -> np.ndarray:
+    """Round a degraded image to what its raster would store: 8-bit steps for RGB, 1e-4 reflectance."""
+    if domain == "rgb8":
+        return (np.round(np.clip(image, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+    return (np.round(np.clip(image, 0.0, 1.5) * 1e4) / 1e4).astype(np.float32)

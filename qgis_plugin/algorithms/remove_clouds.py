@@ -1,0 +1,127 @@
+"""``rsrestore:remove_clouds`` - cloud removal after Diffusion Enhancement (reference model + diffusion,
+fused per pixel by a learned weight), with an optional cloud MASK and per-pixel uncertainty."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsRasterLayer,
+)
+
+from .base import RestoreAlgorithmBase, _help, shipped_bundle
+
+#: band count of the input (or of the BANDS selection) -> shipped bundle
+DEFAULT_BUNDLES = {4: "clouds-bgrn", 3: "clouds-rgb"}
+
+
+class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
+    """Diffusion Enhancement cloud removal."""
+
+    ETA = "ETA"
+    MASK = "MASK"
+    MASK_BAND = "MASK_BAND"
+    SAMPLES = "SAMPLES"
+    UNCERTAINTY_OUTPUT = "UNCERTAINTY_OUTPUT"
+
+    model_optional = True
+
+    def name(self) -> str:
+        return "remove_clouds"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return self.tr("Remove clouds")
+
+    def model_help(self) -> str:
+        return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
+                       "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
+                       "or 3 bands (8-bit red, green, blue).")
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return self.tr(
+            "Removes thin and thick clouds with Diffusion Enhancement: a reference network predicts the ground "
+            "in one pass (right structure, smooth), a diffusion model samples detail from noise in a few DDIM "
+            "steps, and a weight network blends the two per pixel and band at every step.\n\n"
+            "Inputs: a 4-band reflectance raster with bands blue, green, red, NIR (uint16 reflectance x 10000 or "
+            "float 0-1), or an 8-bit RGB raster. Select the bands in that order with BANDS when needed.\n"
+            "ETA: the smallest weight the reference gets (0-1, default 0.3); higher = smoother and more faithful "
+            "to the reference, lower = more diffusion texture.\n"
+            "MASK (optional): a raster whose non-zero pixels are cloud (e.g. a cloud mask or a Landsat QA "
+            "band reclassified to 0/1). Only those pixels change; every other pixel is copied from the input "
+            "exactly, and tiles without cloud are not processed. It is resampled (nearest) onto the input "
+            "grid when its grid differs.\n"
+            "SAMPLES and UNCERTAINTY_OUTPUT (optional): with several samples the output is their mean and the "
+            "uncertainty raster holds the per-pixel standard deviation (reflectance or 0-1 units): high where "
+            "the ground is truly hidden.\n"
+            "The output keeps the input's bands, data type, value scale, nodata, CRS and geotransform. Steps: "
+            "0 = the model's default (10); the trade-off is in the project's docs/quality.md."
+        )
+
+    def add_task_parameters(self) -> None:
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.ETA, self.tr("Minimum reference weight (eta)"),
+                                         QgsProcessingParameterNumber.Double, 0.3, minValue=0.0, maxValue=1.0),
+            self.tr("The reference model's weight W is clamped to [ETA, 1] at every step (paper default 0.3).")))
+        self.addParameter(_help(
+            QgsProcessingParameterRasterLayer(self.MASK, self.tr("Cloud mask (non-zero = restore)"), optional=True),
+            self.tr("Optional. Only pixels where this raster is non-zero are restored; all others are copied "
+                    "from the input unchanged.")))
+        self.addParameter(_help(
+            QgsProcessingParameterBand(self.MASK_BAND, self.tr("Mask band"), 1, self.MASK, optional=True),
+            self.tr("Band of the mask raster to use (default 1)."), advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.SAMPLES, self.tr("Samples (mean of several seeds)"),
+                                         QgsProcessingParameterNumber.Integer, 1, minValue=1, maxValue=64),
+            self.tr("Number of samples averaged; > 1 makes the uncertainty output meaningful and costs "
+                    "proportionally more time.")))
+
+    def add_output_parameters(self) -> None:
+        super().add_output_parameters()
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.UNCERTAINTY_OUTPUT, self.tr("Uncertainty (per-pixel standard deviation over samples)"),
+            optional=True, createByDefault=False))
+
+    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
+        chosen = self.parameterAsFile(parameters, self.MODEL, context)
+        if chosen:
+            return chosen
+        bands = self.parameterAsInts(parameters, self.BANDS, context)
+        count = len(bands) if bands else layer.bandCount()
+        name = DEFAULT_BUNDLES.get(count)
+        if name is None:
+            raise QgsProcessingException(self.tr(
+                f"Remove clouds needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, green, "
+                f"blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
+                f"Choose 4 or 3 bands in that order with BANDS, or give a MODEL made for your bands."))
+        return str(shipped_bundle(name))
+
+    def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        fields: dict[str, Any] = {"weight_floor": self.parameterAsDouble(parameters, self.ETA, context),
+                                  "samples": self.parameterAsInt(parameters, self.SAMPLES, context)}
+        mask = self.parameterAsRasterLayer(parameters, self.MASK, context)
+        if mask is not None:
+            if mask.providerType() != "gdal":
+                raise QgsProcessingException(self.tr("MASK must be a file-based raster (GDAL provider)."))
+            fields["mask_path"] = mask.source().split("|")[0]
+            band = self.parameterAsInt(parameters, self.MASK_BAND, context)
+            fields["mask_band"] = band if band > 0 else 1
+        unc = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY_OUTPUT, context)
+        if unc:
+            if fields["samples"] < 2:
+                raise QgsProcessingException(self.tr(
+                    "UNCERTAINTY_OUTPUT is the standard deviation over several samples: set SAMPLES to 2 or more "
+                    "(e.g. 4), or leave UNCERTAINTY_OUTPUT empty."))
+            fields["uncertainty_path"] = unc
+        return fields
+
+    def results(self, outputs: dict[str, str]) -> dict[str, Any]:
+        res = {self.OUTPUT: outputs["image"]}
+        if "uncertainty" in outputs:
+            res[self.UNCERTAINTY_OUTPUT] = outputs["uncertainty"]
+        return res

@@ -1,0 +1,158 @@
+"""rsrestore:remove_clouds with the shipped bundles: in-process Processing and qgis_process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from rscore.degradations.clouds import add_clouds
+from rscore.metrics.fidelity import psnr
+from tests.conftest import run_qgis_process
+from tests.fixtures import rasters
+
+pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
+pytestmark = pytest.mark.qgis
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "samples"
+PARAMS = ["INPUT", "BANDS", "MODEL", "ETA", "MASK", "MASK_BAND", "SAMPLES", "STEPS", "TILE_SIZE", "OVERLAP",
+          "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
+BGRN_NM = (490.0, 560.0, 665.0, 842.0)
+RGB_NM = (665.0, 560.0, 490.0)
+
+
+def _alg():
+    from qgis.core import QgsApplication
+
+    return QgsApplication.processingRegistry().algorithmById("rsrestore:remove_clouds")
+
+
+def _run(params: dict) -> dict:
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    res, ok = _alg().run(params, QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    assert ok
+    return res
+
+
+def _read(path: Path) -> np.ndarray:
+    ds = gdal.Open(str(path))
+    return ds.ReadAsArray()
+
+
+@pytest.fixture(scope="module")
+def cloudy_s2(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A 192 x 256 crop of the Sentinel-2 sample (test window) under thin clouds: (path, clean, cloud mask)."""
+    ds = gdal.Open(str(SAMPLES / "s2_l1c_bgrn_512.tif"))
+    clean = ds.ReadAsArray(120, 80, 256, 192).astype(np.float32) * 1e-4
+    res, _ = add_clouds(clean, BGRN_NM, np.random.default_rng(11), cloud_type="thin")
+    gt = ds.GetGeoTransform()
+    path = rasters.write(tmp_path_factory.mktemp("clouds") / "cloudy_s2.tif", np.round(res.image * 1e4), "UInt16",
+                         geotransform=(gt[0] + 120 * gt[1], gt[1], 0.0, gt[3] + 80 * gt[5], 0.0, gt[5]), epsg=32618)
+    return path, clean, res.mask > 0.02
+
+
+def test_parameters(qgis_app):
+    from qgis.core import QgsProcessingParameterDefinition
+
+    alg = _alg()
+    assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
+    adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+    assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND"}
+    for name in ("MODEL", "MASK", "UNCERTAINTY_OUTPUT"):
+        assert alg.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert alg.parameterDefinition("ETA").defaultValue() == 0.3
+
+
+def test_bgrn_default_model_removes_thin_clouds_and_keeps_georeference(qgis_app, cloudy_s2, tmp_path):
+    path, clean, _ = cloudy_s2
+    out = tmp_path / "clear.tif"
+    _run({"INPUT": str(path), "OUTPUT": str(out)})
+    src, dst = gdal.Open(str(path)), gdal.Open(str(out))
+    assert dst.GetGeoTransform() == src.GetGeoTransform() and dst.GetProjection() == src.GetProjection()
+    assert dst.RasterCount == 4 and dst.GetRasterBand(1).DataType == gdal.GDT_UInt16
+    cloudy = src.ReadAsArray().astype(np.float32) * 1e-4
+    restored = dst.ReadAsArray().astype(np.float32) * 1e-4
+    gain = psnr(clean, restored, 1.0) - psnr(clean, cloudy, 1.0)
+    assert gain > 3.0, gain
+
+
+def test_result_does_not_depend_on_tile_size(qgis_app, cloudy_s2, tmp_path):
+    path, _, _ = cloudy_s2
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    _run({"INPUT": str(path), "OUTPUT": str(a), "SEED": 7, "STEPS": 5})
+    _run({"INPUT": str(path), "OUTPUT": str(b), "SEED": 7, "STEPS": 5, "TILE_SIZE": 128, "OVERLAP": 32})
+    diff = np.abs(_read(a).astype(np.int64) - _read(b).astype(np.int64))
+    # receptive fields wider than the margin make tiles differ by a few DN at most, and rarely
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 20, (diff.mean(), np.percentile(diff, 99))
+
+
+def test_mask_keeps_clear_pixels_and_uncertainty_is_high_under_cloud(qgis_app, cloudy_s2, tmp_path):
+    path, _, cloud = cloudy_s2
+    cloud = cloud.copy()
+    cloud[:, 128:] = False  # the right half is declared clear: those tiles are not processed
+    mask = rasters.write(tmp_path / "mask.tif", cloud[None].astype(np.uint8), "Byte",
+                         geotransform=gdal.Open(str(path)).GetGeoTransform(), epsg=32618)
+    out, unc = tmp_path / "o.tif", tmp_path / "u.tif"
+    res = _run({"INPUT": str(path), "OUTPUT": str(out), "MASK": str(mask), "SAMPLES": 2, "STEPS": 3,
+                "TILE_SIZE": 128, "OVERLAP": 16, "UNCERTAINTY_OUTPUT": str(unc)})
+    assert res["UNCERTAINTY_OUTPUT"] == str(unc)
+    got, inp, std = _read(out), _read(path), _read(unc)
+    np.testing.assert_array_equal(got[:, ~cloud], inp[:, ~cloud])
+    assert (got[:, cloud] != inp[:, cloud]).mean() > 0.5
+    assert (std[:, ~cloud] == 0).all() and std[:, cloud].mean() > 0
+    assert gdal.Open(str(unc)).GetRasterBand(1).DataType == gdal.GDT_Float32
+
+
+def test_uncertainty_needs_several_samples(qgis_app, cloudy_s2, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    path, _, _ = cloudy_s2
+    with pytest.raises(QgsProcessingException, match="SAMPLES to 2 or more"):
+        _run({"INPUT": str(path), "OUTPUT": str(tmp_path / "o.tif"), "UNCERTAINTY_OUTPUT": str(tmp_path / "u.tif")})
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_rgb_default_model(qgis_app, tmp_path):
+    ds = gdal.Open(str(SAMPLES / "aerial_rgb_512.tif"))
+    clean = ds.ReadAsArray(0, 0, 192, 192).astype(np.float32) / 255.0
+    cloudy = np.clip(add_clouds(clean, RGB_NM, np.random.default_rng(5), cloud_type="thin")[0].image, 0, 1)
+    src = rasters.write(tmp_path / "cloudy_rgb.tif", np.round(cloudy * 255), "Byte", epsg=32612)
+    out = tmp_path / "o.tif"
+    _run({"INPUT": str(src), "OUTPUT": str(out), "STEPS": 5})
+    dst = gdal.Open(str(out))
+    assert dst.GetRasterBand(1).DataType == gdal.GDT_Byte and dst.RasterCount == 3
+    gain = psnr(clean, dst.ReadAsArray() / 255.0, 1.0) - psnr(clean, np.round(cloudy * 255) / 255.0, 1.0)
+    assert gain > 1.0, gain
+
+
+def test_two_bands_refused(qgis_app, tmp_path):
+    from qgis.core import QgsProcessingContext
+
+    two = rasters.write(tmp_path / "two.tif", np.round(rasters.scene(2, 40, 40) * 1e4))
+    ok, msg = _alg().checkParameterValues({"INPUT": str(two), "OUTPUT": str(tmp_path / "o.tif")},
+                                          QgsProcessingContext())
+    assert not ok and "needs 4 bands" in msg and "2 band(s)" in msg and "BANDS" in msg
+
+
+def test_qgis_process_remove_clouds_with_mask(qgis_env, cloudy_s2, tmp_path):
+    assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
+    assert "rsrestore:remove_clouds" in run_qgis_process(qgis_env, "list").stdout
+    two = rasters.write(tmp_path / "two.tif", np.round(rasters.scene(2, 40, 40) * 1e4))
+    r = run_qgis_process(qgis_env, "run", "rsrestore:remove_clouds", "--", f"INPUT={two}",
+                         f"OUTPUT={tmp_path / 'x.tif'}")
+    assert r.returncode == 1 and "needs 4 bands" in r.stdout + r.stderr and not (tmp_path / "x.tif").exists()
+    path, _, cloud = cloudy_s2
+    mask = rasters.write(tmp_path / "mask.tif", cloud[None].astype(np.uint8), "Byte",
+                         geotransform=gdal.Open(str(path)).GetGeoTransform(), epsg=32618)
+    out = tmp_path / "o.tif"
+    r = run_qgis_process(qgis_env, "run", "rsrestore:remove_clouds", "--", f"INPUT={path}", f"MASK={mask}",
+                         "STEPS=3", "ETA=0.5", f"OUTPUT={out}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    got, inp = _read(out), _read(path)
+    np.testing.assert_array_equal(got[:, ~cloud], inp[:, ~cloud])
+    dst, src = gdal.Open(str(out)), gdal.Open(str(path))
+    assert dst.GetGeoTransform() == src.GetGeoTransform() and dst.GetProjection() == src.GetProjection()

@@ -1,0 +1,254 @@
+"""Cloud removal after Diffusion Enhancement (METHODS.md section 3): reference model E, conditional noise
+predictor (CNP) and weight-allocation network (WA), trained coarse to fine within one wall-clock budget.
+
+Phases (fraction of the budget, ``model.phases``, default 0.35 / 0.65):
+1. E (L1, full size) and the CNP alone on images down-scaled 4x (DDPM loss ||eps - eps_hat||^2);
+2. WA alone at full size with the CNP frozen: ``|x0 - x0_t|`` with the gradient stopped through x0_eps;
+3. jointly: ``lambda * L_DDPM + L_WA`` (lambda = ``loss.ddpm``, default 1), E still on its L1 loss.
+x0_E is detached for the CNP and WA in every phase (E is the fidelity reference, trained only by L1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rscore.bundle.manifest import BandSpec, FusionSpec, Manifest, StageSpec, TilingDefaults
+from rscore.degradations.clouds import add_clouds
+from rscore.degradations.fields import gaussian_blur
+from rscore.degradations.resample import area_resample
+from rscore.diffusion.fusion import fuse_x0, x0_from_eps
+from rscore.diffusion.plan import SamplerConfig, make_plan
+from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
+from rscore.models.dsrdmpd import SIZE_MULTIPLE, MCESSUNet, UNetConfig, count_params
+from rscore.torch_ops.diffusion import ForwardTables, sample_torch
+from training.config import TrainConfig
+from training.tasks.imagery import Pool, augmented_patches, load_pool, quantize
+
+CLOUD_TYPES = ("thin", "thick")
+COARSE_FACTOR = 4
+
+
+def alternate_clouds(clean: np.ndarray, rng: np.random.Generator, cloud_type: str, domain: str) -> np.ndarray:
+    """A second, deliberately different cloud generator: a mask from a few random anisotropic Gaussian
+    blobs (not a fractal field), spectrally flat opacity, a grey-to-white cloud colour with a small random
+    tint, no shadows. Thin: peak opacity 0.25-0.8; thick: saturated cores with blurred edges."""
+    bands, rows, cols = clean.shape
+    yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float64)
+    field = np.zeros((rows, cols))
+    for _ in range(int(rng.integers(2, 9))):
+        cy, cx = rng.uniform(-0.2, 1.2) * rows, rng.uniform(-0.2, 1.2) * cols
+        sy, sx = rng.uniform(0.05, 0.45) * rows, rng.uniform(0.05, 0.45) * cols
+        th = rng.uniform(0, np.pi)
+        dy, dx = yy - cy, xx - cx
+        u, v = dy * np.cos(th) + dx * np.sin(th), -dy * np.sin(th) + dx * np.cos(th)
+        field += rng.uniform(0.5, 1.0) * np.exp(-0.5 * ((u / sy) ** 2 + (v / sx) ** 2))
+    field /= max(float(field.max()), 1e-9)
+    if cloud_type == "thick":
+        m = np.clip((field - rng.uniform(0.2, 0.6)) * rng.uniform(3.0, 12.0), 0.0, 1.0)
+        m = gaussian_blur(m, float(rng.uniform(0.5, 3.0)))
+    else:
+        m = rng.uniform(0.25, 0.8) * field ** rng.uniform(0.5, 2.0)
+    top = 1.0 if domain == "rgb8" else 0.9
+    colour = rng.uniform(0.6, 1.0) * top * (1 + rng.uniform(-0.05, 0.05, size=bands))
+    return (clean * (1 - m[None]) + colour[:, None, None] * m[None]).astype(np.float32)
+
+
+class CloudRemovalTask:
+    """Data, phased losses, validation and export of the DE cloud-removal bundle."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.bands = tuple(cfg.data["bands"])
+        self.domain = cfg.data.get("domain", "reflectance")
+        self.pool: Pool = load_pool(cfg.data, self.bands)
+        stats_rng = np.random.default_rng(1234)
+        clean_s = self.pool.patches("train", 64, 128, stats_rng)
+        sample = np.concatenate([clean_s, np.stack([self.cloud(c, stats_rng) for c in clean_s])])
+        self.mean = sample.mean(axis=(0, 2, 3)).astype(np.float64)
+        self.std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).astype(np.float64)
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        m = cfg.model
+        self.sampler = SamplerConfig("ddim", num_timesteps=int(m.get("num_timesteps", 1000)),
+                                     default_steps=int(m.get("default_steps", 10)), eta=0.0,
+                                     ddpm_schedule=m.get("ddpm_schedule", "linear"))
+        self.fusion = FusionSpec(weight_floor=float(m.get("weight_floor", 0.3)))
+        self.tables = ForwardTables.from_config(self.sampler)
+        n = len(self.bands)
+        self.networks = nn.ModuleDict({
+            "coarse": MCESSUNet(UNetConfig(n, width=int(m.get("reference_width", 16)))),
+            "cnp": NoisePredictor(UNetConfig(n, width=int(m.get("cnp_width", 16)))),
+            "wa": WeightNet(UNetConfig(n, width=int(m.get("wa_width", 8)), mid_blocks=1)),
+        })
+        self.phases = tuple(float(p) for p in m.get("phases", (0.35, 0.65)))
+        self.progress = 0.0
+        lo_phys, hi_phys = self.fusion.x0_min, self.fusion.x0_max
+        self._lo = ((lo_phys - self._mean_t) / self._std_t)[0]
+        self._hi = ((hi_phys - self._mean_t) / self._std_t)[0]
+        vrng = np.random.default_rng(777)
+        nval = int(cfg.data.get("val_patches", 12))
+        clean = self.pool.patches("val", int(cfg.data.get("val_patch_px", 128)), nval, vrng)
+        cloudy = np.stack([self.cloud(c, vrng, CLOUD_TYPES[i % 2], alternate=False) for i, c in enumerate(clean)])
+        self.val_clean, self.val_cloudy = clean, cloudy
+
+    # ---- phases ---------------------------------------------------------------------------------
+    def set_progress(self, fraction: float) -> None:
+        """Called by the harness before every step with the fraction of the budget spent."""
+        self.progress = float(fraction)
+
+    @property
+    def phase(self) -> int:
+        return 1 if self.progress < self.phases[0] else (2 if self.progress < self.phases[1] else 3)
+
+    # ---- data -----------------------------------------------------------------------------------
+    def cloud(self, clean: np.ndarray, rng: np.random.Generator, cloud_type: str | None = None,
+              alternate: bool | None = None) -> np.ndarray:
+        """A cloudy version of a clean patch (thin or thick, project or alternate generator), quantised."""
+        if cloud_type is None:
+            cloud_type = CLOUD_TYPES[int(rng.integers(2))]
+        if alternate is None:
+            alternate = rng.random() < float(self.cfg.data.get("alternate_clouds", 0.3))
+        if alternate:
+            cloudy = alternate_clouds(clean, rng, cloud_type, self.domain)
+        else:
+            cloudy = add_clouds(clean, self.pool.wavelengths_nm, rng, cloud_type=cloud_type)[0].image
+        return quantize(cloudy, self.domain)
+
+    def _pairs(self, rng: np.random.Generator, patch_px: int) -> tuple[np.ndarray, np.ndarray]:
+        clean = augmented_patches(self.pool, "train", patch_px, self.cfg.batch_size, self.domain, rng)
+        clear_frac = float(self.cfg.data.get("clear_fraction", 0.05))
+        cloudy = np.stack([c if rng.random() < clear_frac else self.cloud(c, rng) for c in clean])
+        return clean, cloudy
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        p = self.cfg.patch_px
+        if self.phase == 1:
+            # one draw at 4x size serves both: E on a full-resolution crop, the CNP on the 4x reduction
+            big_px = max(COARSE_FACTOR * int(self.cfg.model.get("coarse_patch_px", p // 2)), p)
+            clean, cloudy = self._pairs(rng, big_px)
+            lo_c = np.stack([area_resample(c, COARSE_FACTOR) for c in clean]).astype(np.float32)
+            lo_y = np.stack([area_resample(c, COARSE_FACTOR) for c in cloudy]).astype(np.float32)
+            r0, c0 = (int(v) for v in rng.integers(0, clean.shape[-1] - p + 1, size=2))
+            clean, cloudy = clean[..., r0 : r0 + p, c0 : c0 + p], cloudy[..., r0 : r0 + p, c0 : c0 + p]
+            extra = {"clean_lo": self.norm(torch.from_numpy(lo_c)), "cloudy_lo": self.norm(torch.from_numpy(lo_y))}
+        else:
+            clean, cloudy = self._pairs(rng, p)
+            extra = {}
+        return {"clean": self.norm(torch.from_numpy(np.ascontiguousarray(clean))),
+                "cloudy": self.norm(torch.from_numpy(np.ascontiguousarray(cloudy))), **extra}
+
+    def norm(self, phys: torch.Tensor) -> torch.Tensor:
+        return (phys - self._mean_t) / self._std_t
+
+    def denorm(self, model: torch.Tensor) -> torch.Tensor:
+        return model * self._std_t + self._mean_t
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def _noised(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = torch.randint(1, self.sampler.num_timesteps + 1, (clean.shape[0],))
+        eps = torch.randn_like(clean)
+        return self.tables.q_sample(clean, clean, t, eps), eps, t
+
+    def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        clean, cloudy = batch["clean"], batch["cloudy"]
+        ref = nets["coarse"](cloudy)
+        out = {"ref_l1": F.l1_loss(ref.float(), clean)}
+        lam = float(self.cfg.loss.get("ddpm", 1.0))
+        phase = self.phase
+        if phase == 1:
+            x_t, eps, t = self._noised(batch["clean_lo"])
+            eps_hat = nets["cnp"](x_t, batch["cloudy_lo"], self.tables.t_model(t)).float()
+            out["ddpm"] = lam * F.mse_loss(eps_hat, eps)
+            return out
+        x_t, eps, t = self._noised(clean)
+        tm = self.tables.t_model(t)
+        if phase == 2:
+            with torch.no_grad():
+                eps_hat = nets["cnp"](x_t, cloudy, tm).float()
+        else:
+            eps_hat = nets["cnp"](x_t, cloudy, tm).float()
+            out["ddpm"] = lam * F.mse_loss(eps_hat, eps)
+        a = self.tables.a[t].view(-1, 1, 1, 1)
+        b = self.tables.b[t].view(-1, 1, 1, 1)
+        x0_eps = x0_from_eps(x_t, eps_hat.detach(), 1.0 / a, -b / a, self._lo, self._hi)
+        x0_ref = ref.detach().float()
+        w = nets["wa"](x_t, cloudy, x0_ref, tm).float()
+        out["wa_l1"] = F.l1_loss(fuse_x0(x0_eps, x0_ref, w, 0.0), clean)
+        return out
+
+    # ---- validation and evaluation ---------------------------------------------------------------
+    def restore_torch(self, nets: nn.ModuleDict, cloudy_phys: np.ndarray, steps: int | None = None,
+                      fixed_weight: float | None = None, weight_floor: float | None = None,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(reference output, DE output) in physical units for a batch of cloudy patches.
+
+        ``fixed_weight`` replaces the WA (0 = pure diffusion, 0.5 = fixed fusion)."""
+        plan = make_plan(self.sampler, steps)
+        floor = self.fusion.weight_floor if weight_floor is None else weight_floor
+        y = self.norm(torch.from_numpy(np.ascontiguousarray(cloudy_phys, dtype=np.float32)))
+        T = self.sampler.num_timesteps
+        with torch.no_grad():
+            ref = nets["coarse"](y)
+            outs = []
+            for i in range(y.shape[0]):
+                yi, ri = y[i : i + 1], ref[i : i + 1]
+
+                def den(x, start, tm, yi=yi, ri=ri):  # noqa: ANN001
+                    k = int(round(float(tm[0]) * T))
+                    a, b = float(self.tables.a[k]), float(self.tables.b[k])
+                    x0e = x0_from_eps(x, nets["cnp"](x, yi, tm), 1.0 / a, -b / a, self._lo, self._hi)
+                    w = nets["wa"](x, yi, ri, tm) if fixed_weight is None else fixed_weight
+                    return {"x0": fuse_x0(x0e, ri, w, floor)}
+
+                g = torch.Generator().manual_seed(seed * 1000 + i)
+                fixed = {k: torch.randn(ri.shape, generator=g) for k in range(-1, plan.num_steps)}
+                outs.append(sample_torch(plan, ri, den, lambda k, fixed=fixed: fixed[k]))
+            full = torch.cat(outs)
+        return self.denorm(ref).numpy(), self.denorm(full).numpy()
+
+    def validate(self, nets: nn.ModuleDict) -> dict[str, float]:
+        from rscore.metrics.fidelity import psnr
+
+        nets.eval()
+        ref, full = self.restore_torch(nets, self.val_cloudy)
+        _, pure = self.restore_torch(nets, self.val_cloudy, fixed_weight=0.0)
+        rng_ = 1.0 if self.domain == "rgb8" else 0.5
+
+        def mean_psnr(est: np.ndarray) -> float:
+            return float(np.mean([psnr(c, e, rng_) for c, e in zip(self.val_clean, est)]))
+
+        return {"psnr_input": mean_psnr(self.val_cloudy), "psnr_ref": mean_psnr(ref),
+                "psnr_pure": mean_psnr(pure), "psnr_de": mean_psnr(full)}
+
+    # ---- export ---------------------------------------------------------------------------------
+    def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
+        from export.bundle_writer import build_bundle
+        from export.onnx_export import StageExport
+
+        nets = nets.float().eval()
+        e = self.cfg.export
+        stages = {
+            "coarse": StageExport(nets["coarse"], ("y",), ("x",), "reference.onnx"),
+            "denoiser": StageExport(DEDenoiser(nets["cnp"], nets["wa"]), ("x_t", "y", "coarse", "t"),
+                                    ("eps", "weight"), "denoiser.onnx"),
+        }
+        spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
+        manifest = Manifest(
+            name=self.cfg.name, task="remove_clouds", title=str(e.get("title", self.cfg.name)), pipeline="de",
+            input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
+            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+            tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", 512)), overlap_px=int(e.get("overlap_px", 32)),
+                                  margin_px=int(e.get("margin_px", 48)), size_multiple=SIZE_MULTIPLE),
+            sampler=self.sampler, fusion=self.fusion, native_resolution_m=e.get("native_resolution_m"),
+            description=str(e.get("description", "")),
+            training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
+                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
+        )
+        bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
+        return bundle.root
