@@ -187,3 +187,53 @@ def test_empty_mask_copies_the_input(tmp_path, bundles, bgrn_tif):
     rep = run(bgrn_tif, bundles["toy-de"], out, mask_path=str(mask))
     np.testing.assert_array_equal(read(out), read(bgrn_tif))
     assert rep.network_evals == 0 and rep.tiles_clear == rep.tiles_total
+
+
+def test_mask_copies_clear_pixels_even_when_partly_nodata_or_nan(tmp_path, bundles):
+    data = rasters.scene(4, 48, 64, seed=4)
+    raw = np.round(data * 1e4).astype(np.uint16)
+    raw[1, 5, 5] = 0  # one band nodata in a clear pixel: the other bands must survive
+    src = rasters.write(tmp_path / "u16.tif", raw, "UInt16", nodata=0)
+    mask = _mask(tmp_path / "m.tif", 48, 64, [(20, 30, 20, 40)])
+    out = tmp_path / "o.tif"
+    run(src, bundles["toy-de"], out, mask_path=str(mask))
+    np.testing.assert_array_equal(read(out)[:, 5, 5], raw[:, 5, 5])
+    f = data.astype(np.float32)
+    f[2, 7, 9] = np.nan
+    srcf = rasters.write(tmp_path / "f32.tif", f, "Float32", nodata=-9999.0)
+    outf = tmp_path / "of.tif"
+    run(srcf, bundles["toy-de"], outf, mask_path=str(mask))
+    got = read(outf)
+    m = read(mask).astype(bool)
+    np.testing.assert_array_equal(got[:, ~m], f[:, ~m])  # NaN compares equal in assert_array_equal
+
+
+def test_finer_mask_loses_no_cloud(tmp_path, bundles, bgrn_tif):
+    gt = gdal.Open(str(bgrn_tif)).GetGeoTransform()
+    fine = np.zeros((1, 300, 340), np.uint8)
+    fine[0, 101, 51] = 1  # one fine pixel = a quarter of input pixel (50, 25)
+    mask = rasters.write(tmp_path / "fine.tif", fine, "Byte", geotransform=(gt[0], gt[1] / 2, 0, gt[3], 0, gt[5] / 2))
+    out = tmp_path / "o.tif"
+    run(bgrn_tif, bundles["toy-de"], out, mask_path=str(mask))
+    diff = (read(out) != read(bgrn_tif)).any(axis=0)
+    assert diff[50, 25] and diff.sum() == 1
+
+
+def test_missing_mask_named(tmp_path, bundles, bgrn_tif):
+    with pytest.raises(RequestError, match="mask raster .* does not exist"):
+        run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", mask_path=str(tmp_path / "nope.tif"))
+
+
+def test_de_denoiser_must_output_eps_and_weight(bundles):
+    import dataclasses
+
+    m = load_bundle(bundles["toy-de"]).manifest
+    bad = dataclasses.replace(m.stages["denoiser"], outputs=("eps",))
+    with pytest.raises(BundleError, match="'eps' and 'weight'"):
+        dataclasses.replace(m, stages={**m.stages, "denoiser": bad})
+
+
+def test_reference_runs_once_per_tile_for_several_samples(tmp_path, bundles, bgrn_tif):
+    rep = run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", samples=3, steps=4,
+              uncertainty_path=str(tmp_path / "u.tif"))
+    assert rep.network_evals == rep.tiles_total * (1 + 3 * 4)

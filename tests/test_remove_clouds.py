@@ -64,7 +64,7 @@ def test_parameters(qgis_app):
     assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND"}
     for name in ("MODEL", "MASK", "UNCERTAINTY_OUTPUT"):
         assert alg.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional
-    assert alg.parameterDefinition("ETA").defaultValue() == 0.3
+    assert alg.parameterDefinition("ETA").defaultValue() == -1.0  # the model's default (0.3 shipped)
 
 
 def test_bgrn_default_model_removes_thin_clouds_and_keeps_georeference(qgis_app, cloudy_s2, tmp_path):

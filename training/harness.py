@@ -44,11 +44,22 @@ class EMA:
     def __init__(self, nets: nn.ModuleDict, decay: float) -> None:
         self.decay = decay
         self.shadow = copy.deepcopy(nets).eval().requires_grad_(False)
+        #: optimizer steps each parameter has taken (its own warm-up: phased tasks start networks late)
+        self.counts = [0] * len(list(nets.parameters()))
 
     @torch.no_grad()
     def update(self, nets: nn.ModuleDict, step: int) -> None:
-        d = min(self.decay, (1.0 + step) / (10.0 + step))  # warm-up: early weights are not over-weighted
-        for s, p in zip(self.shadow.parameters(), nets.parameters()):
+        """Average after an optimizer step. A parameter that has never had a gradient is copied (a network
+        whose training starts later must not inherit its initial weights); warm-up counts per parameter:
+        early weights are not over-weighted."""
+        for i, (s, p) in enumerate(zip(self.shadow.parameters(), nets.parameters())):
+            if p.grad is not None:
+                self.counts[i] += 1
+            n = self.counts[i]
+            if n == 0:
+                s.copy_(p.detach())
+                continue
+            d = min(self.decay, n / (9.0 + n))
             s.mul_(d).add_(p.detach(), alpha=1.0 - d)
         for s, b in zip(self.shadow.buffers(), nets.buffers()):
             s.copy_(b)
@@ -100,7 +111,7 @@ class Trainer:
     # ---- checkpoints ----------------------------------------------------------------------------
     def _save(self) -> None:
         tmp = self.ckpt.with_suffix(".tmp")
-        torch.save({"nets": self.nets.state_dict(), "ema": self.ema.shadow.state_dict(),
+        torch.save({"nets": self.nets.state_dict(), "ema": self.ema.shadow.state_dict(), "ema_counts": self.ema.counts,
                     "opt": self.opt.state_dict(), "step": self.state.step, "elapsed_s": self.state.elapsed_s,
                     "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
         tmp.replace(self.ckpt)
@@ -109,6 +120,7 @@ class Trainer:
         ck = torch.load(self.ckpt, weights_only=False)
         self.nets.load_state_dict(ck["nets"])
         self.ema.shadow.load_state_dict(ck["ema"])
+        self.ema.counts = list(ck.get("ema_counts", [ck["step"]] * len(self.ema.counts)))
         self.opt.load_state_dict(ck["opt"])
         self.state = RunState(ck["step"], ck["elapsed_s"])
         self.rng.bit_generator.state = ck["rng"]

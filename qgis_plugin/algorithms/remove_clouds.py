@@ -50,12 +50,12 @@ class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
             "steps, and a weight network blends the two per pixel and band at every step.\n\n"
             "Inputs: a 4-band reflectance raster with bands blue, green, red, NIR (uint16 reflectance x 10000 or "
             "float 0-1), or an 8-bit RGB raster. Select the bands in that order with BANDS when needed.\n"
-            "ETA: the smallest weight the reference gets (0-1, default 0.3); higher = smoother and more faithful "
-            "to the reference, lower = more diffusion texture.\n"
+            "ETA: the smallest weight the reference gets (0-1; -1 = the model's default, 0.3); higher = smoother "
+            "and more faithful to the reference, lower = more diffusion texture.\n"
             "MASK (optional): a raster whose non-zero pixels are cloud (e.g. a cloud mask or a Landsat QA "
             "band reclassified to 0/1). Only those pixels change; every other pixel is copied from the input "
-            "exactly, and tiles without cloud are not processed. It is resampled (nearest) onto the input "
-            "grid when its grid differs.\n"
+            "exactly, and tiles without cloud are not processed. It is resampled onto the input "
+            "grid when its grid differs (a mask pixel marks every input pixel it touches).\n"
             "SAMPLES and UNCERTAINTY_OUTPUT (optional): with several samples the output is their mean and the "
             "uncertainty raster holds the per-pixel standard deviation (reflectance or 0-1 units): high where "
             "the ground is truly hidden.\n"
@@ -65,9 +65,10 @@ class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
 
     def add_task_parameters(self) -> None:
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.ETA, self.tr("Minimum reference weight (eta)"),
-                                         QgsProcessingParameterNumber.Double, 0.3, minValue=0.0, maxValue=1.0),
-            self.tr("The reference model's weight W is clamped to [ETA, 1] at every step (paper default 0.3).")))
+            QgsProcessingParameterNumber(self.ETA, self.tr("Minimum reference weight, eta (-1 = model default)"),
+                                         QgsProcessingParameterNumber.Double, -1.0, minValue=-1.0, maxValue=1.0),
+            self.tr("The reference model's weight W is clamped to [ETA, 1] at every step; -1 uses the model's "
+                    "default (0.3 for the shipped models, as in the paper).")))
         self.addParameter(_help(
             QgsProcessingParameterRasterLayer(self.MASK, self.tr("Cloud mask (non-zero = restore)"), optional=True),
             self.tr("Optional. Only pixels where this raster is non-zero are restored; all others are copied "
@@ -102,7 +103,10 @@ class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
         return str(shipped_bundle(name))
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        fields: dict[str, Any] = {"weight_floor": self.parameterAsDouble(parameters, self.ETA, context),
+        eta = self.parameterAsDouble(parameters, self.ETA, context)
+        if -1.0 < eta < 0.0:
+            raise QgsProcessingException(self.tr(f"ETA must be between 0 and 1 (or -1 for the model default), got {eta}"))
+        fields: dict[str, Any] = {"weight_floor": None if eta < 0 else eta,
                                   "samples": self.parameterAsInt(parameters, self.SAMPLES, context)}
         mask = self.parameterAsRasterLayer(parameters, self.MASK, context)
         if mask is not None:

@@ -182,6 +182,9 @@ class Manifest:
         missing = [s for s in required if s not in self.stages]
         if missing:
             raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
+        if self.pipeline == "de" and not {"eps", "weight"} <= set(self.stages["denoiser"].outputs):
+            raise BundleError("pipeline 'de' needs a denoiser stage with outputs 'eps' and 'weight', got "
+                              f"{list(self.stages['denoiser'].outputs)}; re-export the bundle")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

@@ -91,6 +91,14 @@ def _scale_offset(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[tuple[float, 
     return None if all(sc == 1.0 and off == 0.0 for sc, off in pairs) else pairs
 
 
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """Whether a nodata value exists in an integer type (a UInt16 raster may declare nodata -1)."""
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
 class InputRaster:
     """A raster opened for windowed reading of selected bands.
 
@@ -153,12 +161,16 @@ class InputRaster:
             (values float32 (bands, rows, cols) in raster units, valid bool (rows, cols)). A pixel is valid
             when no selected band is nodata or non-finite.
         """
-        arr = self.read_native(win).astype(np.float32)
-        valid = np.all(np.isfinite(arr), axis=0)
+        native = self.read_native(win)
+        return native.astype(np.float32), self.valid_of(native)
+
+    def valid_of(self, native: np.ndarray) -> np.ndarray:
+        """bool (rows, cols): no selected band is nodata or non-finite, compared in the raster's own type."""
+        valid = np.all(np.isfinite(native), axis=0) if native.dtype.kind == "f" else np.ones(native.shape[1:], bool)
         for b, nd in enumerate(self.info.nodata):
             if nd is not None:
-                valid &= arr[b] != np.float32(nd)
-        return arr, valid
+                valid &= native[b] != native.dtype.type(nd) if _representable(nd, native.dtype) else True
+        return valid
 
     def read_native(self, win: Window) -> np.ndarray:
         """A window of the selected bands in the raster's own data type, (bands, rows, cols) (exact copies)."""

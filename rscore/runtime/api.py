@@ -59,9 +59,9 @@ class RestoreRequest:
         threads: onnxruntime intra-op threads (None: all cores).
         extra_outputs: the bundle's extra outputs to write, name -> path (Float32).
         coarse_only: run only the bundle's one-pass ``coarse`` stage, no diffusion (evaluation, previews).
-        mask_path: optional raster marking the pixels to restore (non-zero); every other valid pixel is copied
+        mask_path: optional raster marking the pixels to restore (non-zero); every other pixel is copied
             from the input bit for bit, and tiles with nothing to restore are skipped. Warped onto the input
-            grid (nearest neighbour) when its grid differs.
+            grid when its grid or CRS differs (maximum over each input pixel: a finer mask loses no cloud).
         mask_band: 1-based band of ``mask_path``.
         weight_floor: Diffusion Enhancement bundles: eta, the reference weight W is clamped to [eta, 1]
             (None: the bundle's default).
@@ -207,17 +207,30 @@ def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...]
     return made
 
 
+def _same_crs(a_wkt: str, b_wkt: str) -> bool:
+    from osgeo import osr
+
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(a_wkt)
+    b.ImportFromWkt(b_wkt)
+    return bool(a.IsSame(b))
+
+
 def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, list[str]]:
     """The mask band on the input grid: used as is when it has the input's size and geotransform (or no
     georeferencing at all and the input's size), otherwise warped (nearest neighbour). Returns the opened
     mask and the /vsimem/ files to unlink."""
     assert request.mask_path is not None
-    probe = InputRaster(request.mask_path, [request.mask_band], require_crs=False)
+    path = request.mask_path
+    if not os.path.exists(path) and ":" not in Path(path).name and not path.startswith("/vsi"):
+        raise RequestError(f"the mask raster {path!r} does not exist; choose an existing MASK or none")
+    probe = InputRaster(path, [request.mask_band], require_crs=False)
     info = src.info
     same_size = (probe.info.rows, probe.info.cols) == (info.rows, info.cols)
     no_georef = not probe.info.crs_wkt and probe.info.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    same_grid = all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(probe.info.geotransform, info.geotransform))
-    if same_size and (no_georef or same_grid):
+    same_gt = all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(probe.info.geotransform, info.geotransform))
+    same_crs = not probe.info.crs_wkt or _same_crs(probe.info.crs_wkt, info.crs_wkt)
+    if same_size and (no_georef or (same_gt and same_crs)):
         return probe, []
     probe.close()
     if no_georef:
@@ -225,8 +238,9 @@ def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, 
             f"the mask {request.mask_path!r} has no georeferencing and a different size "
             f"({probe.info.cols} x {probe.info.rows}) from the input ({info.cols} x {info.rows}); give a mask on the "
             "input's grid or a georeferenced one")
-    vrts = _warp_aux(request.mask_path, [request.mask_band], tuple(info.geotransform), info.rows, info.cols,
-                     info.crs_wkt, resample="near", what="mask raster")
+    # "max": an output pixel is masked when any mask pixel inside it is (a finer mask loses no cloud)
+    vrts = _warp_aux(path, [request.mask_band], tuple(info.geotransform), info.rows, info.cols,
+                     info.crs_wkt, resample="max", what="mask raster")
     try:
         return InputRaster(vrts[-1], None, require_crs=False), vrts
     except BaseException:
@@ -275,6 +289,10 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     bands = resolve_bands(m, band_count, request.bands)
     if request.mask_path and abs(scale - 1.0) > 1e-12:
         raise RequestError("a MASK keeps unmasked pixels unchanged, so it only works at scale factor 1")
+    if request.mask_path and m.output.names != m.input.names:
+        raise RequestError(f"a MASK copies unmasked pixels from the input, but model {m.name!r} writes other bands "
+                           f"({', '.join(m.output.names)}) than it reads ({', '.join(m.input.names)}); run it "
+                           "without a mask")
     pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only,
                                             request.weight_floor, request.fixed_weight)
     settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,

@@ -199,10 +199,11 @@ class _Strip:
         ok = self.valid[a:b] & (w > 0)
         keep: np.ndarray | None = None
         if self.runner.mask is not None:
-            # clear (unmasked) valid pixels are copied from the input, bit for bit
+            # Pixels outside the mask are copied from the input bit for bit, whatever their values
+            # (partial nodata, NaN included); their uncertainty is 0 where valid, nodata elsewhere.
             raw = self.runner.src.read_native(win)
-            keep = self.runner.src.read(win)[1] & ~self.runner.cloud_mask(win)
-            ok = ok | keep
+            keep = ~self.runner.cloud_mask(win)
+            ok = (ok & ~keep) | (keep & self.runner.src.valid_of(raw))
         safe_w = np.where(w > 0, w, 1)
         for t in self.targets:
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
@@ -212,9 +213,9 @@ class _Strip:
                 if keep is not None:
                     out[:, keep] = raw[:, keep]
             else:
-                out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
                 if keep is not None:
-                    out[:, keep] = 0.0
+                    vals = np.where(keep[None], 0.0, vals)
+                out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
             t.writer.write(win, out)
 
 
@@ -384,7 +385,7 @@ class TiledRunner:
         s = self.s
         cols = self.grid.cols
         report = EngineReport(tiles_total=tp.num_tiles)
-        evals_per_tile = max(1, self.pipeline.evals_per_sample * s.samples)
+        evals_per_tile = max(1, self.pipeline.evals_per_tile(s.samples))
         total_units = tp.num_tiles * evals_per_tile
         done = 0
 

@@ -73,6 +73,10 @@ class Pipeline:
     def evals_per_sample(self) -> int:
         raise NotImplementedError
 
+    def evals_per_tile(self, samples: int) -> int:
+        """Network evaluations for one tile and ``samples`` samples (progress accounting)."""
+        return self.evals_per_sample * samples
+
     def run(self, ctx: TileContext) -> dict[str, np.ndarray]:
         """Returns {"image": (out_bands, rows, cols) model units, <extra output>: (n, rows, cols)}."""
         raise NotImplementedError
@@ -106,19 +110,34 @@ class DirectPipeline(Pipeline):
 
 
 class _DiffusionPipeline(Pipeline):
-    """Shared by the diffusion pipelines: the optional one-pass ``coarse`` stage and the sampling loop."""
+    """Shared by the diffusion pipelines: the optional one-pass ``coarse`` stage and the sampling loop.
+
+    The coarse stage is deterministic: it runs once per tile, and further samples of the same tile reuse it.
+    """
+
+    _last_coarse: tuple[tuple[int, int, tuple[int, ...]], np.ndarray] | None = None
 
     @property
     def evals_per_sample(self) -> int:
         assert self.plan is not None
         return self.plan.num_steps + (1 if "coarse" in self.stages else 0)
 
+    def evals_per_tile(self, samples: int) -> int:
+        coarse = 1 if "coarse" in self.stages else 0
+        return coarse + (self.evals_per_sample - coarse) * samples
+
     def _coarse(self, ctx: TileContext) -> np.ndarray | None:
         if "coarse" not in self.stages:
             return None
+        key = (ctx.row_off, ctx.col_off, ctx.y.shape)
+        if ctx.sample_index > 0 and self._last_coarse is not None and self._last_coarse[0] == key:
+            return self._last_coarse[1]
+        if ctx.should_stop is not None and ctx.should_stop():
+            raise Cancelled("cancelled")
         outs = self.stages["coarse"](self._feeds("coarse", ctx))
         if ctx.on_eval is not None:
             ctx.on_eval()
+        self._last_coarse = (key, outs["x"][0])
         return outs["x"][0]
 
     def _loop(self, ctx: TileContext, start: np.ndarray, coarse: np.ndarray | None,
