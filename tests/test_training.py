@@ -106,3 +106,27 @@ def test_tiny_cloud_run_exports_a_de_bundle(tmp_path, bgrn_tif):
     restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), seed=0, tile_size_px=64, overlap_px=16))
     ds = gdal.Open(str(out))
     assert ds.RasterCount == 4 and ds.GetRasterBand(1).DataType == gdal.GDT_UInt16
+
+
+def test_ema_warms_up_per_parameter():
+    """A network whose training starts late must not inherit its initial weights in the exported EMA."""
+    import torch
+    from torch import nn
+
+    from training.harness import EMA
+
+    nets = nn.ModuleDict({"a": nn.Linear(2, 2), "b": nn.Linear(2, 2)})
+    ema = EMA(nets, 0.999)
+    for step in range(5):  # only "a" trains
+        nets["a"].weight.grad = torch.ones_like(nets["a"].weight)
+        with torch.no_grad():
+            nets["a"].weight.add_(1.0)
+            nets["b"].weight.add_(1.0)  # moved without a gradient (e.g. loaded): copied, not averaged
+        ema.update(nets, step)
+    assert torch.equal(ema.shadow["b"].weight, nets["b"].weight)
+    nets["b"].weight.grad = torch.ones_like(nets["b"].weight)
+    before = nets["b"].weight.detach().clone()
+    with torch.no_grad():
+        nets["b"].weight.add_(10.0)
+    ema.update(nets, 5)  # first step of "b": warm-up weight 1/10 on the old value
+    assert torch.allclose(ema.shadow["b"].weight, 0.1 * before + 0.9 * nets["b"].weight)
