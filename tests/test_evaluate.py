@@ -150,7 +150,9 @@ def test_clouds_suite_end_to_end(tmp_path: Path, tiny_cloud_bundle_root: Path):
     md = report.markdown
     assert "Bundle `not-shipped` is not in" in md
     header = "| clouds | method | " + " | ".join(METRIC_COLUMNS) + " |"
-    rows = [line for line in md.splitlines() if line.startswith("| ") and line != header]
+    lines = md.splitlines()
+    start = lines.index(header) + 2
+    rows = lines[start: lines.index("", start)]
     names = [m.name for m in methods(3, (2, 3))]  # default 3 steps added to the requested (2,)
     assert [r.split(" | ")[1] for r in rows] == names * len(CONDITIONS)
     assert "pure diffusion (W = 0)" in names[2] and "fixed W = 0.5" in names[3]
@@ -158,6 +160,7 @@ def test_clouds_suite_end_to_end(tmp_path: Path, tiny_cloud_bundle_root: Path):
         cells = [c.strip() for c in r.strip("|").split("|")][2:]
         assert all(math.isfinite(float(c)) for c in cells[:4]), r
     assert "clear pixels identical to the input: yes" in md
+    assert "| clouds | clear (< 0.02) |" in md
     assert len(report.images) == len(CONDITIONS) + 2 and all(p.is_file() for p in report.images)
     # a partial re-run keeps the other suites' sections, in suite order
     merged = merge_sections("# Q\n\n## Dehazing\n\nold dehaze\n\n## Cloud removal\n\nold clouds\n",

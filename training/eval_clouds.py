@@ -50,7 +50,7 @@ CloudCondition = Literal["thin", "thick", "unseen"]
 CONDITIONS: tuple[CloudCondition, ...] = ("thin", "thick", "unseen")
 
 
-def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str) -> np.ndarray:
+def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str) -> tuple[np.ndarray, np.ndarray]:
     """An evaluation-only cloud model no training generator uses: cirrus-like streaks (a sum of sinusoids
     along one random direction, modulated across it) over a patchy opaque cumulus layer made from a coarse
     random grid upsampled with nearest neighbour and box-smoothed, with a bluish-white colour."""
@@ -75,7 +75,7 @@ def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str) -> n
     top = 1.0 if domain == "rgb8" else 0.85
     tint = np.linspace(1.05, 0.95, bands) if bands else 1.0
     colour = rng.uniform(0.7, 1.0) * top * tint
-    return (clean * (1 - m[None]) + colour[:, None, None] * m[None]).astype(np.float32)
+    return (clean * (1 - m[None]) + colour[:, None, None] * m[None]).astype(np.float32), m.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,8 @@ class CloudSuiteConfig:
         quick_crops: crops in ``--quick`` mode.
         steps: DE step counts (full DE with the learned weights).
         strips: crops per bundle shown as PNG strips.
-        real_samples: samples for the real scene's uncertainty raster.
+        real_samples: samples for the uncertainty rasters (real scene and uncertainty crops).
+        uncertainty_crops: crops per bundle also run with several samples for the uncertainty table.
         seed: base seed; each bundle's crops and clouds come from (seed, crc32(bundle name)).
     """
 
@@ -109,6 +110,7 @@ class CloudSuiteConfig:
     steps: tuple[int, ...] = (5, 10, 20, 50)
     strips: int = 2
     real_samples: int = 4
+    uncertainty_crops: int = 2
     seed: int = 20261122
 
 
@@ -151,6 +153,7 @@ class CloudBundleResult:
     rows: list[dict[str, object]] = field(default_factory=list)
     strips: list[Path] = field(default_factory=list)
     real: list[str] = field(default_factory=list)
+    uncertainty: list[dict[str, object]] = field(default_factory=list)
 
     def mean(self, condition: str, method: str, key: str) -> float:
         vals = [float(r[key]) for r in self.rows if r["condition"] == condition and r["method"] == method]
@@ -159,10 +162,17 @@ class CloudBundleResult:
 
 
 def _cloud(clean: np.ndarray, cond: CloudCondition, wavelengths: tuple[float, ...], domain: str,
-           rng: np.random.Generator) -> np.ndarray:
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(cloudy image, cloud opacity at 550 nm in [0, 1])."""
     if cond == "unseen":
         return unseen_clouds(clean, rng, domain)
-    return add_clouds(clean, wavelengths, rng, cloud_type=cond)[0].image
+    res = add_clouds(clean, wavelengths, rng, cloud_type=cond)[0]
+    return res.image, res.mask
+
+
+#: opacity classes of the uncertainty table: (label, lower bound, upper bound)
+OPACITY_CLASSES = (("clear (< 0.02)", -1.0, 0.02), ("semi-transparent (0.02-0.9)", 0.02, 0.9),
+                   ("opaque (>= 0.9)", 0.9, 2.0))
 
 
 def _run(src: Path, bundle: Path, out: Path, method: Method, device: str, **kw: object) -> tuple[np.ndarray, float]:
@@ -200,7 +210,8 @@ def evaluate_cloud_bundle(spec: CloudBundle, cfg: CloudSuiteConfig, settings: Ev
             mpx = clean.shape[1] * clean.shape[2] / 1e6
             for c, cond in enumerate(CONDITIONS):
                 rng = np.random.default_rng([cfg.seed, key, i, c])
-                cloudy_q = rtype.quantise(_cloud(clean, cond, pool.wavelengths_nm, domain, rng))
+                cloudy_f, opacity = _cloud(clean, cond, pool.wavelengths_nm, domain, rng)
+                cloudy_q = rtype.quantise(cloudy_f)
                 src = write_geotiff(tmp / f"crop{i}_{cond}.tif", cloudy_q, rtype.gdal_name, 32633, gt)
                 outs: dict[str, np.ndarray] = {meths[0].name: rtype.physical(cloudy_q)}
                 res.rows.append({"condition": cond, "method": meths[0].name, "crop": i, "seconds_per_mpx": math.nan,
@@ -210,6 +221,15 @@ def evaluate_cloud_bundle(spec: CloudBundle, cfg: CloudSuiteConfig, settings: Ev
                     outs[m.name] = rtype.physical(raster)
                     res.rows.append({"condition": cond, "method": m.name, "crop": i, "seconds_per_mpx": secs / mpx,
                                      **fidelity_row(clean, outs[m.name], rgb)})
+                if i < cfg.uncertainty_crops:
+                    _run(src, bundle_dir, tmp / f"u{i}_{c}.tif", full_default, settings.device,
+                         samples=cfg.real_samples, uncertainty_path=str(tmp / f"std{i}_{c}.tif"))
+                    std = read_raster(tmp / f"std{i}_{c}.tif").astype(np.float64).mean(axis=0)
+                    for label, lo, hi in OPACITY_CLASSES:
+                        sel = (opacity >= lo) & (opacity < hi)
+                        if sel.any():
+                            res.uncertainty.append({"condition": cond, "class": label, "std": float(std[sel].mean()),
+                                                    "pixels": int(sel.sum())})
                 if i < cfg.strips:
                     panels = [outs[meths[0].name], outs[meths[1].name], outs[meths[2].name],
                               outs[full_default.name], clean]
@@ -291,6 +311,27 @@ def _label(cond: str) -> str:
     return "unseen generator (evaluation only)" if cond == "unseen" else cond
 
 
+def uncertainty_table(res: CloudBundleResult, samples: int, crops: int) -> str:
+    """Mean per-pixel standard deviation over samples by cloud opacity (does it flag hidden ground?)."""
+    if not res.uncertainty:
+        return ""
+    lines = [f"Uncertainty (`SAMPLES={samples}`, full DE at {res.default_steps} steps, first "
+             f"{min(crops, res.n_crops)} crop(s) per condition): per-pixel standard deviation over the samples "
+             "(physical units: reflectance, or 8-bit / 255), mean over bands and pixels, by cloud opacity at "
+             "550 nm:",
+             "", "| clouds | " + " | ".join(c[0] for c in OPACITY_CLASSES) + " |",
+             "|---|" + "---|" * len(OPACITY_CLASSES)]
+    for cond in CONDITIONS:
+        cells = []
+        for label, _, _ in OPACITY_CLASSES:
+            rows = [r for r in res.uncertainty if r["condition"] == cond and r["class"] == label]
+            px = sum(int(r["pixels"]) for r in rows)
+            std = sum(float(r["std"]) * int(r["pixels"]) for r in rows) / px if px else math.nan
+            cells.append(_fmt(std, 4))
+        lines.append(f"| {_label(cond)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def cloud_reading(res: CloudBundleResult) -> str:
     """A paragraph computed from the means: what the weight network and the steps buy."""
     ms = {m.name: m for m in res.methods}
@@ -341,6 +382,8 @@ def clouds_markdown(results: Sequence[CloudBundleResult], skipped: Sequence[str]
             cloud_table(res),
             "",
             cloud_reading(res),
+            "",
+            uncertainty_table(res, cfg.real_samples, cfg.uncertainty_crops),
             "",
             f"Strips (cloudy | reference alone | pure diffusion | full DE {res.default_steps} steps | clean; "
             "2–98 % stretch of the clean crop):",
