@@ -20,31 +20,28 @@ from typing import Literal
 
 import numpy as np
 
-from rscore.bundle.store import load_bundle
 from rscore.data.landsat import bqa_cloud_mask
 from rscore.degradations.clouds import add_clouds
 from rscore.runtime import RestoreRequest, restore
-from training.config import TrainConfig
 from training.evaluate import (
     CONFIGS,
     L8_CLOUDY,
     METRIC_COLUMNS,
-    RASTER_TYPES,
     REAL_STRIP_MAX_PX,
     ROOT,
     SAMPLES,
     EvalSettings,
-    RasterType,
     SuiteReport,
     _fmt,
     _prepare_real,
     _rel,
+    bundle_under_test,
     fidelity_row,
+    mean_of,
     read_raster,
     write_geotiff,
     write_strip,
 )
-from training.tasks.imagery import load_pool
 
 CloudCondition = Literal["thin", "thick", "unseen"]
 CONDITIONS: tuple[CloudCondition, ...] = ("thin", "thick", "unseen")
@@ -156,9 +153,7 @@ class CloudBundleResult:
     uncertainty: list[dict[str, object]] = field(default_factory=list)
 
     def mean(self, condition: str, method: str, key: str) -> float:
-        vals = [float(r[key]) for r in self.rows if r["condition"] == condition and r["method"] == method]
-        vals = [v for v in vals if math.isfinite(v)]
-        return float(np.mean(vals)) if vals else math.nan
+        return mean_of(self.rows, condition, method, key)
 
 
 def _cloud(clean: np.ndarray, cond: CloudCondition, wavelengths: tuple[float, ...], domain: str,
@@ -182,21 +177,14 @@ def _run(src: Path, bundle: Path, out: Path, method: Method, device: str, **kw: 
 
 
 def evaluate_cloud_bundle(spec: CloudBundle, cfg: CloudSuiteConfig, settings: EvalSettings) -> CloudBundleResult:
-    bundle_dir = settings.models_dir / spec.name
-    manifest = load_bundle(bundle_dir).manifest
-    data = TrainConfig.load(spec.config).data
-    bands = tuple(data["bands"])
-    if tuple(manifest.input.names) != bands:
-        raise ValueError(f"bundle {spec.name} expects bands {manifest.input.names}, config {spec.config} gives {bands}")
-    domain = str(data.get("domain", "reflectance"))
-    rtype: RasterType = RASTER_TYPES[domain]
-    default_steps = int(manifest.sampler.default_steps)
-    meths = methods(default_steps, tuple(sorted({*cfg.steps, default_steps})))
-    rgb = [bands.index(b) for b in ("red", "green", "blue")]
-    pool = load_pool(data, bands, settings.data_cache)
     n = cfg.quick_crops if settings.quick else cfg.crops
+    but = bundle_under_test(spec.name, spec.config, settings, cfg.crop_px, n, cfg.seed)
+    bundle_dir, data, bands, domain, rtype, rgb, pool = (but.dir, but.data, but.bands, but.domain, but.rtype,
+                                                         but.rgb, but.pool)
+    default_steps = but.default_steps
+    meths = methods(default_steps, tuple(sorted({*cfg.steps, default_steps})))
     key = zlib.crc32(spec.name.encode())
-    clean_all = pool.patches("test", cfg.crop_px, n, np.random.default_rng([cfg.seed, key]))
+    clean_all = but.clean
     res = CloudBundleResult(spec.name, bands, default_steps, meths, n, cfg.crop_px, tuple(data["sources"]),
                             tuple(sorted(set(pool.names))))
     gt = (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0)

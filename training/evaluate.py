@@ -316,9 +316,7 @@ class DehazeBundleResult:
     real: list[tuple[RealScene, Path, float]] = field(default_factory=list)
 
     def mean(self, condition: str, method: str, key: str) -> float:
-        vals = [float(r[key]) for r in self.rows if r["condition"] == condition and r["method"] == method]
-        vals = [v for v in vals if math.isfinite(v)]
-        return float(np.mean(vals)) if vals else math.nan
+        return mean_of(self.rows, condition, method, key)
 
 
 def method_names(steps: Sequence[int]) -> tuple[str, ...]:
@@ -378,28 +376,65 @@ def _prepare_real(scene: RealScene, tmp: Path) -> tuple[Path, np.ndarray, np.nda
     return out, (values / 255.0).astype(np.float32), np.ones(values.shape[1:], bool)
 
 
-def evaluate_dehaze_bundle(spec: DehazeBundle, cfg: DehazeSuiteConfig, settings: EvalSettings
-                           ) -> DehazeBundleResult:
-    """Degrade test crops, run every method, collect per-crop metrics, write strips."""
-    bundle_dir = settings.models_dir / spec.name
+@dataclass(frozen=True)
+class BundleUnderTest:
+    """A bundle checked against its training config, with its held-out test crops (physical units)."""
+
+    dir: Path
+    manifest: object
+    data: dict
+    bands: tuple[str, ...]
+    domain: str
+    rtype: RasterType
+    rgb: list[int]
+    pool: object
+    clean: np.ndarray
+
+    @property
+    def default_steps(self) -> int:
+        return int(self.manifest.sampler.default_steps)  # type: ignore[attr-defined]
+
+
+def bundle_under_test(name: str, config: Path, settings: EvalSettings, crop_px: int, crops: int,
+                      seed: int) -> BundleUnderTest:
+    """Load a bundle, check its bands and value scale against the config, draw ``crops`` test crops with
+    (seed, crc32(name))."""
+    bundle_dir = settings.models_dir / name
     manifest = load_bundle(bundle_dir).manifest
-    data = TrainConfig.load(spec.config).data
+    data = TrainConfig.load(config).data
     bands = tuple(data["bands"])
     if tuple(manifest.input.names) != bands:
-        raise ValueError(f"bundle {spec.name} expects bands {manifest.input.names}, config {spec.config} gives {bands}")
+        raise ValueError(f"bundle {name} expects bands {manifest.input.names}, config {config} gives {bands}")
     domain = str(data.get("domain", "reflectance"))
     rtype = RASTER_TYPES[domain]
     if not math.isclose(manifest.value_scale.get(rtype.gdal_name, math.nan), 1.0 / rtype.per_unit, rel_tol=1e-6):
-        raise ValueError(f"bundle {spec.name}: value_scale {manifest.value_scale} has no {rtype.gdal_name} "
+        raise ValueError(f"bundle {name}: value_scale {manifest.value_scale} has no {rtype.gdal_name} "
                          f"entry of {1.0 / rtype.per_unit}; the suite writes {rtype.gdal_name} rasters")
-    default_steps = int(manifest.sampler.default_steps)
-    steps = tuple(sorted({*cfg.steps, default_steps}))
-    rgb = [bands.index(b) for b in ("red", "green", "blue")]
-    vis = visible_band_indices(bands)
     pool = load_pool(data, bands, settings.data_cache)
+    clean = pool.patches("test", crop_px, crops, np.random.default_rng([seed, zlib.crc32(name.encode())]))
+    return BundleUnderTest(bundle_dir, manifest, data, bands, domain, rtype,
+                           [bands.index(b) for b in ("red", "green", "blue")], pool, clean)
+
+
+def mean_of(rows: Sequence[dict[str, object]], condition: str, method: str, key: str) -> float:
+    """Mean of a metric over the finite per-crop values of one condition and method (NaN if none)."""
+    vals = [float(r[key]) for r in rows if r["condition"] == condition and r["method"] == method]  # type: ignore[arg-type]
+    vals = [v for v in vals if math.isfinite(v)]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def evaluate_dehaze_bundle(spec: DehazeBundle, cfg: DehazeSuiteConfig, settings: EvalSettings
+                           ) -> DehazeBundleResult:
+    """Degrade test crops, run every method, collect per-crop metrics, write strips."""
     n = cfg.quick_crops if settings.quick else cfg.crops
+    but = bundle_under_test(spec.name, spec.config, settings, cfg.crop_px, n, cfg.seed)
+    bundle_dir, data, bands, domain, rtype, rgb, pool = (but.dir, but.data, but.bands, but.domain, but.rtype,
+                                                         but.rgb, but.pool)
+    default_steps = but.default_steps
+    steps = tuple(sorted({*cfg.steps, default_steps}))
+    vis = visible_band_indices(bands)
     key = zlib.crc32(spec.name.encode())
-    clean_all = pool.patches("test", cfg.crop_px, n, np.random.default_rng([cfg.seed, key]))
+    clean_all = but.clean
     res = DehazeBundleResult(spec.name, bands, default_steps, steps, n, cfg.crop_px, tuple(data["sources"]),
                              tuple(sorted(set(pool.names))), float(data.get("alternate_haze", 0.0)))
     names = method_names(steps)

@@ -237,3 +237,30 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
 
     def results(self, outputs: dict[str, str]) -> dict[str, Any]:
         return {self.OUTPUT: outputs["image"]}
+
+
+class ShippedModelAlgorithm(RestoreAlgorithmBase):
+    """A task algorithm whose MODEL is optional: empty picks the shipped bundle for the band count."""
+
+    model_optional = True
+    #: band count of the input (or of the BANDS selection) -> shipped bundle name
+    default_bundles: dict[int, str] = {}
+
+    def model_help(self) -> str:
+        return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
+                       "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
+                       "or 3 bands (8-bit red, green, blue).")
+
+    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
+        chosen = self.parameterAsFile(parameters, self.MODEL, context)
+        if chosen:
+            return chosen
+        bands = self.parameterAsInts(parameters, self.BANDS, context)
+        count = len(bands) if bands else layer.bandCount()
+        name = self.default_bundles.get(count)
+        if name is None:
+            raise QgsProcessingException(self.tr(
+                f"{self.displayName()} needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, "
+                f"green, blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
+                f"Choose 4 or 3 bands in that order with BANDS, or give a MODEL made for your bands."))
+        return str(shipped_bundle(name))

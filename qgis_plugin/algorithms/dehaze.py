@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from qgis.core import QgsProcessingContext, QgsProcessingException, QgsRasterLayer
-
-from .base import RestoreAlgorithmBase, shipped_bundle
+from .base import ShippedModelAlgorithm
 
 #: band count of the input (or of the BANDS selection) -> shipped bundle
 DEFAULT_BUNDLES = {4: "dehaze-bgrn", 3: "dehaze-rgb"}
 
 
-class DehazeAlgorithm(RestoreAlgorithmBase):
+class DehazeAlgorithm(ShippedModelAlgorithm):
     """Dehazing: MCESS-UNet one-pass estimate refined by a few residual-diffusion steps."""
 
-    model_optional = True
+    default_bundles = DEFAULT_BUNDLES
 
     def name(self) -> str:
         return "dehaze"
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
         return self.tr("Remove haze")
-
-    def model_help(self) -> str:
-        return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
-                       "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
-                       "or 3 bands (8-bit red, green, blue).")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
@@ -40,17 +31,3 @@ class DehazeAlgorithm(RestoreAlgorithmBase):
             "Steps: 0 = the model's default; 1 step is faster and a little less sharp. The same seed gives "
             "the same result whatever the tile size."
         )
-
-    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
-        chosen = self.parameterAsFile(parameters, self.MODEL, context)
-        if chosen:
-            return chosen
-        bands = self.parameterAsInts(parameters, self.BANDS, context)
-        count = len(bands) if bands else layer.bandCount()
-        name = DEFAULT_BUNDLES.get(count)
-        if name is None:
-            raise QgsProcessingException(self.tr(
-                f"Remove haze needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, green, "
-                f"blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
-                f"Choose 4 or 3 bands in that order with BANDS, or give a MODEL made for your bands."))
-        return str(shipped_bundle(name))

@@ -12,16 +12,15 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsRasterLayer,
 )
 
-from .base import RestoreAlgorithmBase, _help, shipped_bundle
+from .base import ShippedModelAlgorithm, _help
 
 #: band count of the input (or of the BANDS selection) -> shipped bundle
 DEFAULT_BUNDLES = {4: "clouds-bgrn", 3: "clouds-rgb"}
 
 
-class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
+class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
     """Diffusion Enhancement cloud removal."""
 
     ETA = "ETA"
@@ -30,18 +29,13 @@ class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
     SAMPLES = "SAMPLES"
     UNCERTAINTY_OUTPUT = "UNCERTAINTY_OUTPUT"
 
-    model_optional = True
+    default_bundles = DEFAULT_BUNDLES
 
     def name(self) -> str:
         return "remove_clouds"
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
         return self.tr("Remove clouds")
-
-    def model_help(self) -> str:
-        return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
-                       "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
-                       "or 3 bands (8-bit red, green, blue).")
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
@@ -87,20 +81,6 @@ class RemoveCloudsAlgorithm(RestoreAlgorithmBase):
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.UNCERTAINTY_OUTPUT, self.tr("Uncertainty (per-pixel standard deviation over samples)"),
             optional=True, createByDefault=False))
-
-    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
-        chosen = self.parameterAsFile(parameters, self.MODEL, context)
-        if chosen:
-            return chosen
-        bands = self.parameterAsInts(parameters, self.BANDS, context)
-        count = len(bands) if bands else layer.bandCount()
-        name = DEFAULT_BUNDLES.get(count)
-        if name is None:
-            raise QgsProcessingException(self.tr(
-                f"Remove clouds needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, green, "
-                f"blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
-                f"Choose 4 or 3 bands in that order with BANDS, or give a MODEL made for your bands."))
-        return str(shipped_bundle(name))
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
         eta = self.parameterAsDouble(parameters, self.ETA, context)

@@ -18,17 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscore.bundle.manifest import BandSpec, FusionSpec, Manifest, StageSpec, TilingDefaults
+from rscore.bundle.manifest import FusionSpec
 from rscore.degradations.clouds import add_clouds
 from rscore.degradations.fields import gaussian_blur
 from rscore.degradations.resample import area_resample
 from rscore.diffusion.fusion import fuse_x0, x0_from_eps
 from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
-from rscore.models.dsrdmpd import SIZE_MULTIPLE, MCESSUNet, UNetConfig, count_params
+from rscore.models.dsrdmpd import MCESSUNet, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch
 from training.config import TrainConfig
-from training.tasks.imagery import Pool, augmented_patches, load_pool, quantize
+from training.tasks.common import ImageTask
+from training.tasks.imagery import augmented_patches, quantize
 
 CLOUD_TYPES = ("thin", "thick")
 COARSE_FACTOR = 4
@@ -59,21 +60,11 @@ def alternate_clouds(clean: np.ndarray, rng: np.random.Generator, cloud_type: st
     return (clean * (1 - m[None]) + colour[:, None, None] * m[None]).astype(np.float32)
 
 
-class CloudRemovalTask:
+class CloudRemovalTask(ImageTask):
     """Data, phased losses, validation and export of the DE cloud-removal bundle."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-        self.bands = tuple(cfg.data["bands"])
-        self.domain = cfg.data.get("domain", "reflectance")
-        self.pool: Pool = load_pool(cfg.data, self.bands)
-        stats_rng = np.random.default_rng(1234)
-        clean_s = self.pool.patches("train", 64, 128, stats_rng)
-        sample = np.concatenate([clean_s, np.stack([self.cloud(c, stats_rng) for c in clean_s])])
-        self.mean = sample.mean(axis=(0, 2, 3)).astype(np.float64)
-        self.std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).astype(np.float64)
-        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        super().__init__(cfg, lambda c, rng: self.cloud(c, rng))
         m = cfg.model
         self.sampler = SamplerConfig("ddim", num_timesteps=int(m.get("num_timesteps", 1000)),
                                      default_steps=int(m.get("default_steps", 10)), eta=0.0,
@@ -143,12 +134,6 @@ class CloudRemovalTask:
         return {"clean": self.norm(torch.from_numpy(np.ascontiguousarray(clean))),
                 "cloudy": self.norm(torch.from_numpy(np.ascontiguousarray(cloudy))), **extra}
 
-    def norm(self, phys: torch.Tensor) -> torch.Tensor:
-        return (phys - self._mean_t) / self._std_t
-
-    def denorm(self, model: torch.Tensor) -> torch.Tensor:
-        return model * self._std_t + self._mean_t
-
     # ---- losses ---------------------------------------------------------------------------------
     def _noised(self, clean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         t = torch.randint(1, self.sampler.num_timesteps + 1, (clean.shape[0],))
@@ -213,18 +198,12 @@ class CloudRemovalTask:
         return self.denorm(ref).numpy(), self.denorm(full).numpy()
 
     def validate(self, nets: nn.ModuleDict) -> dict[str, float]:
-        from rscore.metrics.fidelity import psnr
-
         nets.eval()
         ref, full = self.restore_torch(nets, self.val_cloudy)
         _, pure = self.restore_torch(nets, self.val_cloudy, fixed_weight=0.0)
-        rng_ = 1.0 if self.domain == "rgb8" else 0.5
-
-        def mean_psnr(est: np.ndarray) -> float:
-            return float(np.mean([psnr(c, e, rng_) for c, e in zip(self.val_clean, est)]))
-
-        return {"psnr_input": mean_psnr(self.val_cloudy), "psnr_ref": mean_psnr(ref),
-                "psnr_pure": mean_psnr(pure), "psnr_de": mean_psnr(full)}
+        c = self.val_clean
+        return {"psnr_input": self.mean_psnr(c, self.val_cloudy), "psnr_ref": self.mean_psnr(c, ref),
+                "psnr_pure": self.mean_psnr(c, pure), "psnr_de": self.mean_psnr(c, full)}
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
@@ -232,23 +211,12 @@ class CloudRemovalTask:
         from export.onnx_export import StageExport
 
         nets = nets.float().eval()
-        e = self.cfg.export
         stages = {
             "coarse": StageExport(nets["coarse"], ("y",), ("x",), "reference.onnx"),
             "denoiser": StageExport(DEDenoiser(nets["cnp"], nets["wa"]), ("x_t", "y", "coarse", "t"),
                                     ("eps", "weight"), "denoiser.onnx"),
         }
-        spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
-        manifest = Manifest(
-            name=self.cfg.name, task="remove_clouds", title=str(e.get("title", self.cfg.name)), pipeline="de",
-            input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
-            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
-            tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", 512)), overlap_px=int(e.get("overlap_px", 32)),
-                                  margin_px=int(e.get("margin_px", 48)), size_multiple=SIZE_MULTIPLE),
-            sampler=self.sampler, fusion=self.fusion, native_resolution_m=e.get("native_resolution_m"),
-            description=str(e.get("description", "")),
-            training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
-                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
-        )
+        manifest = self.manifest("remove_clouds", "de", stages, nets, info, default_tile_px=512,
+                                 sampler=self.sampler, fusion=self.fusion)
         bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
         return bundle.root

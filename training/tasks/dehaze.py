@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
 from rscore.degradations.haze import add_haze
 from rscore.diffusion.plan import SamplerConfig, make_plan
-from rscore.models.dsrdmpd import SIZE_MULTIPLE, MCESSUNet, ResidualDenoiser, UNetConfig, count_params
+from rscore.models.dsrdmpd import MCESSUNet, ResidualDenoiser, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch
 from training.config import TrainConfig
-from training.tasks.imagery import Pool, augmented_patches, load_pool, quantize
+from training.tasks.common import ImageTask
+from training.tasks.imagery import augmented_patches, quantize
 
 LEVELS = ("thin", "moderate", "thick")
 
@@ -52,22 +52,11 @@ def alternate_haze(clean: np.ndarray, wavelengths_nm: tuple[float, ...], rng: np
     return (clean * t + a[:, None, None] * (1 - t)).astype(np.float32)
 
 
-class DehazeTask:
+class DehazeTask(ImageTask):
     """Data, losses, validation and export of the two-stage dehazing model."""
 
     def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-        self.bands = tuple(cfg.data["bands"])
-        self.domain = cfg.data.get("domain", "reflectance")
-        self.pool: Pool = load_pool(cfg.data, self.bands)
-        stats_rng = np.random.default_rng(1234)
-        # Normalisation statistics over clean *and* hazy patches: the network input spans both.
-        clean_s = self.pool.patches("train", 64, 128, stats_rng)
-        sample = np.concatenate([clean_s, np.stack([self._haze(c, stats_rng) for c in clean_s])])
-        self.mean = sample.mean(axis=(0, 2, 3)).astype(np.float64)
-        self.std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).astype(np.float64)
-        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        super().__init__(cfg, lambda c, rng: self._haze(c, rng))
         m = cfg.model
         self.sampler = SamplerConfig("rddm", num_timesteps=int(m.get("num_timesteps", 1000)),
                                      default_steps=int(m.get("default_steps", 5)), eta=0.0,
@@ -106,12 +95,6 @@ class DehazeTask:
         clear_frac = float(self.cfg.data.get("clear_fraction", 0.1))
         hazy = np.stack([c if rng.random() < clear_frac else self._haze(c, rng) for c in clean])
         return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy))}
-
-    def norm(self, phys: torch.Tensor) -> torch.Tensor:
-        return (phys - self._mean_t) / self._std_t
-
-    def denorm(self, model: torch.Tensor) -> torch.Tensor:
-        return model * self._std_t + self._mean_t
 
     def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
         """Model units -> RGB in [-1, 1] for the VGG loss (reflectance 0-0.5 or 8-bit 0-1 spans it)."""
@@ -161,17 +144,11 @@ class DehazeTask:
         return self.denorm(coarse).numpy(), self.denorm(full).numpy()
 
     def validate(self, nets: nn.ModuleDict) -> dict[str, float]:
-        from rscore.metrics.fidelity import psnr
-
         nets.eval()
         coarse, full = self.restore_torch(nets, self.val_hazy)
-        rng_ = 1.0 if self.domain == "rgb8" else 0.5
-
-        def mean_psnr(est: np.ndarray) -> float:
-            return float(np.mean([psnr(c, e, rng_) for c, e in zip(self.val_clean, est)]))
-
-        return {"psnr_input": mean_psnr(self.val_hazy), "psnr_coarse": mean_psnr(coarse),
-                "psnr_full": mean_psnr(full)}
+        c = self.val_clean
+        return {"psnr_input": self.mean_psnr(c, self.val_hazy), "psnr_coarse": self.mean_psnr(c, coarse),
+                "psnr_full": self.mean_psnr(c, full)}
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
@@ -179,22 +156,10 @@ class DehazeTask:
         from export.onnx_export import StageExport
 
         nets = nets.float().eval()
-        e = self.cfg.export
         stages = {
             "coarse": StageExport(nets["coarse"], ("y",), ("x",), "coarse.onnx"),
             "denoiser": StageExport(nets["denoiser"], ("x_t", "y", "coarse", "t"), ("res",), "denoiser.onnx"),
         }
-        spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
-        manifest = Manifest(
-            name=self.cfg.name, task="dehaze", title=str(e.get("title", self.cfg.name)), pipeline="rddm",
-            input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
-            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
-            tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", 1024)), overlap_px=int(e.get("overlap_px", 32)),
-                                  margin_px=int(e.get("margin_px", 48)), size_multiple=SIZE_MULTIPLE),
-            sampler=self.sampler, native_resolution_m=e.get("native_resolution_m"),
-            description=str(e.get("description", "")),
-            training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
-                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
-        )
+        manifest = self.manifest("dehaze", "rddm", stages, nets, info, default_tile_px=1024, sampler=self.sampler)
         bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
         return bundle.root

@@ -1,0 +1,70 @@
+"""What the image-to-image restoration tasks share: band order, value domain, the imagery pool, per-band
+normalisation statistics, validation PSNR and the common part of the bundle manifest."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
+from rscore.models.dsrdmpd import SIZE_MULTIPLE, count_params
+from training.config import TrainConfig
+from training.tasks.imagery import Pool, load_pool
+
+#: degrade(clean (bands, rows, cols), rng) -> degraded image, physical units
+Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class ImageTask:
+    """Base of the restoration tasks.
+
+    Normalisation statistics are computed over 128 clean training patches of 64 px *and* their degraded
+    versions (the network input spans both), with a fixed seed.
+    """
+
+    def __init__(self, cfg: TrainConfig, degrade: Degrade) -> None:
+        self.cfg = cfg
+        self.bands = tuple(cfg.data["bands"])
+        self.domain = cfg.data.get("domain", "reflectance")
+        self.pool: Pool = load_pool(cfg.data, self.bands)
+        stats_rng = np.random.default_rng(1234)
+        clean_s = self.pool.patches("train", 64, 128, stats_rng)
+        sample = np.concatenate([clean_s, np.stack([degrade(c, stats_rng) for c in clean_s])])
+        self.mean = sample.mean(axis=(0, 2, 3)).astype(np.float64)
+        self.std = np.maximum(sample.std(axis=(0, 2, 3)), 1e-3).astype(np.float64)
+        self._mean_t = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self._std_t = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def norm(self, phys: torch.Tensor) -> torch.Tensor:
+        return (phys - self._mean_t) / self._std_t
+
+    def denorm(self, model: torch.Tensor) -> torch.Tensor:
+        return model * self._std_t + self._mean_t
+
+    def mean_psnr(self, clean: np.ndarray, est: np.ndarray) -> float:
+        """Mean PSNR over a batch, data range 1 (8-bit) or 0.5 (reflectance)."""
+        from rscore.metrics.fidelity import psnr
+
+        rng_ = 1.0 if self.domain == "rgb8" else 0.5
+        return float(np.mean([psnr(c, e, rng_) for c, e in zip(clean, est)]))
+
+    def manifest(self, task: str, pipeline: str, stages: Mapping[str, Any], nets: nn.ModuleDict,
+                 info: dict[str, Any], default_tile_px: int, **fields: Any) -> Manifest:
+        """The manifest fields every task fills the same way (``stages``: name -> StageExport)."""
+        e = self.cfg.export
+        spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
+        return Manifest(
+            name=self.cfg.name, task=task, title=str(e.get("title", self.cfg.name)), pipeline=pipeline,  # type: ignore[arg-type]
+            input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
+            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+            tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", default_tile_px)),
+                                  overlap_px=int(e.get("overlap_px", 32)), margin_px=int(e.get("margin_px", 48)),
+                                  size_multiple=SIZE_MULTIPLE),
+            native_resolution_m=e.get("native_resolution_m"), description=str(e.get("description", "")),
+            training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
+                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
+            **fields,
+        )
