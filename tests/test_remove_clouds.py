@@ -117,16 +117,19 @@ def test_uncertainty_needs_several_samples(qgis_app, cloudy_s2, tmp_path):
 
 
 def test_rgb_default_model(qgis_app, tmp_path):
-    ds = gdal.Open(str(SAMPLES / "aerial_rgb_512.tif"))
-    clean = ds.ReadAsArray(0, 0, 192, 192).astype(np.float32) / 255.0
-    cloudy = np.clip(add_clouds(clean, RGB_NM, np.random.default_rng(5), cloud_type="thin")[0].image, 0, 1)
-    src = rasters.write(tmp_path / "cloudy_rgb.tif", np.round(cloudy * 255), "Byte", epsg=32612)
+    """8-bit RGB rendering of the Sentinel-2 sample (reflectance / 0.35, the RGB bundle's training domain)
+    under thick clouds. (On the 10 cm aerial sample the RGB model gains little: see docs/quality.md.)"""
+    ds = gdal.Open(str(SAMPLES / "s2_l1c_bgrn_512.tif"))
+    refl = ds.ReadAsArray(120, 80, 256, 192).astype(np.float32) * 1e-4
+    clean = np.round(np.clip(refl[[2, 1, 0]] / 0.35, 0, 1) * 255) / 255
+    cloudy = np.clip(add_clouds(clean, RGB_NM, np.random.default_rng(6), cloud_type="thick")[0].image, 0, 1)
+    src = rasters.write(tmp_path / "cloudy_rgb.tif", np.round(cloudy * 255), "Byte", epsg=32618)
     out = tmp_path / "o.tif"
-    _run({"INPUT": str(src), "OUTPUT": str(out), "STEPS": 5})
+    _run({"INPUT": str(src), "OUTPUT": str(out)})
     dst = gdal.Open(str(out))
     assert dst.GetRasterBand(1).DataType == gdal.GDT_Byte and dst.RasterCount == 3
     gain = psnr(clean, dst.ReadAsArray() / 255.0, 1.0) - psnr(clean, np.round(cloudy * 255) / 255.0, 1.0)
-    assert gain > 1.0, gain
+    assert gain > 6.0, gain
 
 
 def test_two_bands_refused(qgis_app, tmp_path):

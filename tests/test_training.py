@@ -130,3 +130,13 @@ def test_ema_warms_up_per_parameter():
         nets["b"].weight.add_(10.0)
     ema.update(nets, 5)  # first step of "b": warm-up weight 1/10 on the old value
     assert torch.allclose(ema.shadow["b"].weight, 0.1 * before + 0.9 * nets["b"].weight)
+
+
+def test_csv_log_widens_its_header_for_late_losses(tmp_path):
+    from training.harness import _CsvLog
+
+    log = _CsvLog(tmp_path / "log.csv")
+    log.write({"step": 1, "ddpm": 0.5})
+    log.write({"step": 2, "ddpm": 0.4, "wa_l1": 0.3})
+    rows = _rows(tmp_path / "log.csv")
+    assert rows == [{"step": "1", "ddpm": "0.5", "wa_l1": ""}, {"step": "2", "ddpm": "0.4", "wa_l1": "0.3"}]

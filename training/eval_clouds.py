@@ -348,8 +348,9 @@ def clouds_markdown(results: Sequence[CloudBundleResult], skipped: Sequence[str]
         "each clouded at every condition: *thin* and *thick* with the project's generator "
         "(`rscore.degradations.clouds.add_clouds(cloud_type=...)`, thick clouds with shadows 70 % of the time) "
         "and an *unseen generator* used by no training run (`training/eval_clouds.py: unseen_clouds`, cirrus "
-        "streaks over a blocky smoothed cumulus layer). Thick clouds hide the ground completely: every method "
-        "can only guess there, so thick-cloud PSNR stays low.",
+        "streaks over a blocky smoothed cumulus layer). Under opaque cloud the ground is hidden and every "
+        "method can only guess; metrics are over the whole crop, so they also depend on how much of it the "
+        "random cloud field covers (coverage 5-90 %).",
         "",
         "**Methods** (the project's version of the DE paper's Table IX), all through "
         "`rscore.runtime.restore` with seed 0 on CPU: the *reference model alone* (`coarse_only=True`); *pure "

@@ -79,6 +79,14 @@ class _CsvLog:
         new = self.fields is None
         if new:
             self.fields = list(row)
+        elif set(row) - set(self.fields):  # a phased task adds losses later: widen the header, keep the rows
+            with open(self.path, newline="") as f:
+                old = list(csv.DictReader(f))
+            self.fields += [k for k in row if k not in self.fields]
+            with open(self.path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.fields)
+                w.writeheader()
+                w.writerows(old)
         with open(self.path, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
             if new:

@@ -113,7 +113,9 @@ NOTES = {
         "atmosphere."),
     "remove_clouds": (
         "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
-        "re-exports the EMA weights.",
+        "re-exports the EMA weights. The shipped bundles were re-exported that way once, after the step-count "
+        "evaluation, to make 5 steps the default instead of 10 (docs/quality.md: within 0.5 dB at half the "
+        "time): no weight changed.",
         "Trained on synthetic clouds over a handful of scenes (docs/data.md) for one hour on 2 CPU cores: "
         "under thick clouds the ground is unknown and the output is a smooth, plausible guess, not the true "
         "surface; use several SAMPLES and the uncertainty output to see where. Cloud shadows outside the "
