@@ -85,15 +85,20 @@ def test_dcp_rejects_bad_input():
         DarkChannelParams(patch_px=4)
 
 
-@pytest.fixture(scope="module")
-def tiny_bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _train_tiny(tmp_path_factory: pytest.TempPathFactory, config: str, steps: int) -> Path:
+    """Models folder holding the bundle of a seconds-long run of ``training/configs/<config>``."""
     pytest.importorskip("torch")
     from training.train import main as train_main
 
     root = tmp_path_factory.mktemp("eval")
-    train_main(["--config", str(ROOT / "training" / "configs" / "tiny_dehaze_test.yaml"), "--runs",
-                str(root / "runs"), "--out", str(root / "models"), "--max-steps", "10"])
+    train_main(["--config", str(ROOT / "training" / "configs" / config), "--runs", str(root / "runs"),
+                "--out", str(root / "models"), "--max-steps", str(steps)])
     return root / "models"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train_tiny(tmp_path_factory, "tiny_dehaze_test.yaml", 10)
 
 
 def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
@@ -128,13 +133,7 @@ def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
 
 @pytest.fixture(scope="module")
 def tiny_cloud_bundle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    from training.train import main as train_main
-
-    root = tmp_path_factory.mktemp("eval-clouds")
-    train_main(["--config", str(ROOT / "training" / "configs" / "tiny_clouds_test.yaml"), "--runs",
-                str(root / "runs"), "--out", str(root / "models"), "--max-steps", "6"])
-    return root / "models"
+    return _train_tiny(tmp_path_factory, "tiny_clouds_test.yaml", 6)
 
 
 def test_clouds_suite_end_to_end(tmp_path: Path, tiny_cloud_bundle_root: Path):

@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 
-from rscore.data.landsat import bqa_cloud_mask
 from rscore.degradations.clouds import add_clouds
 from rscore.runtime import RestoreRequest, restore
 from training.evaluate import (
@@ -233,10 +232,8 @@ def _real_scene(bundle_name: str, bundle_dir: Path, rgb: Sequence[int], default_
                 settings: EvalSettings, tmp: Path, res: CloudBundleResult) -> list[str]:
     """Landsat-8 cloudy sample: input | DE without mask | DE with the BQA mask | uncertainty over samples."""
     src, phys, valid = _prepare_real(L8_CLOUDY, tmp)
-    bqa = read_raster(SAMPLES / "l8_cloudy_bqa.tif")[0]
-    cloud = bqa_cloud_mask(bqa) & valid
-    mask_path = write_geotiff(tmp / "l8_mask.tif", cloud[None].astype(np.uint8), "Byte", 32616,
-                              _geotransform(src))
+    mask_path = SAMPLES / "l8_cloud_mask.tif"  # tests/fixtures/make_cloud_sample.py: BQA rule, fill excluded
+    cloud = read_raster(mask_path)[0] > 0
     mpx = phys.shape[1] * phys.shape[2] / 1e6
     full = Method("full", default_steps)
     unmasked, t_un = _run(src, bundle_dir, tmp / "l8_de.tif", full, settings.device)
@@ -273,13 +270,6 @@ def _real_scene(bundle_name: str, bundle_dir: Path, rgb: Sequence[int], default_
         f"![{std_png.stem}]({_rel(std_png, settings.out_dir)})",
         "",
     ]
-
-
-def _geotransform(path: Path) -> tuple[float, ...]:
-    from osgeo import gdal
-
-    ds = gdal.Open(str(path))
-    return tuple(ds.GetGeoTransform())
 
 
 def cloud_table(res: CloudBundleResult) -> str:

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:
 
 from rscore.baselines.dark_channel import DarkChannelParams, dehaze_dcp, visible_band_indices  # noqa: E402
 from rscore.bundle.store import load_bundle  # noqa: E402
+from rscore.data.landsat import l1_dn_to_reflectance_x1e4  # noqa: E402
 from rscore.degradations.haze import add_haze  # noqa: E402
 from rscore.metrics.fidelity import psnr, sam_deg, ssim  # noqa: E402
 from rscore.runtime import RestoreRequest, restore  # noqa: E402
@@ -363,12 +364,9 @@ def _prepare_real(scene: RealScene, tmp: Path) -> tuple[Path, np.ndarray, np.nda
     values = read_raster(scene.path)
     out = tmp / f"{scene.name}.tif"
     if scene.prepare == "l8_dn":
-        valid = (values > 0).all(axis=0)
-        refl = values.astype(np.float64) * 2e-5 - 0.1
-        dn = np.clip(np.round(refl * 1e4), 1, 65535)  # 0 is reserved for fill
-        dn[:, ~valid] = 0
+        dn, valid = l1_dn_to_reflectance_x1e4(values)
         epsg = int(osr.SpatialReference(wkt=ds.GetProjection()).GetAuthorityCode(None))
-        write_geotiff(out, dn.astype(np.uint16), "UInt16", epsg, ds.GetGeoTransform(), nodata=0)
+        write_geotiff(out, dn, "UInt16", epsg, ds.GetGeoTransform(), nodata=0)
         return out, (dn / 1e4).astype(np.float32), valid
     if ds.GetProjection():
         raise ValueError(f"{scene.path} already has a CRS; use it instead of a placeholder")

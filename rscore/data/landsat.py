@@ -26,6 +26,19 @@ def bqa_confidence(bqa: np.ndarray, field: BqaField) -> np.ndarray:
     return ((bqa.astype(np.uint16) >> BQA_FIELD_BIT[field]) & 3).astype(np.uint8)
 
 
+def l1_dn_to_reflectance_x1e4(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Landsat-8 L1 DN (bands, rows, cols) -> (uint16 TOA reflectance x 1e4, valid (rows, cols)).
+
+    reflectance = DN x 2e-5 - 0.1 (the standard OLI rescaling, no sun-elevation correction: the samples ship
+    without their MTL file, docs/data.md); DN 0 in any band is fill and becomes 0 (nodata), and valid pixels
+    are clipped to >= 1 so that they never read as nodata.
+    """
+    valid = (dn > 0).all(axis=0)
+    refl = np.clip(np.round((dn.astype(np.float64) * 2e-5 - 0.1) * 1e4), 1, 65535)
+    refl[:, ~valid] = 0
+    return refl.astype(np.uint16), valid
+
+
 def bqa_cloud_mask(bqa: np.ndarray) -> np.ndarray:
     """bool cloud mask for cloud removal: cloud confidence at least "maybe" or cirrus "yes"."""
     return (bqa_confidence(bqa, "cloud") >= 2) | (bqa_confidence(bqa, "cirrus") == 3)

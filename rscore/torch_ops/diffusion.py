@@ -66,6 +66,14 @@ def global_noise(seed: int, bands: int, rows: int, cols: int, row_off: int = 0, 
     return draw
 
 
+def seeded_noise(plan: SamplingPlan, shape: tuple[int, ...], seed: int) -> Callable[[int], torch.Tensor]:
+    """Noise for every stream a plan draws (-1 = start, then one per step), from one seeded torch
+    generator in stream order: validation samples that repeat exactly across runs."""
+    g = torch.Generator().manual_seed(seed)
+    fixed = {k: torch.randn(shape, generator=g) for k in range(-1, plan.num_steps)}
+    return fixed.__getitem__
+
+
 def sample_torch(plan: SamplingPlan, y: torch.Tensor,
                  denoiser: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
                  noise: Callable[[int], torch.Tensor]) -> torch.Tensor:

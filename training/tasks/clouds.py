@@ -26,7 +26,7 @@ from rscore.diffusion.fusion import fuse_x0, x0_from_eps
 from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
 from rscore.models.dsrdmpd import MCESSUNet, UNetConfig
-from rscore.torch_ops.diffusion import ForwardTables, sample_torch
+from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import ImageTask
 from training.tasks.imagery import augmented_patches, quantize
@@ -169,13 +169,12 @@ class CloudRemovalTask(ImageTask):
 
     # ---- validation and evaluation ---------------------------------------------------------------
     def restore_torch(self, nets: nn.ModuleDict, cloudy_phys: np.ndarray, steps: int | None = None,
-                      fixed_weight: float | None = None, weight_floor: float | None = None,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      fixed_weight: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(reference output, DE output) in physical units for a batch of cloudy patches.
 
         ``fixed_weight`` replaces the WA (0 = pure diffusion, 0.5 = fixed fusion)."""
         plan = make_plan(self.sampler, steps)
-        floor = self.fusion.weight_floor if weight_floor is None else weight_floor
+        floor = self.fusion.weight_floor
         y = self.norm(torch.from_numpy(np.ascontiguousarray(cloudy_phys, dtype=np.float32)))
         T = self.sampler.num_timesteps
         with torch.no_grad():
@@ -191,9 +190,7 @@ class CloudRemovalTask(ImageTask):
                     w = nets["wa"](x, yi, ri, tm) if fixed_weight is None else fixed_weight
                     return {"x0": fuse_x0(x0e, ri, w, floor)}
 
-                g = torch.Generator().manual_seed(seed * 1000 + i)
-                fixed = {k: torch.randn(ri.shape, generator=g) for k in range(-1, plan.num_steps)}
-                outs.append(sample_torch(plan, ri, den, lambda k, fixed=fixed: fixed[k]))
+                outs.append(sample_torch(plan, ri, den, seeded_noise(plan, tuple(ri.shape), i)))
             full = torch.cat(outs)
         return self.denorm(ref).numpy(), self.denorm(full).numpy()
 

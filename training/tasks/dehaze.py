@@ -20,7 +20,7 @@ from torch import nn
 from rscore.degradations.haze import add_haze
 from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.dsrdmpd import MCESSUNet, ResidualDenoiser, UNetConfig
-from rscore.torch_ops.diffusion import ForwardTables, sample_torch
+from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import ImageTask
 from training.tasks.imagery import augmented_patches, quantize
@@ -137,9 +137,7 @@ class DehazeTask(ImageTask):
                 def den(x, start, t, yi=yi, ci=ci):  # noqa: ANN001
                     return {"res": nets["denoiser"](x, yi, ci, t)}
 
-                g = torch.Generator().manual_seed(i)
-                fixed = {k: torch.randn(ci.shape, generator=g) for k in range(-1, plan.num_steps)}
-                outs.append(sample_torch(plan, ci, den, lambda k, fixed=fixed: fixed[k]))
+                outs.append(sample_torch(plan, ci, den, seeded_noise(plan, tuple(ci.shape), i)))
             full = torch.cat(outs)
         return self.denorm(coarse).numpy(), self.denorm(full).numpy()
 
