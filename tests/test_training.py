@@ -73,8 +73,9 @@ def test_cloud_task_trains_coarse_to_fine():
 
     task = TASKS["remove_clouds"](TrainConfig.load(TINY_CLOUDS))
     rng = np.random.default_rng(0)
-    expected = {0.1: ({"ref_l1", "ddpm"}, {"coarse", "cnp"}), 0.5: ({"ref_l1", "wa_l1"}, {"coarse", "wa"}),
-                0.9: ({"ref_l1", "ddpm", "wa_l1"}, {"coarse", "cnp", "wa"})}
+    expected = {0.1: ({"ref_l1", "mask_bce", "ddpm"}, {"coarse", "cnp"}),
+                0.5: ({"ref_l1", "mask_bce", "wa_l1"}, {"coarse", "wa"}),
+                0.9: ({"ref_l1", "mask_bce", "ddpm", "wa_l1"}, {"coarse", "cnp", "wa"})}
     for progress, (loss_names, trained) in expected.items():
         task.set_progress(progress)
         batch = task.batch(rng)
@@ -101,11 +102,23 @@ def test_tiny_cloud_run_exports_a_de_bundle(tmp_path, bgrn_tif):
     assert m.task == "remove_clouds" and m.pipeline == "de" and set(m.stages) == {"coarse", "denoiser"}
     assert m.stages["denoiser"].outputs == ("eps", "weight") and m.fusion.weight_floor == 0.3
     assert m.sampler.family == "ddim" and m.sampler.default_steps == 3
-    assert set(m.training["final_validation"]) == {"psnr_input", "psnr_ref", "psnr_pure", "psnr_de"}
+    assert set(m.training["final_validation"]) == {"psnr_input", "psnr_ref", "psnr_pure", "psnr_de",
+                                                   "psnr_clear_ref"}
+    assert m.stages["coarse"].outputs == ("x", "cloud") and m.extra_outputs == ("cloud",)
+    assert m.auto_mask is not None and 0 < m.auto_mask.threshold < 1
     out = tmp_path / "o.tif"
     restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), seed=0, tile_size_px=64, overlap_px=16))
     ds = gdal.Open(str(out))
     assert ds.RasterCount == 4 and ds.GetRasterBand(1).DataType == gdal.GDT_UInt16
+    # the automatic mask: a first pass writes the model's cloud map, only pixels above its threshold change
+    auto = tmp_path / "auto.tif"
+    rep = restore(RestoreRequest(str(bgrn_tif), str(bundle), str(auto), seed=0, tile_size_px=64, overlap_px=16,
+                                 auto_mask=True, mask_threshold=0.5))
+    assert rep.masked_fraction is not None and "automatic mask" in rep.summary
+    src = gdal.Open(str(bgrn_tif)).ReadAsArray()
+    got = gdal.Open(str(auto)).ReadAsArray()
+    changed = np.any(got != src, axis=0).mean()
+    assert changed <= rep.masked_fraction + 1e-9
 
 
 def test_ema_warms_up_per_parameter():

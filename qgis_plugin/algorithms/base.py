@@ -208,6 +208,9 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         request = self.make_request(parameters, context)
+        notice = self.report_notice()
+        if notice:
+            feedback.pushWarning(notice)
         try:
             report = restore(request, QgisFeedback(feedback))
         except Cancelled:
@@ -234,6 +237,10 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
                                   f"{report.tiles_skipped} all-nodata tile(s) skipped{clear}"))
         return self.results(report.outputs)
+
+    def report_notice(self) -> str:
+        """Hook: a warning about how the request was resolved, shown before the run ("" = none)."""
+        return ""
 
     def results(self, outputs: dict[str, str]) -> dict[str, Any]:
         return {self.OUTPUT: outputs["image"]}

@@ -1,18 +1,25 @@
 """``rsrestore:remove_clouds`` - cloud removal after Diffusion Enhancement (reference model + diffusion,
-fused per pixel by a learned weight), with an optional cloud MASK and per-pixel uncertainty."""
+fused per pixel by a learned weight), with a cloud MASK (given, or found by the model itself) and per-pixel
+uncertainty."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
+    QgsProcessingFeedback,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
+
+from rscore.bundle.store import load_bundle
+from rscore.runtime import RestoreRequest
 
 from .base import ShippedModelAlgorithm, _help
 
@@ -26,6 +33,8 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
     ETA = "ETA"
     MASK = "MASK"
     MASK_BAND = "MASK_BAND"
+    AUTO_MASK = "AUTO_MASK"
+    MASK_THRESHOLD = "MASK_THRESHOLD"
     SAMPLES = "SAMPLES"
     UNCERTAINTY_OUTPUT = "UNCERTAINTY_OUTPUT"
 
@@ -50,11 +59,15 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             "band reclassified to 0/1). Only those pixels change; every other pixel is copied from the input "
             "exactly, and tiles without cloud are not processed. It is resampled onto the input "
             "grid when its grid differs (a mask pixel marks every input pixel it touches).\n"
+            "AUTO_MASK (default on, used when no MASK is given): the model finds the cloudy and shadowed pixels "
+            "itself (its own cloud map, thresholded at MASK_THRESHOLD and grown by a few pixels) and changes only "
+            "those; clear pixels are copied from the input exactly and cloud-free tiles are skipped. Untick it to "
+            "let the model change every pixel.\n"
             "SAMPLES and UNCERTAINTY_OUTPUT (optional): with several samples the output is their mean and the "
             "uncertainty raster holds the per-pixel standard deviation (reflectance or 0-1 units): high where "
             "the ground is truly hidden.\n"
             "The output keeps the input's bands, data type, value scale, nodata, CRS and geotransform. Steps: "
-            "0 = the model's default (10); the trade-off is in the project's docs/quality.md."
+            "0 = the model's default (see the model card); the trade-off is in the project's docs/quality.md."
         )
 
     def add_task_parameters(self) -> None:
@@ -70,6 +83,18 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
         self.addParameter(_help(
             QgsProcessingParameterBand(self.MASK_BAND, self.tr("Mask band"), 1, self.MASK, optional=True),
             self.tr("Band of the mask raster to use (default 1)."), advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterBoolean(self.AUTO_MASK, self.tr("Without a mask, restore only the pixels the model "
+                                                                  "finds cloudy (automatic mask)"), True),
+            self.tr("Used when MASK is empty: a first pass computes the model's own cloud map; pixels above the "
+                    "threshold (grown by a few pixels) are restored, all others are copied unchanged. Off: every "
+                    "pixel is restored.")))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.MASK_THRESHOLD, self.tr("Automatic mask threshold (-1 = model "
+                                                                      "default)"),
+                                         QgsProcessingParameterNumber.Double, -1.0, minValue=-1.0, maxValue=0.99),
+            self.tr("Cloud-map value (0 = clear, 1 = opaque cloud) from which a pixel is restored; lower restores "
+                    "more pixels (thin cloud edges), higher fewer. -1 uses the model's default."), advanced=True))
         self.addParameter(_help(
             QgsProcessingParameterNumber(self.SAMPLES, self.tr("Samples (mean of several seeds)"),
                                          QgsProcessingParameterNumber.Integer, 1, minValue=1, maxValue=64),
@@ -103,6 +128,28 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
                     "(e.g. 4), or leave UNCERTAINTY_OUTPUT empty."))
             fields["uncertainty_path"] = unc
         return fields
+
+    def make_request(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RestoreRequest:
+        request = super().make_request(parameters, context)
+        if request.mask_path or not self.parameterAsBool(parameters, self.AUTO_MASK, context):
+            return request
+        thr = self.parameterAsDouble(parameters, self.MASK_THRESHOLD, context)
+        if -1.0 < thr <= 0.0:
+            raise QgsProcessingException(self.tr(
+                f"MASK_THRESHOLD must be between 0 and 1 (or -1 for the model default), got {thr}"))
+        if load_bundle(request.bundle_path).manifest.auto_mask is None:
+            self._notice = self.tr("this model cannot find clouds by itself (no automatic mask): every pixel is "
+                                   "restored; give a MASK to limit the change to cloudy pixels")
+            return request
+        return dataclasses.replace(request, auto_mask=True, mask_threshold=None if thr < 0 else thr)
+
+    def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
+                         feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        self._notice = ""
+        return super().processAlgorithm(parameters, context, feedback)
+
+    def report_notice(self) -> str:
+        return getattr(self, "_notice", "")
 
     def results(self, outputs: dict[str, str]) -> dict[str, Any]:
         res = {self.OUTPUT: outputs["image"]}

@@ -129,6 +129,31 @@ class FusionSpec:
 
 
 @dataclass(frozen=True)
+class AutoMaskSpec:
+    """How a bundle finds the pixels to restore by itself (``rsrestore:remove_clouds`` without a MASK).
+
+    A first pass runs the one-pass ``coarse`` stage over the raster and reads its per-pixel degradation map
+    ``output`` (0 = clear, 1 = fully degraded); pixels at or above ``threshold``, grown by ``dilate_px``, are
+    restored, every other pixel is copied from the input unchanged.
+
+    Attributes:
+        output: name of the map among the ``coarse`` stage's outputs (also listed in ``extra_outputs``).
+        threshold: degradation at or above which a pixel is restored, 0-1.
+        dilate_px: pixels the mask grows by on every side (cloud edges), 0-64.
+    """
+
+    output: str = "cloud"
+    threshold: float = 0.1
+    dilate_px: int = 2
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
+            raise BundleError(f"auto_mask threshold must be between 0 and 1, got {self.threshold}")
+        if not 0 <= int(self.dilate_px) <= 64:
+            raise BundleError(f"auto_mask dilate_px must be 0-64, got {self.dilate_px}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything the runtime needs to run a bundle (saved as ``manifest.json``)."""
 
@@ -148,6 +173,7 @@ class Manifest:
     extra_outputs: tuple[str, ...] = ()
     aux: BandSpec | None = None
     fusion: FusionSpec | None = None
+    auto_mask: AutoMaskSpec | None = None
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
@@ -182,6 +208,13 @@ class Manifest:
         missing = [s for s in required if s not in self.stages]
         if missing:
             raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
+        if self.auto_mask is not None:
+            am = self.auto_mask
+            if "coarse" not in self.stages or am.output not in self.stages["coarse"].outputs:
+                raise BundleError(f"auto_mask reads output {am.output!r} of the 'coarse' stage, which the manifest "
+                                  "does not have; re-export the bundle")
+            if am.output not in self.extra_outputs:
+                raise BundleError(f"auto_mask output {am.output!r} must be listed in extra_outputs")
         if self.pipeline == "de" and not {"eps", "weight"} <= set(self.stages["denoiser"].outputs):
             raise BundleError("pipeline 'de' needs a denoiser stage with outputs 'eps' and 'weight', got "
                               f"{list(self.stages['denoiser'].outputs)}; re-export the bundle")
@@ -230,6 +263,7 @@ class Manifest:
                 extra_outputs=tuple(d.get("extra_outputs", ())),
                 aux=bands(d["aux"]) if d.get("aux") else None,
                 fusion=FusionSpec(**d["fusion"]) if d.get("fusion") else None,
+                auto_mask=AutoMaskSpec(**d["auto_mask"]) if d.get("auto_mask") else None,
                 description=str(d.get("description", "")),
                 training=dict(d.get("training", {})),
                 schema_version=version,

@@ -7,11 +7,13 @@ from rscore.data.fetch import ChecksumError, fetch_archives, member_path
 from rscore.data.scenes import Scene, dn_to_value, load_source
 from rscore.data.sources import ARCHIVES, SOURCES, PackageArchive, SourceSpec
 from rscore.data.splits import (
+    Holdout,
     Patch,
     Split,
     SplitConfig,
     Window,
     sample_patches,
+    scene_windows,
     split_mask,
     split_windows,
     windows_for,
@@ -21,6 +23,7 @@ __all__ = [
     "ARCHIVES",
     "SOURCES",
     "ChecksumError",
+    "Holdout",
     "PackageArchive",
     "Patch",
     "Scene",
@@ -33,6 +36,7 @@ __all__ = [
     "load_source",
     "member_path",
     "sample_patches",
+    "scene_windows",
     "split_mask",
     "split_windows",
     "windows_for",

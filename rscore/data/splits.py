@@ -16,6 +16,9 @@ from typing import Literal
 import numpy as np
 
 Split = Literal["train", "val", "test"]
+#: How a whole scene takes part: ``"blocks"`` = cut into train/val/test blocks by position; ``"val"`` /
+#: ``"test"`` = held out whole (a place, and often a sensor or date, the model never trains on).
+Holdout = Literal["blocks", "val", "test"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,17 @@ def windows_for(shape: tuple[int, int], split: Split, config: SplitConfig = Spli
     return [w for w in split_windows(shape, config) if w.split == split]
 
 
+def scene_windows(shape: tuple[int, int], split: Split, config: SplitConfig = SplitConfig(),
+                  holdout: Holdout = "blocks") -> list[Window]:
+    """The windows of ``split`` in a scene: its position blocks, or the whole scene when the scene is held out
+    for that split (none when it is held out for another one)."""
+    if holdout == "blocks":
+        return windows_for(shape, split, config)
+    if holdout not in ("val", "test"):
+        raise ValueError(f"holdout must be 'blocks', 'val' or 'test', got {holdout!r}")
+    return [Window(split, 0, shape[0], 0, shape[1])] if split == holdout else []
+
+
 def split_mask(shape: tuple[int, int], split: Split, config: SplitConfig = SplitConfig()) -> np.ndarray:
     """bool (rows, cols), ``True`` on the pixels of ``split``'s windows."""
     mask = np.zeros(shape, dtype=bool)
@@ -126,6 +140,7 @@ def sample_patches(
     config: SplitConfig = SplitConfig(),
     valid_mask: np.ndarray | None = None,
     max_tries_per_patch: int = 50,
+    holdout: Holdout = "blocks",
 ) -> list[Patch]:
     """Draw ``n`` square patches lying entirely inside windows of ``split``.
 
@@ -141,6 +156,7 @@ def sample_patches(
         config: Split configuration (must be the same for every split of a scene).
         valid_mask: Optional bool (rows, cols); patches touching a ``False`` pixel are redrawn.
         max_tries_per_patch: Redraws allowed per patch before failing.
+        holdout: How the scene takes part (:data:`Holdout`); a held-out scene is one window of its split.
 
     Returns:
         ``n`` patches.
@@ -152,7 +168,7 @@ def sample_patches(
     if scene.ndim != 3:
         raise ValueError(f"scene must be (bands, rows, cols), got shape {scene.shape}")
     shape = (scene.shape[1], scene.shape[2])
-    fitting = [w for w in windows_for(shape, split, config) if min(w.shape) >= patch_px]
+    fitting = [w for w in scene_windows(shape, split, config, holdout) if min(w.shape) >= patch_px]
     if not fitting:
         raise ValueError(
             f"no {split} window of a {shape} scene holds a {patch_px}px patch "

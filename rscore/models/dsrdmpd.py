@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rscore.models.blocks import Down, ESSBlock, MCBlock, TimeEmbedding, Up, conv
@@ -53,13 +54,99 @@ class MCESSUNet(nn.Module):
         self.dec1 = nn.Sequential(*[ESSBlock(w) for _ in range(cfg.dec_blocks)])
         self.tail = conv(w, cfg.bands)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def features(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(full-resolution decoder features (N, w, H, W), 1/4-resolution features (N, 4w, H/4, W/4))."""
         h1 = self.enc1(self.head(y))
         h2 = self.enc2(self.down1(h1))
-        h = self.mid(self.down2(h2))
-        h = self.dec2(self.up2(h, h2))
-        h = self.dec1(self.up1(h, h1))
-        return y + self.tail(h)
+        low = self.mid(self.down2(h2))
+        h = self.dec2(self.up2(low, h2))
+        return self.dec1(self.up1(h, h1)), low
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + self.tail(self.features(y)[0])
+
+
+class AffineHead(nn.Module):
+    """A smooth per-pixel, per-band affine correction ``x = y * exp(g) + o`` predicted at 1/4 resolution
+    and upsampled bilinearly (x4).
+
+    Haze (``I = J t + A (1 - t)``), thin cloud (``I = J (1 - m) + C m``) and cloud shadow (``I = J S``) are all
+    affine in the clean value ``J`` per pixel and band, with coefficients that vary smoothly in space: the
+    inverse is ``J = I / t - A (1 - t) / t``. The same holds in model units (the per-band normalisation is
+    affine). Predicting only the two smooth coefficient maps means the correction cannot invent texture,
+    and with a zero-initialised output layer a fresh network is the identity (``g = o = 0``): a clean input
+    is left unchanged unless the network has learned a reason to act. ``g`` is bounded to (-2.5, 2.5)
+    (gain 0.08-12, i.e. transmission down to ~0.08).
+    """
+
+    GAIN_BOUND = 2.5
+
+    def __init__(self, cin: int, bands: int) -> None:
+        super().__init__()
+        self.proj = nn.Sequential(nn.Conv2d(cin, cin, 1), nn.GELU(), nn.Conv2d(cin, 2 * bands, 1))
+        nn.init.zeros_(self.proj[2].weight)
+        nn.init.zeros_(self.proj[2].bias)
+        self.bands = bands
+
+    def forward(self, low: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        coef = F.interpolate(self.proj(low), scale_factor=4.0, mode="bilinear", align_corners=False)
+        g, o = coef[:, : self.bands], coef[:, self.bands :]
+        g = self.GAIN_BOUND * torch.tanh(g / self.GAIN_BOUND)
+        return y * torch.exp(g) + o
+
+
+class AffineDehazeNet(MCESSUNet):
+    """Stage 1 of the corpus-trained dehazing bundles: the MCESS-UNet trunk predicting a smooth affine
+    inversion of the haze (transmission and airlight, :class:`AffineHead`), then a zero-initialised
+    full-resolution residual gated per pixel, for what the smooth model cannot express (sharp haze edges).
+
+    Output ``x = affine(y) + s * r`` with ``s = sigmoid(.)`` starting at ~0.02 and ``r`` at 0.
+    """
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__(cfg)
+        w = cfg.width
+        self.affine = AffineHead(4 * w, cfg.bands)
+        self.gate = conv(w, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, -4.0)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        full, low = self.features(y)
+        return self.affine(low, y) + torch.sigmoid(self.gate(full)) * self.tail(full)
+
+
+class CloudReferenceNet(MCESSUNet):
+    """Reference model E of the corpus-trained cloud-removal bundles.
+
+    Outputs ``(x, cloud)``:
+
+    - ``x = (1 - s) * affine(y) + s * fill``: semi-transparent cloud and shadow are inverted by the smooth
+      affine head; where the ground is hidden (opaque cloud), the gate ``s`` hands over to ``fill``, content
+      synthesised from the surroundings. ``s`` starts at ~0.02 and ``fill`` at the input, so a fresh network
+      is (almost) the identity.
+    - ``cloud`` in (0, 1): how strongly each pixel is degraded (cloud opacity, or shadow darkening), trained
+      against the generator's own maps. It is the automatic cloud mask of ``rsrestore:remove_clouds``.
+    """
+
+    def __init__(self, cfg: UNetConfig) -> None:
+        super().__init__(cfg)
+        w = cfg.width
+        self.affine = AffineHead(4 * w, cfg.bands)
+        self.maps = conv(w, 2)  # (gate logit, cloud logit)
+        nn.init.zeros_(self.maps.weight)
+        nn.init.constant_(self.maps.bias, -4.0)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        full, low = self.features(y)
+        maps = self.maps(full)
+        s, cloud = torch.sigmoid(maps[:, :1]), torch.sigmoid(maps[:, 1:])
+        fill = y + self.tail(full)
+        return (1 - s) * self.affine(low, y) + s * fill, cloud
 
 
 class _TimeBlock(nn.Module):

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +17,11 @@ from typing import Sequence
 
 from osgeo import gdal
 
-from rscore.bundle.manifest import BundleError, Manifest
+from rscore.bundle.manifest import AutoMaskSpec, BundleError, Manifest
 from rscore.bundle.store import Bundle, load_bundle
 from rscore.diffusion.plan import make_plan
 from rscore.raster.io import InputRaster, RasterError
+from rscore.runtime.automask import threshold_mask
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
 from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, DePipeline, Pipeline
 from rscore.runtime.predictor import (
@@ -67,6 +70,10 @@ class RestoreRequest:
             (None: the bundle's default).
         fixed_weight: Diffusion Enhancement bundles: a constant W instead of the weight network (evaluation
             ablations: 0 = pure diffusion, 0.5 = fixed fusion).
+        auto_mask: without ``mask_path``, let the bundle find the pixels to restore (bundles whose manifest has
+            ``auto_mask``): a first pass computes its degradation map, pixels above the bundle's threshold
+            (grown by its dilation) are restored and every other pixel is copied from the input bit for bit.
+        mask_threshold: degradation threshold of the automatic mask, 0-1 (None: the bundle's default).
     """
 
     input_path: str
@@ -90,6 +97,8 @@ class RestoreRequest:
     mask_band: int = 1
     weight_floor: float | None = None
     fixed_weight: float | None = None
+    auto_mask: bool = False
+    mask_threshold: float | None = None
 
 
 @dataclass
@@ -106,6 +115,7 @@ class RestoreReport:
     steps: int
     seconds: float
     summary: str
+    masked_fraction: float | None = None
 
 
 def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
@@ -249,6 +259,50 @@ def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, 
         raise
 
 
+#: share of the progress bar given to the first pass of an automatic mask (one network evaluation per tile)
+AUTO_MASK_PROGRESS = 0.1
+
+
+class _ScaledFeedback:
+    """Maps a pass's progress 0-1 onto [lo, hi] of the caller's progress bar."""
+
+    def __init__(self, inner: Feedback, lo: float, hi: float) -> None:
+        self.inner, self.lo, self.hi = inner, lo, hi
+
+    def set_progress(self, fraction: float) -> None:
+        self.inner.set_progress(self.lo + (self.hi - self.lo) * fraction)
+
+    def is_canceled(self) -> bool:
+        return self.inner.is_canceled()
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+
+def _auto_mask_spec(m: Manifest, request: RestoreRequest) -> AutoMaskSpec:
+    assert m.auto_mask is not None
+    if request.mask_threshold is None:
+        return m.auto_mask
+    thr = float(request.mask_threshold)
+    if not (0.0 < thr < 1.0):
+        raise RequestError(f"the mask threshold must be between 0 and 1 (exclusive), got {request.mask_threshold}")
+    return dataclasses.replace(m.auto_mask, threshold=thr)
+
+
+def _automatic_mask(src: InputRaster, m: Manifest, pipeline: Pipeline, settings: EngineSettings, am: AutoMaskSpec,
+                    tmp_dir: str, fb: Feedback) -> tuple[InputRaster, float]:
+    """First pass of an automatic mask: the bundle's degradation map over the whole raster (one network
+    evaluation per tile, no sampling), thresholded and dilated into a Byte mask in ``tmp_dir``."""
+    map_path = os.path.join(tmp_dir, "degradation.tif")
+    mask_path = os.path.join(tmp_dir, "mask.tif")
+    one_pass = CoarseOnlyPipeline(m, pipeline.stages, None)
+    runner = TiledRunner(src, m, one_pass, dataclasses.replace(settings, samples=1))
+    fb.info(f"automatic mask: computing model {m.name}'s degradation map ({runner.tiles.num_tiles} tile(s))")
+    runner.run(None, None, {am.output: map_path}, _ScaledFeedback(fb, 0.0, AUTO_MASK_PROGRESS))
+    fraction, _ = threshold_mask(map_path, mask_path, am.threshold, am.dilate_px)
+    return InputRaster(mask_path, [1], require_crs=False), fraction
+
+
 def restore(request: RestoreRequest, feedback: Feedback | None = None) -> RestoreReport:
     """Restore a raster with a model bundle (tiled, blended, atomic output).
 
@@ -287,9 +341,16 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     band_count = probe.info.band_count
     probe.close()
     bands = resolve_bands(m, band_count, request.bands)
-    if request.mask_path and abs(scale - 1.0) > 1e-12:
+    if request.auto_mask and request.mask_path:
+        raise RequestError("give either a MASK raster or the automatic mask, not both")
+    if request.auto_mask and m.auto_mask is None:
+        raise RequestError(f"model {m.name!r} cannot find the pixels to restore by itself (its manifest has no "
+                           "auto_mask); give a MASK raster or run without a mask")
+    am = _auto_mask_spec(m, request) if request.auto_mask else None
+    masked = bool(request.mask_path) or request.auto_mask
+    if masked and abs(scale - 1.0) > 1e-12:
         raise RequestError("a MASK keeps unmasked pixels unchanged, so it only works at scale factor 1")
-    if request.mask_path and m.output.names != m.input.names:
+    if masked and m.output.names != m.input.names:
         raise RequestError(f"a MASK copies unmasked pixels from the input, but model {m.name!r} writes other bands "
                            f"({', '.join(m.output.names)}) than it reads ({', '.join(m.input.names)}); run it "
                            "without a mask")
@@ -302,9 +363,14 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
     aux = None
     mask = None
     vrts: list[str] = []
+    tmp_dir: tempfile.TemporaryDirectory[str] | None = None
+    masked_fraction = None
     try:
         if request.mask_path:
             mask, vrts = _open_mask(request, src)
+        elif am is not None:
+            tmp_dir = tempfile.TemporaryDirectory(prefix="rsrestore-automask-")
+            mask, masked_fraction = _automatic_mask(src, m, pipeline, settings, am, tmp_dir.name, fb)
         runner = TiledRunner(src, m, pipeline, settings, mask=mask)
         if request.aux_path:
             grid = runner.grid
@@ -324,10 +390,15 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         )
         if src.info.scale_offset is not None:
             summary += "; using the raster's own band scale/offset to reach physical units"
-        if mask is not None:
+        if masked_fraction is not None:
+            summary += (f"; automatic mask: {masked_fraction * 100:.1f} % of the valid pixels restored (degradation "
+                        f">= {am.threshold:g}, grown by {am.dilate_px} px), the others copied unchanged")
+        elif mask is not None:
             summary += "; only pixels the mask marks are restored"
         fb.info(summary)
-        report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs, fb)
+        main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
+        report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
+                                          main_fb)
     finally:
         src.close()
         if aux is not None:
@@ -336,6 +407,8 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
             mask.close()
         for v in vrts:
             gdal.Unlink(v)
+        if tmp_dir is not None:
+            tmp_dir.cleanup()
     return RestoreReport(
         output_path=report.outputs["image"],
         outputs=report.outputs,
@@ -347,6 +420,7 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         steps=steps or 0,
         seconds=time.perf_counter() - t0,
         summary=summary,
+        masked_fraction=masked_fraction,
     )
 
 

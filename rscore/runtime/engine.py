@@ -328,12 +328,13 @@ class TiledRunner:
         return out
 
     # ---- main loop ------------------------------------------------------------------------------
-    def run(self, image_path: str, uncertainty_path: str | None = None,
+    def run(self, image_path: str | None, uncertainty_path: str | None = None,
             extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None) -> EngineReport:
         """Run every tile and commit the outputs (or delete them on error/cancel).
 
         Args:
-            image_path: restored raster, input dtype and value scale, output-grid geotransform.
+            image_path: restored raster, input dtype and value scale, output-grid geotransform (None: only the
+                extra outputs are written, e.g. the degradation map of an automatic mask).
             uncertainty_path: per-pixel, per-band standard deviation over samples (Float32, physical units).
             extra_paths: manifest extra outputs -> paths (Float32).
             feedback: progress/cancel/info.
@@ -347,9 +348,9 @@ class TiledRunner:
         nodata = self.src.nodata_value
         out_bands = self.m.output.count
         names = self.m.output.names
-        specs: list[tuple[str, str, int, str, float | None, tuple[str, ...]]] = [
-            ("image", image_path, out_bands, info.data_type, nodata, names)
-        ]
+        specs: list[tuple[str, str, int, str, float | None, tuple[str, ...]]] = []
+        if image_path is not None:
+            specs.append(("image", image_path, out_bands, info.data_type, nodata, names))
         if uncertainty_path:
             specs.append(("uncertainty", uncertainty_path, out_bands, "Float32", -9999.0,
                           tuple(f"{n} std" for n in names)))

@@ -115,7 +115,9 @@ class _DiffusionPipeline(Pipeline):
     The coarse stage is deterministic: it runs once per tile, and further samples of the same tile reuse it.
     """
 
-    _last_coarse: tuple[tuple[int, int, tuple[int, ...]], np.ndarray] | None = None
+    #: (tile input array, its outputs): samples of one tile share the input array object, so the coarse stage
+    #: runs once per tile; a new tile (a new array) always recomputes
+    _last_coarse: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
     @property
     def evals_per_sample(self) -> int:
@@ -126,19 +128,28 @@ class _DiffusionPipeline(Pipeline):
         coarse = 1 if "coarse" in self.stages else 0
         return coarse + (self.evals_per_sample - coarse) * samples
 
-    def _coarse(self, ctx: TileContext) -> np.ndarray | None:
+    def _coarse_outputs(self, ctx: TileContext) -> dict[str, np.ndarray] | None:
+        """Every output of the ``coarse`` stage for this tile (batch axis removed), or None without one."""
         if "coarse" not in self.stages:
             return None
-        key = (ctx.row_off, ctx.col_off, ctx.y.shape)
-        if ctx.sample_index > 0 and self._last_coarse is not None and self._last_coarse[0] == key:
+        if self._last_coarse is not None and self._last_coarse[0] is ctx.y:
             return self._last_coarse[1]
         if ctx.should_stop is not None and ctx.should_stop():
             raise Cancelled("cancelled")
-        outs = self.stages["coarse"](self._feeds("coarse", ctx))
+        outs = {k: v[0] for k, v in self.stages["coarse"](self._feeds("coarse", ctx)).items()}
         if ctx.on_eval is not None:
             ctx.on_eval()
-        self._last_coarse = (key, outs["x"][0])
-        return outs["x"][0]
+        self._last_coarse = (ctx.y, outs)
+        return outs
+
+    def _coarse(self, ctx: TileContext) -> np.ndarray | None:
+        outs = self._coarse_outputs(ctx)
+        return None if outs is None else outs["x"]
+
+    def _coarse_extras(self, ctx: TileContext) -> dict[str, np.ndarray]:
+        """The manifest's extra outputs that the (cached) coarse stage computed for this tile."""
+        outs = self._coarse_outputs(ctx) or {}
+        return {k: outs[k] for k in self.manifest.extra_outputs if k in outs}
 
     def _loop(self, ctx: TileContext, start: np.ndarray, coarse: np.ndarray | None,
               predict_terms: Callable[[np.ndarray, StepCoefficients, dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -232,7 +243,7 @@ class DePipeline(_DiffusionPipeline):
             w = outs["weight"] if self.fixed_weight is None else self.fixed_weight
             return {"x0": fuse_x0(x0_eps, ref, w, self.weight_floor)}
 
-        return {"image": self._loop(ctx, start, ref, terms)}
+        return {"image": self._loop(ctx, start, ref, terms), **self._coarse_extras(ctx)}
 
 
 class CoarseOnlyPipeline(_DiffusionPipeline):
@@ -245,7 +256,7 @@ class CoarseOnlyPipeline(_DiffusionPipeline):
     def run(self, ctx: TileContext) -> dict[str, np.ndarray]:
         coarse = self._coarse(ctx)
         assert coarse is not None
-        return {"image": coarse}
+        return {"image": coarse, **self._coarse_extras(ctx)}
 
 
 PIPELINE_CLASSES: dict[str, type[Pipeline]] = {

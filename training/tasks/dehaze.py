@@ -1,29 +1,34 @@
-"""Dehazing after DS-RDMPD (METHODS.md section 2): MCESS-UNet (stage 1) + residual diffusion with
-perceptual decoding (stage 2), trained jointly.
+"""Dehazing after DS-RDMPD (METHODS.md section 2): a one-pass stage 1 + residual diffusion with perceptual
+decoding (stage 2), trained jointly.
 
-Per step: clean patches (geographic train split, augmented) are hazed on the fly; stage 1 maps the hazy
-patch to a coarse estimate (L1 + frequency loss); stage 2 learns the RDDM residual r = coarse - clean from
+Stage 1 is :class:`rscore.models.dsrdmpd.AffineDehazeNet`: the MCESS-UNet trunk predicting a smooth affine
+inversion of the haze (transmission and airlight), identity at initialisation.
+
+Per step: clean patches (geographic train split of the training scenes, augmented by
+:mod:`training.tasks.augment`) are hazed on the fly, except a ``clear_fraction`` of them that stay clean
+(target = input, weighted by ``1 + loss.clear_weight``); stage 1 maps the hazy patch to a coarse estimate
+(L1 + frequency loss); stage 2 learns the RDDM residual r = coarse - clean from
 x_t = clean + abar_t r + bbar_t eps, conditioned on the hazy patch and the coarse estimate, with an L1 loss
 on r and a VGG16 feature loss on x0_hat = coarse - r_hat. Stage 1's output is detached for stage 2.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from rscore.degradations.haze import add_haze
+from rscore.degradations.haze import add_haze, sample_haze_params
 from rscore.diffusion.plan import SamplerConfig, make_plan
-from rscore.models.dsrdmpd import MCESSUNet, ResidualDenoiser, UNetConfig
+from rscore.models.dsrdmpd import AffineDehazeNet, ResidualDenoiser, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import ImageTask
-from training.tasks.imagery import augmented_patches, quantize
+from training.tasks.imagery import augment_config, augmented_patches, quantize
 
 LEVELS = ("thin", "moderate", "thick")
 
@@ -64,10 +69,11 @@ class DehazeTask(ImageTask):
         self.tables = ForwardTables.from_config(self.sampler)
         n = len(self.bands)
         self.networks = nn.ModuleDict({
-            "coarse": MCESSUNet(UNetConfig(n, width=int(m.get("coarse_width", 16)))),
+            "coarse": AffineDehazeNet(UNetConfig(n, width=int(m.get("coarse_width", 16)))),
             "denoiser": ResidualDenoiser(UNetConfig(n, width=int(m.get("denoiser_width", 16)))),
         })
         self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        self.augment = augment_config(cfg.data)
         self.vgg: nn.Module | None = None
         if float(cfg.loss.get("perceptual", 0.0)) > 0:
             from rscore.metrics.lpips import VGGFeatureLoss
@@ -86,15 +92,24 @@ class DehazeTask(ImageTask):
             alternate = rng.random() < float(self.cfg.data.get("alternate_haze", 0.3))
         if alternate:
             hazy = alternate_haze(clean, self.pool.wavelengths_nm, rng, self.domain)
+        elif level is None and rng.random() < float(self.cfg.data.get("trace_haze", 0.0)):
+            # barely visible haze (optical depth 0.01-0.05): where "act" and "leave alone" meet
+            params = replace(sample_haze_params(rng, "thin"), tau_550=float(rng.uniform(0.01, 0.05)))
+            hazy = add_haze(clean, self.pool.wavelengths_nm, rng, params=params)[0].image
         else:
             hazy = add_haze(clean, self.pool.wavelengths_nm, rng, level=level)[0].image
         return quantize(hazy, self.domain)
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        clean = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng)
+        clean = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng,
+                                  self.augment)
         clear_frac = float(self.cfg.data.get("clear_fraction", 0.1))
-        hazy = np.stack([c if rng.random() < clear_frac else self._haze(c, rng) for c in clean])
-        return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy))}
+        is_clear = rng.random(len(clean)) < clear_frac
+        # a clean pair is stored like any input (quantised): the target is exactly what the model reads
+        clean = np.stack([quantize(c, self.domain) if k else c for c, k in zip(clean, is_clear)])
+        hazy = np.stack([c if k else self._haze(c, rng) for c, k in zip(clean, is_clear)])
+        return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy)),
+                "clear": torch.from_numpy(is_clear.astype(np.float32))}
 
     def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
         """Model units -> RGB in [-1, 1] for the VGG loss (reflectance 0-0.5 or 8-bit 0-1 spans it)."""
@@ -104,8 +119,11 @@ class DehazeTask(ImageTask):
     # ---- losses ---------------------------------------------------------------------------------
     def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         clean, hazy = batch["clean"], batch["hazy"]
+        # clean pairs weigh (1 + clear_weight): a model that damages a clean scene is worse than no model
+        wgt = (1.0 + float(self.cfg.loss.get("clear_weight", 0.0)) * batch.get("clear", torch.zeros(len(clean))))
+        wgt = (wgt / wgt.mean()).view(-1, 1, 1, 1)
         coarse = nets["coarse"](hazy)
-        l1 = F.l1_loss(coarse.float(), clean)
+        l1 = ((coarse.float() - clean).abs() * wgt).mean()
         freq = (torch.fft.rfft2(coarse.float()) - torch.fft.rfft2(clean)).abs().mean() / coarse.shape[-1]
         out = {"coarse_l1": l1, "coarse_freq": float(self.cfg.loss.get("frequency", 0.05)) * freq}
         y0 = coarse.detach().float()
@@ -115,7 +133,7 @@ class DehazeTask(ImageTask):
         eps = torch.randn_like(clean)
         x_t = self.tables.q_sample(clean, y0, t, eps)
         r_hat = nets["denoiser"](x_t, hazy, y0, self.tables.t_model(t)).float()
-        out["res_l1"] = F.l1_loss(r_hat, r)
+        out["res_l1"] = ((r_hat - r).abs() * wgt).mean()
         w = float(self.cfg.loss.get("perceptual", 0.0))
         if self.vgg is not None and w > 0:
             x0_hat = y0 - r_hat

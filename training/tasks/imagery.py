@@ -11,6 +11,7 @@ import numpy as np
 
 from rscore.data import Scene, SplitConfig, load_source, sample_patches, windows_for
 from rscore.degradations.wavelengths import GENERIC_NM
+from training.tasks.augment import AugmentConfig, augment_clean
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = ROOT / ".cache" / "rsrestore-data"
@@ -111,10 +112,22 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
     return Pool(tuple(arrays), tuple(valid), tuple(names), weights, tuple(bands), wl, cfg)
 
 
+def augment_config(data: dict[str, Any]) -> AugmentConfig | None:
+    """The ``data.augment`` section of a task config as an :class:`AugmentConfig` (None: no clean-image
+    augmentation, as in the tiny test configs)."""
+    section = data.get("augment")
+    if section is None:
+        return None
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(section).items()}
+    return AugmentConfig(**fields)
+
+
 def augmented_patches(pool: Pool, split: str, patch_px: int, n: int, domain: str,
-                      rng: np.random.Generator) -> np.ndarray:
-    """n clean patches with augmentation: random 1-2.5x down-scaling (40 %), rotation, flip, and a
-    radiometric jitter (gamma for 8-bit RGB; gain and per-band gain for reflectance), clipped to [0, 1]."""
+                      rng: np.random.Generator, augment: AugmentConfig | None = None) -> np.ndarray:
+    """n clean patches with augmentation: random 1-2.5x down-scaling (40 %), rotation, flip, a radiometric
+    jitter (gamma for 8-bit RGB; gain and per-band gain for reflectance), then, with ``augment``, the
+    shortcut-breaking changes of :func:`training.tasks.augment.augment_clean` (albedo, spectral shape, bright
+    natural surfaces, bright man-made surfaces); clipped to [0, 1]."""
     from rscore.degradations.resample import area_resample
 
     out = np.empty((n, len(pool.band_names), patch_px, patch_px), np.float32)
@@ -129,6 +142,8 @@ def augmented_patches(pool: Pool, split: str, patch_px: int, n: int, domain: str
             img = np.clip(img, 0, 1) ** rng.uniform(0.8, 1.25)
         else:
             img = img * rng.uniform(0.75, 1.3) * (1 + 0.08 * rng.standard_normal(len(pool.band_names)))[:, None, None]
+        if augment is not None:
+            img = augment_clean(np.ascontiguousarray(img), pool.band_names, rng, augment)
         out[i] = np.clip(img, 0.0, 1.0)
     return out
 
