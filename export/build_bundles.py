@@ -15,12 +15,13 @@ from typing import Callable
 
 from export.bundle_writer import build_bundle
 from export.onnx_export import StageExport
-from rscore.bundle.manifest import BandSpec, FusionSpec, Manifest, ScaleRange, StageSpec, TilingDefaults
+from rscore.bundle.manifest import AutoMaskSpec, BandSpec, FusionSpec, Manifest, ScaleRange, StageSpec, TilingDefaults
 from rscore.bundle.store import Bundle
 from rscore.diffusion.plan import SamplerConfig
 from rscore.models.toy import (
     AuxCopyNet,
     BlurResidualRddm,
+    BrightCloudToy,
     HalfNet,
     IdentityNet,
     PointwiseDEToy,
@@ -123,6 +124,18 @@ def toy_de(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     return build_bundle(out / "toy-de", m, st)[0]
 
 
+def toy_de_mask(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """``toy-de`` whose reference also outputs a cloud map (very bright pixels): the automatic mask."""
+    st = {"coarse": StageExport(BrightCloudToy(), ("y",), ("x", "cloud"), "reference.onnx"),
+          "denoiser": StageExport(PointwiseDEToy(), ("x_t", "y", "coarse", "t"), ("eps", "weight"), "denoiser.onnx")}
+    sampler = SamplerConfig("ddim", num_timesteps=1000, default_steps=4, eta=0.0)
+    m = _manifest("toy-de-mask", "Toy Diffusion Enhancement with a cloud map (engine test)", "de", st, bands,
+                  sampler, TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=0), mean=0.1, std=0.1,
+                  fusion=FusionSpec(weight_floor=0.3, x0_min=0.0, x0_max=1.0), extra_outputs=("cloud",),
+                  auto_mask=AutoMaskSpec(threshold=0.5, dilate_px=2))
+    return build_bundle(out / "toy-de-mask", m, st)[0]
+
+
 def blur_rddm(out: Path, bands: tuple[str, ...] = BGRN, name: str = "blur-rddm") -> Bundle:
     """Deterministic RDDM whose residual is y - blur(y): a mild smoothing, receptive margin 2 px."""
     st = {"denoiser": StageExport(BlurResidualRddm(len(bands)), ("x_t", "y", "t"), ("res",), "denoiser.onnx")}
@@ -158,6 +171,7 @@ BUILDERS: dict[str, Callable[[Path], Bundle]] = {
     "toy-rddm": toy_rddm,
     "toy-ddim": toy_ddim,
     "toy-de": toy_de,
+    "toy-de-mask": toy_de_mask,
     "blur-rddm": blur_rddm,
     "tiny-conv": tiny_conv,
     "demo": demo,

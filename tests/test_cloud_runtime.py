@@ -237,3 +237,62 @@ def test_reference_runs_once_per_tile_for_several_samples(tmp_path, bundles, bgr
     rep = run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", samples=3, steps=4,
               uncertainty_path=str(tmp_path / "u.tif"))
     assert rep.network_evals == rep.tiles_total * (1 + 3 * 4)
+
+
+# ---- automatic mask (the bundle's own cloud map) ---------------------------------------------------------------
+def _bright_square_raster(path: Path) -> Path:
+    """96 x 96 uint16 reflectance x 1e4: background 0.10 +- noise, an opaque 'cloud' 0.90 at rows 30-53, cols
+    40-63."""
+    rng = np.random.default_rng(3)
+    values = np.full((4, 96, 96), 1000.0) + rng.integers(-50, 50, (4, 96, 96))
+    values[:, 30:54, 40:64] = 9000
+    return rasters.write(path, values.astype(np.uint16), "UInt16")
+
+
+def test_automatic_mask_changes_only_cloud_pixels(tmp_path, bundles):
+    src = _bright_square_raster(tmp_path / "in.tif")
+    rep = run(src, bundles["toy-de-mask"], tmp_path / "out.tif", auto_mask=True, seed=1, tile_size_px=32,
+              overlap_px=8)
+    a, b = read(src), read(tmp_path / "out.tif")
+    changed = np.any(a != b, axis=0)
+    cloud = np.zeros((96, 96), bool)
+    cloud[30:54, 40:64] = True
+    grown = np.zeros((96, 96), bool)
+    grown[28:56, 38:66] = True  # dilated by the bundle's 2 px
+    assert changed[cloud].all() and not changed[~grown].any()
+    assert rep.masked_fraction == pytest.approx(grown.sum() / grown.size)
+    assert "automatic mask: 8.5 % of the valid pixels restored" in rep.summary
+    assert rep.tiles_clear > 0  # cloud-free tiles are not run
+    # a lower threshold from the request restores more (the noise-free background stays below it)
+    rep2 = run(src, bundles["toy-de-mask"], tmp_path / "out2.tif", auto_mask=True, mask_threshold=0.01)
+    assert rep2.masked_fraction == pytest.approx(rep.masked_fraction)
+
+
+def test_automatic_mask_requests_are_checked(tmp_path, bundles, bgrn_tif):
+    with pytest.raises(RequestError, match="cannot find the pixels to restore by itself"):
+        run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", auto_mask=True)
+    mask = rasters.write(tmp_path / "m.tif", np.ones((1, 150, 170), np.uint8), "Byte")
+    with pytest.raises(RequestError, match="either a MASK raster or the automatic mask"):
+        run(bgrn_tif, bundles["toy-de-mask"], tmp_path / "o.tif", auto_mask=True, mask_path=str(mask))
+    with pytest.raises(RequestError, match="threshold must be between 0 and 1"):
+        run(bgrn_tif, bundles["toy-de-mask"], tmp_path / "o.tif", auto_mask=True, mask_threshold=1.5)
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_dilate_and_threshold_mask(tmp_path):
+    from rscore.runtime.automask import dilate, threshold_mask
+
+    m = np.zeros((7, 9), bool)
+    m[3, 4] = True
+    assert dilate(m, 0).sum() == 1
+    assert np.array_equal(np.argwhere(dilate(m, 1)).min(0), [2, 3]) and dilate(m, 1).sum() == 9
+    assert dilate(m, 10).all() and not dilate(np.zeros((3, 3), bool), 2).any()
+    cloud = np.zeros((1, 40, 50), np.float32)
+    cloud[0, 10, 10] = 0.9
+    cloud[0, 30, 30] = 0.05  # below the threshold
+    cloud[0, 0, 49] = -9999.0  # nodata is never marked
+    src = rasters.write(tmp_path / "map.tif", cloud, "Float32", nodata=-9999.0)
+    fraction, marked = threshold_mask(str(src), str(tmp_path / "mask.tif"), 0.1, 1)
+    got = read(tmp_path / "mask.tif")
+    assert marked == 9 and got.dtype == np.uint8 and got[9:12, 9:12].all() and got.sum() == 9
+    assert fraction == pytest.approx(9 / (40 * 50 - 1))

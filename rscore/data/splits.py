@@ -3,9 +3,9 @@
 A scene is cut into a grid of blocks of ``block_px`` pixels (the last row/column of blocks absorbs
 the remainder, so no pixel is dropped). Block ``(i, j)`` goes to split
 ``pattern[(row_stride * i + j) % len(pattern)]`` — a fixed function of position, independent of any
-seed. Each block is shrunk by ``guard_px`` on every side to give its *window*; patches are drawn
-entirely inside one window, so two patches of different splits are at least ``2 * guard_px`` apart
-and never share a pixel. Random patches of the same area therefore never end up in two splits.
+seed. Each block is shrunk by ``guard_px`` on every side it shares with another block to give its *window*;
+patches are drawn entirely inside one window, so two patches of different splits are at least ``2 * guard_px``
+apart and never share a pixel. Random patches of the same area therefore never end up in two splits.
 """
 
 from __future__ import annotations
@@ -82,11 +82,14 @@ def split_windows(shape: tuple[int, int], config: SplitConfig = SplitConfig()) -
     row_edges = _edges(rows, config.block_px)
     col_edges = _edges(cols, config.block_px)
     g = config.guard_px
+    nr, nc = len(row_edges) - 1, len(col_edges) - 1
     windows = []
-    for i in range(len(row_edges) - 1):
-        for j in range(len(col_edges) - 1):
+    for i in range(nr):
+        for j in range(nc):
             split = config.pattern[(config.row_stride * i + j) % len(config.pattern)]
-            w = Window(split, row_edges[i] + g, row_edges[i + 1] - g, col_edges[j] + g, col_edges[j + 1] - g)
+            # the guard separates neighbouring blocks; the scene's own border needs none
+            w = Window(split, row_edges[i] + (g if i > 0 else 0), row_edges[i + 1] - (g if i < nr - 1 else 0),
+                       col_edges[j] + (g if j > 0 else 0), col_edges[j + 1] - (g if j < nc - 1 else 0))
             if w.row1 > w.row0 and w.col1 > w.col0:
                 windows.append(w)
     return windows

@@ -119,6 +119,14 @@ class HalfNet(nn.Module):
         return y * 0.5
 
 
+class BrightCloudToy(nn.Module):
+    """A reference stage with a cloud map: x = y / 2, cloud = sigmoid(4 (mean over bands of y - 4)), i.e. ~1
+    where the pixel is very bright in model units (a toy cloud detector for the automatic mask)."""
+
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return y * 0.5, torch.sigmoid((y.mean(dim=1, keepdim=True) - 4.0) * 4.0)
+
+
 class PointwiseDEToy(nn.Module):
     """Per-pixel Diffusion Enhancement step: eps_hat = c * x_t + e * y, W = sigmoid(g * (coarse - y))."""
 

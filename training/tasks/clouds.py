@@ -266,8 +266,9 @@ class CloudShapes:
         brightest pixel is 1; a window without cloud is redrawn a few times)."""
         rows, cols = shape
         src_rows, src_cols = self.opacity.shape
+        top = min(256, src_rows, src_cols)
         for _ in range(20):
-            side = int(rng.integers(24, min(257, src_rows)))
+            side = int(rng.integers(min(24, top - 1), top)) if top > 2 else top
             r0 = int(rng.integers(0, src_rows - side + 1))
             c0 = int(rng.integers(0, src_cols - side + 1))
             win = self.opacity[r0 : r0 + side, c0 : c0 + side]
@@ -275,8 +276,8 @@ class CloudShapes:
                 break
         yy = np.linspace(0, side - 1, rows)
         xx = np.linspace(0, side - 1, cols)
-        y0 = np.floor(yy).astype(int).clip(0, side - 2)
-        x0 = np.floor(xx).astype(int).clip(0, side - 2)
+        y0 = np.floor(yy).astype(int).clip(0, max(side - 2, 0))
+        x0 = np.floor(xx).astype(int).clip(0, max(side - 2, 0))
         fy, fx = (yy - y0)[:, None], (xx - x0)[None, :]
         w = win.astype(np.float64)
         up = (w[y0][:, x0] * (1 - fy) * (1 - fx) + w[y0 + 1][:, x0] * fy * (1 - fx)

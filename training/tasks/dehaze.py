@@ -163,8 +163,11 @@ class DehazeTask(ImageTask):
         nets.eval()
         coarse, full = self.restore_torch(nets, self.val_hazy)
         c = self.val_clean
+        # no harm: a clean input must come back unchanged
+        same_coarse, same_full = self.restore_torch(nets, quantize(c, self.domain))
         return {"psnr_input": self.mean_psnr(c, self.val_hazy), "psnr_coarse": self.mean_psnr(c, coarse),
-                "psnr_full": self.mean_psnr(c, full)}
+                "psnr_full": self.mean_psnr(c, full), "psnr_clear_coarse": self.mean_psnr(c, same_coarse),
+                "psnr_clear_full": self.mean_psnr(c, same_full)}
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:

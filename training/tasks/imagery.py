@@ -1,5 +1,6 @@
 """Clean training/validation imagery for a task: scenes from the fetched sources (or a synthetic scene
-for tests), converted to the bundle's bands and value domain, sampled by geographic split."""
+for tests), converted to the bundle's bands and value domain, sampled by split: whole held-out scenes and
+geographic blocks of the others."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rscore.data import Scene, SplitConfig, load_source, sample_patches, windows_for
+from rscore.data import Scene, SplitConfig, load_source, sample_patches, scene_windows
+from rscore.data.sources import SOURCES
 from rscore.degradations.wavelengths import GENERIC_NM
 from training.tasks.augment import AugmentConfig, augment_clean
 
@@ -22,13 +24,16 @@ class Pool:
     """Scenes in the task's band order and value domain.
 
     Attributes:
-        arrays: float32 (bands, rows, cols) per scene.
+        arrays: float32 (bands, rows, cols) per scene, physical units (reflectance, or display 0-1).
         valid: bool (rows, cols) per scene.
         names: scene names.
         weights: sampling probability per scene.
         band_names: the task's band order.
         wavelengths_nm: band centres for physical degradations.
         split_config: geographic split of every scene.
+        holdouts: per scene, ``"blocks"`` or the split it is held out for (``rscore.data.splits.Holdout``).
+        render: per scene, True when a reflectance scene is shown as an 8-bit product (domain ``rgb8``): each
+            patch gets its own display stretch (:func:`render_rgb8`).
     """
 
     arrays: tuple[np.ndarray, ...]
@@ -38,30 +43,57 @@ class Pool:
     band_names: tuple[str, ...]
     wavelengths_nm: tuple[float, ...]
     split_config: SplitConfig
+    holdouts: tuple[str, ...] = ()
+    render: tuple[bool, ...] = ()
 
-    def patches(self, split: str, patch_px: int, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n clean patches (n, bands, patch_px, patch_px) drawn from windows of ``split``."""
+    def _holdout(self, k: int) -> Any:
+        return self.holdouts[k] if self.holdouts else "blocks"
+
+    def scenes_for(self, split: str, patch_px: int) -> list[int]:
+        """Indices of the scenes with a window of ``split`` that holds a ``patch_px`` patch."""
+        return [k for k, a in enumerate(self.arrays)
+                if any(min(w.shape) >= patch_px
+                       for w in scene_windows(a.shape[1:], split, self.split_config, self._holdout(k)))]
+
+    def patches(self, split: str, patch_px: int, n: int, rng: np.random.Generator,
+                scenes: Sequence[int] | None = None) -> np.ndarray:
+        """n clean patches (n, bands, patch_px, patch_px) drawn from windows of ``split`` (of ``scenes`` only,
+        when given): the training split is the train blocks of the non-held-out scenes; val and test are the
+        held-out scenes (whole) plus the val/test blocks of the others."""
         out = np.empty((n, len(self.band_names), patch_px, patch_px), np.float32)
-        # only scenes with a window of this split large enough for the patch (a small scene may have none)
-        ok = np.array([any(min(w.shape) >= patch_px for w in windows_for(a.shape[1:], split, self.split_config))
-                       for a in self.arrays])
+        ok = np.zeros(len(self.arrays), bool)
+        ok[[k for k in self.scenes_for(split, patch_px) if scenes is None or k in scenes]] = True
         if not ok.any():
             raise ValueError(f"no scene has a {split} window of {patch_px} px")
         p = np.where(ok, self.weights, 0.0)
-        picks = rng.choice(len(self.arrays), size=n, p=p / p.sum())
-        for i, k in enumerate(picks):
-            patch = sample_patches(self.arrays[k], split, patch_px, 1, rng, self.split_config, self.valid[k])[0]
-            out[i] = patch.pixels
+        for i in range(n):
+            for _ in range(20):  # a scene with much fill may hold no large patch: draw another scene
+                k = int(rng.choice(len(self.arrays), p=p / p.sum()))
+                try:
+                    patch = sample_patches(self.arrays[k], split, patch_px, 1, rng, self.split_config,
+                                           self.valid[k], holdout=self._holdout(k))[0]
+                    break
+                except ValueError:
+                    continue
+            else:
+                raise ValueError(f"20 scenes in a row had no {split} patch of {patch_px} px free of fill pixels")
+            out[i] = render_rgb8(patch.pixels, rng) if self.render and self.render[k] else patch.pixels
         return out
 
 
-def _to_domain(scene: Scene, bands: Sequence[str], domain: str, stretch: float) -> np.ndarray:
+def render_rgb8(reflectance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A reflectance patch as an 8-bit product would show it: a linear stretch whose white point is drawn
+    between 0.2 and 0.5 reflectance (products differ), an optional gamma, clipped to [0, 1]."""
+    top = rng.uniform(0.2, 0.5)
+    x = np.clip(reflectance / top, 0.0, 1.0)
+    if rng.random() < 0.5:
+        x = x ** rng.uniform(0.7, 1.2)
+    return x.astype(np.float32)
+
+
+def _to_domain(scene: Scene, bands: Sequence[str]) -> np.ndarray:
     idx = [scene.band_names.index(b) for b in bands]
-    x = scene.pixels[idx].astype(np.float32)
-    if domain == "rgb8" and scene.radiometry != "rgb8":
-        # a multispectral scene shown as an 8-bit product: linear stretch of reflectance, clipped
-        x = np.clip(x / stretch, 0.0, 1.0)
-    return x
+    return scene.pixels[idx].astype(np.float32)
 
 
 def synthetic_scene(bands: int, rows: int, cols: int, seed: int) -> np.ndarray:
@@ -80,36 +112,45 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
     """Build a pool from a task config's ``data`` section.
 
     ``data`` keys: ``sources`` (list of rscore.data source names, or ["synthetic"]), ``domain``
-    ("reflectance" or "rgb8"), ``stretch`` (reflectance shown as 1.0 in rgb8, default 0.35), ``block_px``
-    (split block size, default 640).
+    ("reflectance" or "rgb8"; reflectance scenes are then rendered per patch, see :func:`render_rgb8`),
+    ``block_px`` (split block size, default 640), ``min_scene_px`` (smallest scene side used, default 96).
+    Evaluation-only sources (real clouds without a clean target) are refused: they must never be trained on.
     """
     domain = data.get("domain", "reflectance")
-    stretch = float(data.get("stretch", 0.35))
     cfg = SplitConfig(block_px=int(data.get("block_px", 640)))
+    min_px = int(data.get("min_scene_px", 96))
     arrays: list[np.ndarray] = []
     valid: list[np.ndarray] = []
     names: list[str] = []
+    holdouts: list[str] = []
+    render: list[bool] = []
     for src in data["sources"]:
         if src == "synthetic":
             a = synthetic_scene(len(bands), 3 * cfg.block_px, 3 * cfg.block_px, seed=len(arrays))
             arrays.append(a)
             valid.append(np.ones(a.shape[1:], bool))
             names.append("synthetic")
+            holdouts.append("blocks")
+            render.append(False)
             continue
+        if SOURCES[src].use == "evaluation_only":
+            raise ValueError(f"source {src!r} is evaluation-only (real degradations, no clean target); "
+                             "remove it from the training sources")
         for sc in load_source(src, cache_dir):
-            if not set(bands) <= set(sc.band_names):
+            if not set(bands) <= set(sc.band_names) or min(sc.pixels.shape[1:]) < min_px:
                 continue
-            if min(sc.pixels.shape[1:]) < cfg.block_px:
-                continue  # smaller than one split block: cannot be split geographically
-            arrays.append(_to_domain(sc, bands, domain, stretch))
+            arrays.append(_to_domain(sc, bands))
             valid.append(sc.valid_mask)
             names.append(sc.name)
+            holdouts.append(sc.holdout)
+            render.append(domain == "rgb8" and sc.radiometry != "rgb8")
     if not arrays:
         raise ValueError(f"no scene of {data['sources']} has bands {list(bands)}; run training/fetch_data.py")
-    sizes = np.array([a.shape[1] * a.shape[2] for a in arrays], np.float64)
+    sizes = np.array([float(v.sum()) for v in valid], np.float64)
     weights = np.sqrt(sizes) / np.sqrt(sizes).sum()  # big scenes count more, small ones still appear
     wl = tuple(GENERIC_NM[b] for b in bands)
-    return Pool(tuple(arrays), tuple(valid), tuple(names), weights, tuple(bands), wl, cfg)
+    return Pool(tuple(arrays), tuple(valid), tuple(names), weights, tuple(bands), wl, cfg, tuple(holdouts),
+                tuple(render))
 
 
 def augment_config(data: dict[str, Any]) -> AugmentConfig | None:
