@@ -262,7 +262,7 @@ def test_cancel_leaves_no_output_and_keeps_old_file(tmp_path, bundles, bgrn_tif)
     out.write_bytes(b"previous result")
     with pytest.raises(Cancelled):
         restore(RestoreRequest(str(bgrn_tif), str(bundles["toy-rddm"]), str(out), tile_size_px=64,
-                               overlap_px=16, uncertainty_path=str(tmp_path / "u.tif")), CancelAfter(7))
+                               overlap_px=16, samples=2, uncertainty_path=str(tmp_path / "u.tif")), CancelAfter(7))
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tif"]
 

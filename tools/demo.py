@@ -50,6 +50,13 @@ JOBS = (
         rgb_bands=(3, 2, 1),
     ),
     DemoJob(
+        name="l8_clouds_auto_mask",
+        algorithm="rsrestore:remove_clouds",
+        input=ROOT / "data" / "samples" / "l8_cloudy_refl_bgrn.tif",
+        params={"SEED": "0"},  # no MASK: the model finds the cloudy pixels itself (AUTO_MASK, the default)
+        rgb_bands=(3, 2, 1),
+    ),
+    DemoJob(
         name="s2_demo_smooth",
         algorithm="rsrestore:restore",
         input=ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif",

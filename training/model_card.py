@@ -27,13 +27,17 @@ METHOD = {
 ## Method
 After DS-RDMPD (seed `DS-RDMPD_README.md`, formulation in METHODS.md sections 1-2), our own implementation:
 
-* **Stage 1, MCESS-UNet** (`rscore/models/dsrdmpd.py: MCESSUNet`): a 3-level UNet (full, 1/2, 1/4
-  resolution; stride-2 convolutions down, nearest upsampling + 3x3 convolution up, skip connections merged
-  by 1x1 convolutions), global residual (output = input + correction). Encoder levels use **MC blocks**
-  (three depthwise branches with dilations 1, 2, 3 fused by a 1x1 convolution, re-weighted by channel
-  attention, plus a 1x1 feed-forward); the bottleneck and decoder use **ESS blocks** (a 3x3 and a dilated
-  3x3 branch combined by per-pixel softmax selection weights, selective-kernel style). Trained with L1 + a
-  Fourier-amplitude L1 term.
+* **Stage 1, a physically grounded MCESS-UNet** (`rscore/models/dsrdmpd.py: AffineDehazeNet`): the
+  MCESS-UNet trunk — a 3-level UNet (full, 1/2, 1/4 resolution; stride-2 convolutions down, nearest
+  upsampling + 3x3 convolution up, skips merged by 1x1 convolutions) with **MC blocks** in the encoder (three
+  depthwise branches with dilations 1, 2, 3, channel attention, 1x1 feed-forward) and **ESS blocks** in the
+  bottleneck and decoder (3x3 and dilated 3x3 branches combined by per-pixel selection weights) — whose head
+  predicts the *inverse of the haze model*. Haze is `I = J t + A (1 - t)` per band, so `J = I / t - A (1 - t) / t`
+  is an affine map of the input with smoothly varying coefficients: the network outputs a gain and an offset
+  per band at 1/4 resolution (bilinearly upsampled x4), gain bounded to (e^-2.5, e^2.5), plus a
+  full-resolution residual behind a per-pixel gate. Both output layers start at zero and the gate at ~0.02,
+  so the untrained network is the identity: it changes a pixel only when it has learned a reason to, and the
+  smooth affine part cannot invent texture. Trained with L1 + a Fourier-amplitude L1 term.
 * **Stage 2, residual diffusion with perceptual decoding** (`ResidualDenoiser`): RDDM (METHODS.md section 1)
   from the stage-1 output `coarse` to the clean image: `r = coarse - clean`,
   `x_t = clean + abar_t r + bbar_t eps`; the network predicts `r_hat` from `(x_t, hazy input, coarse, t)`
@@ -46,15 +50,22 @@ After DS-RDMPD (seed `DS-RDMPD_README.md`, formulation in METHODS.md sections 1-
   neighbourhood and tiles agree; sizes are multiples of 4 and the engine aligns tiles to that grid; widths
   were chosen for the 90 s budget on a 2000 x 2000 4-band raster on 2 cores (docs/performance.md).
 * Both stages train jointly (stage-1 output detached for stage 2), AdamW, cosine learning rate, EMA weights
-  exported, bf16 autocast on CPU.
+  exported, fp32 (this machine's CPU exposes AVX2 only; bf16 autocast ran 6.7x slower there).
 """,
     "remove_clouds": """\
 ## Method
 After Diffusion Enhancement (seed `DE-cloud-removal_paper.md`, formulation in METHODS.md section 3), our
 own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusion/fusion.py`):
 
-* **Reference model E** (stage `coarse`, file `reference.onnx`): the MCESS-UNet of the dehazing models
-  (`rscore/models/dsrdmpd.py`), one pass, cloudy input -> clean estimate `x0_E`, trained with L1 only.
+* **Reference model E** (stage `coarse`, file `reference.onnx`; `rscore/models/dsrdmpd.py:
+  CloudReferenceNet`): the MCESS-UNet trunk of the dehazing models with two heads. (1) The clean estimate
+  `x0_E = (1 - s) affine(y) + s fill`: semi-transparent cloud (`I = J (1 - m) + C m`) and shadow (`I = J S`)
+  are affine in the clean value, so a smooth per-band gain/offset map at 1/4 resolution inverts them; where
+  the ground is hidden, a per-pixel gate `s` hands over to `fill`, content synthesised from the
+  surroundings. (2) A **cloud map** `cloud` in (0, 1) (extra output), trained with a binary cross-entropy
+  against the generator's own opacity/shadow map: it is the **automatic mask** of `rsrestore:remove_clouds`
+  (manifest `auto_mask`: threshold, dilation). Output layers start at zero, the gate at ~0.02: the untrained
+  network is the identity. Trained with L1 (+ the mask loss).
 * **Conditional noise predictor (CNP)**: a time-conditioned 3-level UNet (FiLM on every block) predicting
   DDPM noise `eps_hat(x_t, y, t)` from the noisy state and the cloudy input (linear beta schedule,
   T = 1000); loss `||eps - eps_hat||^2`.
@@ -69,7 +80,11 @@ own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusio
   E (full size) and the CNP on images down-scaled 4x; up to 65 % the WA alone at full size with the CNP
   frozen (loss `|x0 - x0_t|`, gradient stopped through `x0_eps`); the rest jointly
   (`L_DDPM + L_WA`, lambda = 1). E keeps its L1 loss throughout and `x0_E` is detached for the others.
-  AdamW, cosine learning rate, EMA weights exported, bf16 autocast on CPU.
+  AdamW, cosine learning rate, EMA weights exported, fp32 (this machine's CPU exposes AVX2 only; bf16
+  autocast ran 6.7x slower there).
+* **Automatic mask** (`rscore/runtime/automask.py`): without a user MASK, `remove_clouds` first runs the
+  reference stage over the raster, thresholds its cloud map, grows it by a few pixels, and restores only those
+  pixels; every other pixel is copied from the input bit for bit and cloud-free tiles are skipped.
 """,
 }
 
@@ -79,48 +94,70 @@ DEGRADATIONS = {
         "Haze on the fly: the project's physical generator (`rscore.degradations.haze`, thin/moderate/thick, "
         "Angstrom exponent 0-2.5, airlight 0.25-0.9) and, for "
         f"{100 * float(cfg.data.get('alternate_haze', 0)):g} % of patches, a second generator "
-        f"(`training.tasks.dehaze.alternate_haze`); {100 * float(cfg.data.get('clear_fraction', 0)):g} % "
-        "haze-free patches teach the model to leave clear images alone."),
+        f"(`training.tasks.dehaze.alternate_haze`); {100 * float(cfg.data.get('trace_haze', 0)):g} % of the rest "
+        "barely visible haze (optical depth 0.01-0.05); "
+        f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % haze-free patches whose target is the input "
+        f"itself, weighted x{1 + float(cfg.loss.get('clear_weight', 0)):g} in the losses: a model that damages a "
+        "clean scene is worse than no model."),
     "remove_clouds": lambda cfg: (
         "Clouds on the fly, thin and thick with equal odds: the project's generator "
         "(`rscore.degradations.clouds.add_clouds`: fractal cloud fields, wavelength-dependent opacity, bright "
         "flat cloud colour, shadows under 70 % of thick clouds) and, for "
         f"{100 * float(cfg.data.get('alternate_clouds', 0)):g} % of patches, a second generator "
-        "(`training.tasks.clouds.alternate_clouds`: Gaussian blobs, flat opacity, tinted colour); "
-        f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % cloud-free patches."),
+        "(`training.tasks.clouds.alternate_clouds`: Gaussian blobs, flat opacity, tinted colour) whose shapes "
+        f"come for {100 * float(cfg.data.get('real_shapes', 0)):g} % of its clouds from a real global cloud "
+        f"layer (`{cfg.data.get('cloud_shapes', '-')}`, docs/data.md); "
+        f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % cloud-free patches whose target is the input "
+        f"itself, weighted x{1 + float(cfg.loss.get('clear_weight', 0)):g} in the losses."),
 }
 
 #: validation columns per task: (header, final_validation key)
 VALIDATION = {
-    "dehaze": ("12 patches of 128 px, thin/moderate/thick haze from the project's generator",
+    "dehaze": ("thin/moderate/thick haze from the project's generator, and the same patches clean",
                (("hazy input", "psnr_input"), ("stage 1", "psnr_coarse"),
-                ("stage 1 + diffusion (default steps)", "psnr_full"))),
-    "remove_clouds": ("8 patches of 128 px, thin and thick clouds alternately from the project's generator",
+                ("stage 1 + diffusion (default steps)", "psnr_full"), ("clean in: stage 1", "psnr_clear_coarse"),
+                ("clean in: + diffusion", "psnr_clear_full"))),
+    "remove_clouds": ("thin and thick clouds alternately from the project's generator, and the same patches clean",
                       (("cloudy input", "psnr_input"), ("reference model alone", "psnr_ref"),
-                       ("pure diffusion (W = 0)", "psnr_pure"), ("full DE (default steps)", "psnr_de"))),
+                       ("pure diffusion (W = 0)", "psnr_pure"), ("full DE (default steps)", "psnr_de"),
+                       ("clean in: reference", "psnr_clear_ref"))),
 }
 
 #: history and limitations per task
 NOTES = {
     "dehaze": (
         "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
-        "re-exports the EMA weights. The shipped bundles were re-exported that way after the training runs "
-        "(an ONNX export fix, an equivalent rewrite of the ESS selection softmax, and the default tile size): "
-        "no weight changed.",
-        "Trained on synthetic haze over a handful of scenes (docs/data.md); real haze that departs from "
-        "the scattering model (e.g. thick cloud, smoke plumes with shadows) is out of scope. The 4-band "
-        "training imagery is Sentinel-2 L1C (top of atmosphere): its 'clean' targets keep their own thin "
-        "atmosphere."),
+        "re-exports the EMA weights (e.g. after changing `model.default_steps` in the config).",
+        "Trained on synthetic haze over the corpus (docs/data.md): real haze that departs from the scattering "
+        "model (smoke plumes with shadows, thick cloud) is out of scope. Top-of-atmosphere clean targets keep "
+        "their own thin atmosphere: the model does not perform an atmospheric correction. No real arid scene "
+        "holds 4 bands: bright dry ground is made by augmentation, which may not cover every real desert."),
     "remove_clouds": (
         "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
-        "re-exports the EMA weights. The shipped bundles were re-exported that way once, after the step-count "
-        "evaluation, to make 5 steps the default instead of 10 (docs/quality.md: within 0.5 dB at half the "
-        "time): no weight changed.",
-        "Trained on synthetic clouds over a handful of scenes (docs/data.md) for one hour on 2 CPU cores: "
-        "under thick clouds the ground is unknown and the output is a smooth, plausible guess, not the true "
-        "surface; use several SAMPLES and the uncertainty output to see where. Cloud shadows outside the "
-        "cloud are only partly corrected. Give a MASK to guarantee that clear pixels stay untouched."),
+        "re-exports the EMA weights (e.g. after changing `model.default_steps` in the config).",
+        "Trained on synthetic clouds (some with real cloud outlines) over the corpus (docs/data.md) on 2 CPU "
+        "cores: under thick clouds the ground is unknown and the output is a smooth, plausible guess, not the "
+        "true surface; use several SAMPLES and the uncertainty output to see where. The automatic mask is "
+        "the model's own judgement: thin haze-like cloud below its threshold is left as it is, and bright "
+        "surfaces it takes for cloud are restored (lower or raise MASK_THRESHOLD, or give a MASK, to decide "
+        "yourself)."),
 }
+
+
+def _quality_summary(name: str) -> str:
+    """The bundle's line of docs/quality_summary.json (written by ``make eval``), in words."""
+    import json
+
+    path = ROOT / "docs" / "quality_summary.json"
+    if not path.is_file():
+        return "Not evaluated yet: run `make eval`."
+    s = json.loads(path.read_text(encoding="utf-8")).get(name)
+    if not s:
+        return "Not in the last `make eval` run."
+    return (f"`make eval` ({s['date']}): on {s['scenes']} held-out test scenes, the default ({s['default']}) "
+            f"changes the mean PSNR of degraded inputs by **{s['gain_db']:+.2f} dB** (input {s['input_db']:.2f} "
+            f"dB); clean inputs come back at {s['clean_mean_db']:.2f} dB on average and **{s['clean_worst_db']:.2f} "
+            f"dB** in the worst crop. Step choice: {s['step_choice']}")
 
 
 def _last_row(path: Path) -> dict[str, str]:
@@ -172,26 +209,32 @@ def card(bundle_dir: Path, runs: Path) -> str:
         "",
         METHOD.get(m.task, ""),
         "## Data and degradations",
-        f"Sources: {', '.join(f'`{s}`' for s in tr.get('data_sources', []))} (docs/data.md); training patches "
-        f"only from the geographic *train* windows of {', '.join(tr.get('scenes', []))}; validation from the "
-        "*val* windows; docs/quality.md uses the *test* windows.",
+        f"Sources: {', '.join(f'`{s}`' for s in tr.get('data_sources', []))} (docs/data.md). Training "
+        f"patches only from the geographic *train* blocks of the scenes that are not held out: "
+        f"{', '.join(f'`{n}`' for n in tr.get('train_scenes', tr.get('scenes', [])))}. Validation on the "
+        "held-out *val* scenes (and the val blocks of the others); docs/quality.md evaluates on the held-out "
+        "*test* scenes, which no training or validation patch comes from.",
         "",
         f"Patches {cfg.patch_px} px, batch {cfg.batch_size}; augmentation: rotations/flips, random area "
-        "down-scaling by 1-2.5x (coarser sensors), radiometric gain/offset (reflectance) or gamma (8-bit). "
-        + DEGRADATIONS[m.task](cfg),
+        "down-scaling by 1-2.5x (coarser sensors), radiometric gain/offset (reflectance) or gamma (8-bit), and "
+        "shortcut breakers (`training/tasks/augment.py`): another albedo (x0.6-2.2), spectral shape and "
+        "offset, sand / soil / playa / snow spectra painted over the image's own texture, bright man-made "
+        "rectangles (roofs) — so that bright never means hazy or cloudy. 8-bit bundles see reflectance "
+        "scenes rendered with a random display stretch. " + DEGRADATIONS[m.task](cfg),
         "",
         "## Training",
         f"Command: `.venv/bin/python -m training.train --config {cfg_path.relative_to(ROOT)}` "
         f"(config: lr {cfg.lr}, AdamW, EMA {cfg.ema_decay}, bf16 {cfg.bf16}, {cfg.threads} thread(s), budget "
-        f"{cfg.budget_minutes:g} min).",
+        f"{cfg.budget_minutes:g} min); `make fetch-data` first.",
         "",
         f"Trained on this project's machine (2 CPU cores, no GPU): **{tr.get('steps', '?')} steps in "
         f"{tr.get('train_minutes', '?')} min** of wall time (a second training shared the CPU).",
         "",
         NOTES[m.task][0],
         "",
-        f"Validation of the exported EMA weights (val windows, {VALIDATION[m.task][0]}; PSNR in dB, data "
-        "range 1):",
+        f"Validation of the exported EMA weights (held-out val scenes and val blocks, {cfg.data.get('val_patches')} "
+        f"patches of {cfg.data.get('val_patch_px', 128)} px, {VALIDATION[m.task][0]}; PSNR in dB, data range "
+        f"{'1' if cfg.data.get('domain') == 'rgb8' else '0.5'}):",
         "",
         "| " + " | ".join(h for h, _ in VALIDATION[m.task][1]) + " |",
         "|" + "---|" * len(VALIDATION[m.task][1]),
@@ -202,8 +245,10 @@ def card(bundle_dir: Path, runs: Path) -> str:
         lines += [f"Last logged training losses (step {last.get('step')}): "
                   + ", ".join(f"{k} {float(v):.4f}" for k, v in last.items() if k not in ("step", "minutes", "lr"))
                   + ".", ""]
-    lines += ["## Quality", "Held-out test split, baselines and ablations, step counts, real scenes: "
-              "[docs/quality.md](../quality.md) (`make eval`).", "",
+    summary = _quality_summary(m.name)
+    lines += ["## Quality on held-out scenes", summary, "",
+              "Baselines, per-scene figures, step counts, real scenes: [docs/quality.md](../quality.md) "
+              "(`make eval`).", "",
               "## Limitations", NOTES[m.task][1], ""]
     return "\n".join(lines)
 

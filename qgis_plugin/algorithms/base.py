@@ -6,6 +6,8 @@ Algorithms are thin: they turn parameters into an :class:`rscore.runtime.Restore
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ from rscore.runtime.api import resolve_bands
 
 
 _PLUGIN_DIR = Path(__file__).resolve().parents[1]
+#: QGIS stores integer parameters as 32-bit ints: a larger SEED would silently become another number
+MAX_SEED = 2**31 - 1
 
 
 def shipped_bundle(name: str) -> Path:
@@ -45,6 +49,37 @@ def shipped_bundle(name: str) -> Path:
         f"the shipped model {name!r} is missing from {_PLUGIN_DIR / 'models'}; reinstall the plugin or choose a "
         "model bundle folder with MODEL"
     )
+
+
+def _unreadable_input(value: Any) -> str:
+    """A message when INPUT names an existing file that GDAL cannot open (QGIS would only say "not found")."""
+    if not isinstance(value, str) or not value:
+        return ""
+    path = value.split("|")[0]
+    if not os.path.isfile(path):
+        return ""
+    from osgeo import gdal
+
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_RASTER)
+    except RuntimeError:
+        ds = None
+    if ds is not None:
+        return ""
+    return (f"{path} is not a raster GDAL can read (GDAL: {gdal.GetLastErrorMsg() or 'unrecognised format'}); "
+            "check that it is an image file, not damaged or incomplete")
+
+
+def _gpu_in_use(device: str) -> bool:
+    """Whether a run with this DEVICE could have used CUDA (GPU advice applies only then)."""
+    if device == "cpu":
+        return False
+    try:
+        import onnxruntime
+
+        return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    except ImportError:
+        return False
 
 
 class QgisFeedback:
@@ -132,7 +167,7 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             advanced=True))
         self.addParameter(_help(
             QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
-                                         0, minValue=0),
+                                         0, minValue=0, maxValue=MAX_SEED),
             self.tr("Seed of the sampling noise. The same seed gives the same result whatever the tile size."),
             advanced=True))
         self.addParameter(_help(
@@ -194,6 +229,9 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
 
     # ---- validation and run -----------------------------------------------------------------------
     def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
+        unreadable = _unreadable_input(parameters.get(self.INPUT))
+        if unreadable:
+            return False, unreadable
         ok, msg = super().checkParameterValues(parameters, context)
         if not ok:
             return ok, msg
@@ -229,9 +267,12 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
+            hint = ("On a GPU this is usually a lack of GPU memory: reduce TILE_SIZE or use DEVICE=cpu."
+                    if _gpu_in_use(request.device) else
+                    "Reduce TILE_SIZE if memory is short; otherwise the model bundle may not suit this onnxruntime "
+                    "version: reinstall it.")
             raise QgsProcessingException(self.tr(
-                f"The model failed to run ({exc}). On a GPU this is usually a lack of GPU memory: reduce "
-                "TILE_SIZE or use DEVICE=cpu; otherwise reinstall the model bundle. No output was written."
+                f"The model failed to run ({str(exc).splitlines()[0][:300]}). {hint} No output was written."
             )) from None
         clear = f", {report.tiles_clear} tile(s) clear in the mask (copied)" if report.tiles_clear else ""
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
@@ -257,6 +298,18 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
         return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
                        "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
                        "or 3 bands (8-bit red, green, blue).")
+
+    def default_steps_text(self) -> str:
+        """The shipped models' default steps, read from their manifests (so help texts cannot drift)."""
+        parts = []
+        for name in sorted(set(self.default_bundles.values())):
+            try:
+                path = shipped_bundle(name) / "manifest.json"
+                sampler = json.loads(path.read_text(encoding="utf-8")).get("sampler") or {}
+                parts.append(f"{name}: {sampler.get('default_steps', '?')}")
+            except (QgsProcessingException, OSError, ValueError):
+                parts.append(f"{name}: not installed")
+        return "shipped models: " + ", ".join(parts)
 
     def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
         chosen = self.parameterAsFile(parameters, self.MODEL, context)

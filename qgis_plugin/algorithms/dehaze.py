@@ -22,12 +22,13 @@ class DehazeAlgorithm(ShippedModelAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
             "Removes haze from optical imagery with a two-stage model after DS-RDMPD: a multi-scale attention "
-            "UNet gives a one-pass estimate, then residual diffusion refines it in a few steps (default 5).\n\n"
+            "UNet inverts the haze in one pass (transmission and airlight), then residual diffusion refines it in "
+            f"a few steps ({self.default_steps_text()}). A clean input is left essentially unchanged.\n\n"
             "Inputs: a 4-band reflectance raster with bands blue, green, red, NIR (uint16 reflectance x 10000, "
             "as Sentinel-2 L2A/L1C or Landsat surface reflectance rescaled, or float reflectance 0-1), or an "
             "8-bit RGB raster (red, green, blue). Select the bands in that order with BANDS when the raster "
             "has more bands or another order.\n"
             "The output keeps the input's bands, order, data type, value scale, nodata, CRS and geotransform. "
-            "Steps: 0 = the model's default; 1 step is faster and a little less sharp. The same seed gives "
-            "the same result whatever the tile size."
+            f"Steps: 0 = the model's default ({self.default_steps_text()}); fewer steps are faster. The same seed "
+            "gives the same result whatever the tile size."
         )

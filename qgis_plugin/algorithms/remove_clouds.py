@@ -67,7 +67,7 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             "uncertainty raster holds the per-pixel standard deviation (reflectance or 0-1 units): high where "
             "the ground is truly hidden.\n"
             "The output keeps the input's bands, data type, value scale, nodata, CRS and geotransform. Steps: "
-            "0 = the model's default (see the model card); the trade-off is in the project's docs/quality.md."
+            f"0 = the model's default ({self.default_steps_text()}); the trade-off is in the project's docs/quality.md."
         )
 
     def add_task_parameters(self) -> None:

@@ -25,6 +25,17 @@ ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
 RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 
 
+#: bounds of manifest numbers: a value outside them is a corrupt or hostile manifest, not a model
+MAX_ABS_STAT = 1e6
+MAX_SCALE = 64.0
+MAX_TILE_PX = 16384
+MAX_MARGIN_PX = 2048
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 class BundleError(Exception):
     """A model bundle is missing, corrupt, or does not fit the request. The message says how to fix it."""
 
@@ -47,8 +58,10 @@ class BandSpec:
         n = len(self.names)
         if n == 0 or len(self.mean) != n or len(self.std) != n:
             raise BundleError(f"band spec needs equal, non-empty names/mean/std, got {n}/{len(self.mean)}/{len(self.std)}")
-        if any(s <= 0 for s in self.std):
-            raise BundleError(f"band std must be > 0, got {self.std}")
+        if not all(_finite(v) and abs(v) <= MAX_ABS_STAT for v in self.mean):
+            raise BundleError(f"band mean must be finite numbers within +-{MAX_ABS_STAT:g}, got {self.mean}")
+        if not all(_finite(v) and 0 < v <= MAX_ABS_STAT for v in self.std):
+            raise BundleError(f"band std must be finite numbers in (0, {MAX_ABS_STAT:g}], got {self.std}")
 
     @property
     def count(self) -> int:
@@ -64,8 +77,9 @@ class ScaleRange:
     default: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.min <= self.default <= self.max:
-            raise BundleError(f"scale range needs 0 < min <= default <= max, got {self}")
+        if not (all(_finite(v) for v in (self.min, self.default, self.max))
+                and 0 < self.min <= self.default <= self.max <= MAX_SCALE):
+            raise BundleError(f"scale range needs 0 < min <= default <= max <= {MAX_SCALE:g}, got {self}")
 
 
 @dataclass(frozen=True)
@@ -85,10 +99,15 @@ class TilingDefaults:
     size_multiple: int = 1
 
     def __post_init__(self) -> None:
-        if self.tile_size_px < 8 or not 0 <= self.overlap_px < self.tile_size_px:
-            raise BundleError(f"invalid tiling defaults {self}")
-        if self.margin_px < 0 or self.size_multiple < 1:
-            raise BundleError(f"invalid tiling defaults {self}")
+        ints = (self.tile_size_px, self.overlap_px, self.margin_px, self.size_multiple)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise BundleError(f"tiling defaults must be integers, got {self}")
+        if not 8 <= self.tile_size_px <= MAX_TILE_PX or not 0 <= self.overlap_px < self.tile_size_px:
+            raise BundleError(f"invalid tiling defaults {self}: tile_size_px must be 8-{MAX_TILE_PX} and overlap_px "
+                              "smaller than it")
+        if not 0 <= self.margin_px <= MAX_MARGIN_PX or not 1 <= self.size_multiple <= 256:
+            raise BundleError(f"invalid tiling defaults {self}: margin_px must be 0-{MAX_MARGIN_PX} and "
+                              "size_multiple 1-256")
 
 
 @dataclass(frozen=True)
@@ -124,8 +143,8 @@ class FusionSpec:
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_floor <= 1.0:
             raise BundleError(f"fusion weight_floor must be in [0, 1], got {self.weight_floor}")
-        if not self.x0_min < self.x0_max:
-            raise BundleError(f"fusion x0_min must be < x0_max, got {self.x0_min} / {self.x0_max}")
+        if not (_finite(self.x0_min) and _finite(self.x0_max) and self.x0_min < self.x0_max):
+            raise BundleError(f"fusion x0_min must be finite and < x0_max, got {self.x0_min} / {self.x0_max}")
 
 
 @dataclass(frozen=True)
@@ -194,9 +213,12 @@ class Manifest:
             raise BundleError(f"sampler family {self.sampler.family!r} does not match pipeline {self.pipeline!r}")
         if not self.value_scale:
             raise BundleError("manifest value_scale is empty: it must map GDAL data types to physical units")
-        bad = {k: v for k, v in self.value_scale.items() if not (math.isfinite(v) and v > 0)}
+        bad = {k: v for k, v in self.value_scale.items() if not (math.isfinite(v) and 0 < v <= MAX_ABS_STAT)}
         if bad:
             raise BundleError(f"manifest value_scale entries must be finite and > 0, got {bad}")
+        if self.native_resolution_m is not None and not (_finite(self.native_resolution_m)
+                                                         and self.native_resolution_m > 0):
+            raise BundleError(f"native_resolution_m must be a positive number, got {self.native_resolution_m}")
         if self.resample not in RESAMPLE_METHODS:
             raise BundleError(f"manifest resample {self.resample!r} is not one of {RESAMPLE_METHODS}")
         for name, st in self.stages.items():

@@ -12,6 +12,7 @@ with unused terms at 0. The coefficients are plain ``float`` so that numpy float
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ import numpy as np
 from rscore.diffusion.schedules import DdpmSchedule, RddmShape, ddpm_alpha_bar, rddm_coefficients
 
 SamplerFamily = Literal["rddm", "ddim"]
+#: largest number of training timesteps a manifest may declare (schedules are built in memory from it)
+MAX_TIMESTEPS = 100_000
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,14 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.family not in ("rddm", "ddim"):
             raise ValueError(f"unknown sampler family {self.family!r}; use rddm or ddim")
-        if not 1 <= self.default_steps <= self.num_timesteps:
+        if not (isinstance(self.num_timesteps, int) and 1 <= self.num_timesteps <= MAX_TIMESTEPS):
+            raise ValueError(f"num_timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.num_timesteps!r}")
+        if not isinstance(self.default_steps, int) or not 1 <= self.default_steps <= self.num_timesteps:
             raise ValueError(f"default_steps must be in [1, {self.num_timesteps}], got {self.default_steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        if not (math.isfinite(self.beta_bar_T_sq) and 0.0 < self.beta_bar_T_sq <= 100.0):
+            raise ValueError(f"beta_bar_T_sq must be finite and in (0, 100], got {self.beta_bar_T_sq}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""

@@ -8,6 +8,7 @@ error or cancel) deletes it, so nothing is ever left under the requested name ha
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,15 @@ def _scale_offset(ds: gdal.Dataset, bands: Sequence[int]) -> tuple[tuple[float, 
     return None if all(sc == 1.0 and off == 0.0 for sc, off in pairs) else pairs
 
 
+def _type_name(band: gdal.Band) -> str:
+    """GDAL data type name of a band; a Byte band flagged ``PIXELTYPE=SIGNEDBYTE`` (GDAL < 3.7's signed bytes)
+    is reported as ``Int8``, which it is."""
+    name = gdal.GetDataTypeName(band.DataType)
+    if name == "Byte" and band.GetMetadataItem("PIXELTYPE", "IMAGE_STRUCTURE") == "SIGNEDBYTE":
+        return "Int8"
+    return name
+
+
 def _representable(value: float, dtype: np.dtype) -> bool:
     """Whether a nodata value exists in an integer type (a UInt16 raster may declare nodata -1)."""
     if dtype.kind in "iu":
@@ -124,10 +134,14 @@ class InputRaster:
         bad = [b for b in self.bands if not 1 <= b <= n]
         if bad:
             raise RasterError(f"band(s) {bad} do not exist in {Path(p).name}, which has {n} band(s) (1..{n})")
-        types = {gdal.GetDataTypeName(ds.GetRasterBand(b).DataType) for b in self.bands}
+        types = {_type_name(ds.GetRasterBand(b)) for b in self.bands}
         if len(types) != 1:
             raise RasterError(f"selected bands mix data types {sorted(types)}; choose bands of one type")
         data_type = types.pop()
+        if data_type == "Int8":
+            raise RasterError(
+                f"{Path(p).name} is a signed 8-bit raster (Int8, values -128..127), which rsrestore does not read "
+                "(it would be taken for unsigned Byte); convert it first, e.g. gdal_translate -ot Int16 in.tif out.tif")
         if data_type not in _NUMPY:
             raise RasterError(f"data type {data_type} is not supported; convert to one of {sorted(_NUMPY)}")
         crs = ds.GetProjection() or ""
@@ -180,11 +194,71 @@ class InputRaster:
         except RuntimeError:
             arr = None
         if arr is None:
-            raise RasterError(f"read failed at {win}: {_last_error('unknown GDAL error')}")
+            raise RasterError(
+                f"{Path(self.info.path).name} is damaged or incomplete: reading rows {win.row_off}-"
+                f"{win.row_off + win.rows - 1}, columns {win.col_off}-{win.col_off + win.cols - 1} failed "
+                f"(GDAL: {_last_error('unknown error')}); check the file (gdalinfo -checksum) or export it again")
         return np.asarray(arr).reshape(len(self.bands), win.rows, win.cols)
 
     def close(self) -> None:
         self._ds = None
+
+
+def check_output_path(final: Path) -> None:
+    """Refuse an output that would replace something other than a file, or go into a folder that is not one."""
+    parent = final.parent
+    if parent.exists() and not parent.is_dir():
+        raise RasterError(f"the output's folder {str(parent)!r} is a file, not a folder; choose an output path "
+                          "inside an existing folder")
+    if not parent.is_dir():
+        raise RasterError(f"output folder {str(parent)!r} does not exist; create it or choose another")
+    if final.exists() and not final.is_file():
+        kind = "a folder" if final.is_dir() else "not a regular file"
+        raise RasterError(f"the output {str(final)!r} is {kind}; rsrestore only replaces files: choose a file name "
+                          "(e.g. restored.tif)")
+
+
+#: temporary outputs are ``.<stem>.partial-<pid>-<random><suffix>`` beside the requested file
+_PARTIAL = re.compile(r"^\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[^.]+)$")
+
+
+def partial_path(final: Path) -> Path:
+    """Where an output is written before it is published: a hidden sibling naming this process."""
+    return final.with_name(f".{final.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_partials(final: Path, older_than: float) -> list[Path]:
+    """Delete this tool's temporary outputs for ``final`` left by a process that no longer runs (killed with
+    SIGKILL, power loss) and last written before ``older_than`` (a time.time() value). Returns what was
+    deleted; files of live processes and anything else are left alone."""
+    removed = []
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for f in entries:
+        m = _PARTIAL.match(f.name)
+        if not m or m["stem"] != final.stem or m["suffix"] != final.suffix:
+            continue
+        try:
+            if int(m["pid"]) == os.getpid() or _alive(int(m["pid"])) or f.stat().st_mtime >= older_than:
+                continue
+            f.unlink()
+            Path(str(f) + ".aux.xml").unlink(missing_ok=True)
+            removed.append(f)
+        except OSError:
+            continue
+    return removed
 
 
 @dataclass(frozen=True)
@@ -213,10 +287,9 @@ class OutputRaster:
         final = Path(path)
         if final.suffix.lower() not in (".tif", ".tiff"):
             raise RasterError(f"output {final.name!r} must be a GeoTIFF (.tif or .tiff)")
-        if not final.parent.is_dir():
-            raise RasterError(f"output folder {str(final.parent)!r} does not exist; create it or choose another")
+        check_output_path(final)
         self.final = final
-        self.tmp = final.with_name(f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+        self.tmp = partial_path(final)
         self.spec = spec
         opts = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
         if spec.data_type != "Float32" and spec.data_type != "Float64":
@@ -313,6 +386,11 @@ def publish_all(outputs: Sequence[OutputRaster]) -> list[Path]:
     (older files under the requested names are restored) and delete every temporary file."""
     for o in outputs:
         o.finish()
+    for o in outputs:  # something other than a file may have appeared under the name while the run went on
+        if o.final.exists() and not o.final.is_file():
+            for x in outputs:
+                x.abort()
+            check_output_path(o.final)
     backups: list[tuple[Path, Path]] = []
     done: list[OutputRaster] = []
     try:

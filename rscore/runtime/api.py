@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +21,15 @@ from osgeo import gdal
 
 from rscore.bundle.manifest import AutoMaskSpec, BundleError, Manifest
 from rscore.bundle.store import Bundle, load_bundle
+from rscore.diffusion.loop import Cancelled
 from rscore.diffusion.plan import make_plan
-from rscore.raster.io import InputRaster, RasterError
+from rscore.raster.io import InputRaster, RasterError, check_output_path
 from rscore.runtime.automask import threshold_mask
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
 from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, DePipeline, Pipeline
 from rscore.runtime.predictor import (
     Device,
+    ModelFileError,
     OnnxStage,
     choose_providers,
     default_threads,
@@ -74,6 +78,8 @@ class RestoreRequest:
             ``auto_mask``): a first pass computes its degradation map, pixels above the bundle's threshold
             (grown by its dilation) are restored and every other pixel is copied from the input bit for bit.
         mask_threshold: degradation threshold of the automatic mask, 0-1 (None: the bundle's default).
+        max_megapixels: refuse outputs larger than this (None: the ``RSRESTORE_MAX_MEGAPIXELS`` environment
+            variable, or no limit).
     """
 
     input_path: str
@@ -99,6 +105,23 @@ class RestoreRequest:
     fixed_weight: float | None = None
     auto_mask: bool = False
     mask_threshold: float | None = None
+    max_megapixels: float | None = None
+
+
+#: environment variable with a default size limit for every run (output megapixels), e.g. on a shared server
+MAX_MPX_ENV = "RSRESTORE_MAX_MEGAPIXELS"
+
+
+def _max_megapixels(request: RestoreRequest) -> float | None:
+    if request.max_megapixels is not None:
+        return float(request.max_megapixels)
+    env = os.environ.get(MAX_MPX_ENV, "").strip()
+    if not env:
+        return None
+    try:
+        return float(env)
+    except ValueError:
+        raise RequestError(f"{MAX_MPX_ENV}={env!r} is not a number of megapixels") from None
 
 
 @dataclass
@@ -116,6 +139,7 @@ class RestoreReport:
     seconds: float
     summary: str
     masked_fraction: float | None = None
+    clipped_pixels: int = 0
 
 
 def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
@@ -126,10 +150,9 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
     providers, message = choose_providers(device, list(ort.get_available_providers()))
     n_threads = threads or default_threads()
     m = bundle.manifest
-    stages = {
-        name: OnnxStage(get_session(bundle.stage_path(name), spec.sha256, providers, n_threads), name)
-        for name, spec in m.stages.items()
-    }
+    stages = {name: OnnxStage(_session(bundle, name, providers, n_threads), name) for name in m.stages}
+    for name, st in stages.items():
+        check_stage_io(m, name, st)
     message = session_message([st.session for st in stages.values()], providers) or message
     plan = make_plan(m.sampler, steps) if m.sampler is not None else None
     if coarse_only:
@@ -142,6 +165,37 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
         raise RequestError(f"model {m.name!r} ({m.pipeline}) has no reference fusion; ETA applies to cloud-removal "
                            "(Diffusion Enhancement) models only")
     return PIPELINE_CLASSES[m.pipeline](m, stages, plan), message
+
+
+def _session(bundle: Bundle, name: str, providers: list[str], threads: int) -> object:
+    """The stage's onnxruntime session; a file that fails its checksum or is not a loadable self-contained
+    network is a bundle error naming the stage."""
+    spec = bundle.manifest.stages[name]
+    try:
+        return get_session(bundle.stage_path(name), spec.sha256, providers, threads)
+    except ModelFileError as exc:
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: {exc}") from None
+    except OSError as exc:
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: cannot read {spec.file} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if not type(exc).__module__.startswith("onnxruntime"):
+            raise
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: onnxruntime cannot load {spec.file} "
+                          f"({str(exc).splitlines()[0][:300]}); the file is not a valid network for this onnxruntime, "
+                          "reinstall or re-export the bundle") from None
+
+
+def check_stage_io(manifest: Manifest, name: str, stage: OnnxStage) -> None:
+    """The network file must have the inputs and outputs the manifest declares for its stage (the exporter may
+    drop an input the network ignores, e.g. ``t`` of a time-independent network; it never adds one)."""
+    spec = manifest.stages[name]
+    extra_in = [i for i in stage.input_names if i not in spec.inputs]
+    missing_out = [o for o in spec.outputs if o not in stage.output_names]
+    if extra_in or missing_out:
+        raise BundleError(
+            f"model {manifest.name!r}: the network of stage {name!r} ({spec.file}) does not match its manifest "
+            f"(manifest inputs {list(spec.inputs)}, outputs {list(spec.outputs)}; the file has inputs "
+            f"{list(stage.input_names)}, outputs {list(stage.output_names)}); re-export the bundle")
 
 
 def resolve_bands(manifest: Manifest, raster_band_count: int, bands: Sequence[int] | None) -> tuple[int, ...]:
@@ -174,23 +228,47 @@ def _same_file(a: str, b: str) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
+def _files_of(path: str) -> list[str]:
+    """Every file a raster reads: the file itself, and for a VRT or multi-file format its sources
+    (``GetFileList``); a path GDAL cannot open is returned alone (it is reported later)."""
+    files = [path]
+    try:
+        ds = gdal.OpenEx(path, gdal.OF_RASTER)
+    except RuntimeError:  # gdal.UseExceptions() may be on
+        ds = None
+    if ds is not None:
+        files += [f for f in (ds.GetFileList() or []) if not f.startswith("/vsi")]
+    return files
+
+
 def _check_paths(request: RestoreRequest) -> None:
-    """Outputs must differ from each other and from the inputs (an output replaces its file)."""
+    """Outputs must differ from each other and from every file the inputs read (an output replaces its file):
+    a VRT whose source is the output would otherwise be overwritten while it is read."""
     outs = [p for p in (request.output_path, request.uncertainty_path, *request.extra_outputs.values()) if p]
+    for o in outs:
+        check_output_path(Path(o))
+    sources = [(src, f) for src in (request.input_path, request.aux_path, request.mask_path) if src
+               for f in _files_of(src)]
     for i, a in enumerate(outs):
         for b in outs[i + 1:]:
             if _same_file(a, b):
                 raise RequestError(f"two outputs point to the same file {a!r}; choose different output files")
-        for src in (request.input_path, request.aux_path, request.mask_path):
-            if src and _same_file(a, src):
-                raise RequestError(f"the output {a!r} is also an input; choose another output file")
+        for src, f in sources:
+            if _same_file(a, f):
+                what = "is also an input" if f == src else f"is read by the input {src!r} (one of its source files)"
+                raise RequestError(f"the output {a!r} {what}; choose another output file")
 
 
 def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...], rows: int, cols: int,
               crs_wkt: str, resample: str = "bilinear", what: str = "auxiliary raster") -> list[str]:
     """VRTs in /vsimem/ (band selection, then the warp onto the output grid); the last one is the warped
     raster. The caller unlinks them all."""
-    x0, pw, _, y0, _, ph = grid_gt
+    x0, pw, rot1, y0, rot2, ph = grid_gt
+    if rot1 != 0.0 or rot2 != 0.0:
+        raise RequestError(
+            f"the input raster's grid is rotated (geotransform {tuple(grid_gt)}), so the {what} on another grid "
+            "cannot be aligned with it; give it on the input's own grid (same size and geotransform), or warp the "
+            "input to a north-up grid first (gdalwarp)")
     bounds = (x0, y0 + rows * ph, x0 + cols * pw, y0)
     vrt = f"/vsimem/rsrestore_aux_{os.getpid()}_{time.monotonic_ns()}.vrt"
     opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=cols, height=rows, dstSRS=crs_wkt,
@@ -259,6 +337,43 @@ def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, 
         raise
 
 
+class _SigtermAsCancel:
+    """While a run lasts, SIGTERM (``timeout``, systemd, container stops) cancels it like the user would: the
+    engine stops at the next network evaluation, deletes its temporary files and raises ``Cancelled``. Only the
+    main thread can install a signal handler; elsewhere (QGIS desktop workers) the feedback is used as it is."""
+
+    def __init__(self, inner: Feedback) -> None:
+        self.inner = inner
+        self.terminated = False
+        self._old: object = None
+
+    def set_progress(self, fraction: float) -> None:
+        self.inner.set_progress(fraction)
+
+    def is_canceled(self) -> bool:
+        return self.terminated or self.inner.is_canceled()
+
+    def info(self, message: str) -> None:
+        self.inner.info(message)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.terminated = True
+
+    def __enter__(self) -> _SigtermAsCancel:
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._old = signal.signal(signal.SIGTERM, self._handle)
+            except (ValueError, OSError):
+                self._old = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)  # type: ignore[arg-type]
+        if self.terminated and exc[0] is Cancelled:
+            raise Cancelled("terminated (SIGTERM): no output was written") from None
+
+
 #: share of the progress bar given to the first pass of an automatic mask (one network evaluation per tile)
 AUTO_MASK_PROGRESS = 0.1
 
@@ -310,15 +425,22 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         BundleError: bad or corrupt bundle.
         RasterError, RequestError: input/output problems (messages name the fix).
         RuntimeMissing: onnxruntime is not installed.
-        Cancelled: the feedback asked to stop; no output is left behind.
+        Cancelled: the feedback asked to stop, or the process received SIGTERM; no output is left behind.
     """
-    fb = feedback or NullFeedback()
+    with _SigtermAsCancel(feedback or NullFeedback()) as fb:
+        return _restore(request, fb)
+
+
+def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     t0 = time.perf_counter()
     bundle = load_bundle(request.bundle_path)
     m = bundle.manifest
     if request.samples < 1:
         raise RequestError(f"samples must be >= 1, got {request.samples}")
     _check_paths(request)
+    if request.uncertainty_path and request.samples < 2:
+        raise RequestError("uncertainty_path is the standard deviation over several samples: set samples to 2 or more "
+                           "(e.g. 4), or leave uncertainty_path empty")
     scale = float(request.scale_factor if request.scale_factor is not None else m.scale.default)
     if not (m.scale.min - 1e-9 <= scale <= m.scale.max + 1e-9):
         raise RequestError(f"model {m.name!r} supports scale factors {m.scale.min}..{m.scale.max}, got {scale}")
@@ -339,7 +461,13 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
     probe = InputRaster(request.input_path, None)
     band_count = probe.info.band_count
+    mpx = probe.info.rows * probe.info.cols * scale * scale / 1e6
     probe.close()
+    limit = _max_megapixels(request)
+    if limit is not None and mpx > limit:
+        raise RequestError(f"the output would have {mpx:,.0f} megapixels, above the limit of {limit:,.0f} "
+                           f"({'max_megapixels' if request.max_megapixels is not None else MAX_MPX_ENV}); raise "
+                           "the limit or restore a smaller extent")
     bands = resolve_bands(m, band_count, request.bands)
     if request.auto_mask and request.mask_path:
         raise RequestError("give either a MASK raster or the automatic mask, not both")
@@ -399,6 +527,9 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
                                           main_fb)
+        if report.clipped_pixels:
+            fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of {src.info.data_type} and "
+                    "were clipped (saturated or negative values)")
     finally:
         src.close()
         if aux is not None:
@@ -421,6 +552,7 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
         seconds=time.perf_counter() - t0,
         summary=summary,
         masked_fraction=masked_fraction,
+        clipped_pixels=report.clipped_pixels,
     )
 
 

@@ -9,7 +9,9 @@ the raster area.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -25,6 +27,7 @@ from rscore.raster.io import (
     dtype_range,
     numpy_dtype,
     publish_all,
+    sweep_stale_partials,
 )
 from rscore.runtime.pipelines import Pipeline, TileContext
 from rscore.tiling.blend import blend_weights
@@ -135,6 +138,7 @@ class EngineReport:
     tiles_clear: int = 0
     network_evals: int = 0
     outputs: dict[str, str] = field(default_factory=dict)
+    clipped_pixels: int = 0
 
 
 class _Strip:
@@ -219,6 +223,14 @@ class _Strip:
             t.writer.write(win, out)
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _pad_reflect(a: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     top, bottom, left, right = pads
     if not any(pads):
@@ -265,6 +277,9 @@ class TiledRunner:
         overlap = min(settings.overlap_px, tile - 1)
         self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap)
         self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 else 0
+        #: output pixels whose value fell outside the output type's range and were clipped (e.g. a restored
+        #: reflectance above 6.5535 or below 0 in UInt16)
+        self.clipped_pixels = 0
         self._out_mean = np.asarray(manifest.output.mean, np.float64)[:, None, None]
         self._out_std = np.asarray(manifest.output.std, np.float64)[:, None, None]
 
@@ -312,7 +327,10 @@ class TiledRunner:
         raw = (phys - self._offset) / self._scale
         if np_type.kind in "iu":
             lo, hi = dtype_range(data_type)
-            raw = np.clip(np.rint(raw), lo, hi)
+            raw = np.rint(raw)
+            out_of_range = valid & np.any((raw < lo) | (raw > hi), axis=0)
+            self.clipped_pixels += int(out_of_range.sum())
+            raw = np.clip(raw, lo, hi)
             if nodata is not None:
                 # a valid pixel must never read back as nodata: move it one step towards the data range
                 clash = valid[None] & (raw == nodata)
@@ -359,6 +377,12 @@ class TiledRunner:
                 raise ValueError(f"model {self.m.name!r} has no extra output {name!r}; it has {self.m.extra_outputs}")
             specs.append((name, path, 1, "Float32", -9999.0, (name,)))
         targets: list[_Target] = []
+        started = time.time()
+        for _, path, *_rest in specs:
+            stale = sweep_stale_partials(Path(path), started)
+            if stale:
+                fb.info(f"removed {len(stale)} temporary file(s) left beside {Path(path).name} by an interrupted "
+                        f"earlier run: {', '.join(f.name for f in stale)}")
         _cache_cap_enter()
         try:
             for name, path, nb, dt, nd, desc in specs:
@@ -373,6 +397,7 @@ class TiledRunner:
                 )
             finals = publish_all([t.writer for t in targets])
             report.outputs.update({t.name: str(f) for t, f in zip(targets, finals)})
+            report.clipped_pixels = self.clipped_pixels
             return report
         except BaseException:
             for t in targets:
@@ -398,6 +423,7 @@ class TiledRunner:
 
         strip = _Strip(self, targets, tp.core(0, 0).rows, cols)
         rows_of_tiles = tp.rows_of_tiles()
+        timed = False
         for i, tile_row in enumerate(rows_of_tiles):
             for core in tile_row:
                 if fb.is_canceled():
@@ -407,7 +433,15 @@ class TiledRunner:
                     done += evals_per_tile
                     fb.set_progress(min(1.0, done / total_units))
                     continue
+                t_tile = time.perf_counter()
                 result = self._run_tile(core, fb, tick)
+                if result is not None and not timed:
+                    timed = True
+                    left = tp.num_tiles - (report.tiles_clear + report.tiles_skipped + 1)
+                    secs = time.perf_counter() - t_tile
+                    if left > 0:
+                        fb.info(f"first tile took {secs:.1f} s; {left} more tile(s) to run: about "
+                                f"{_duration(secs * left)} left at most (cloud-free or empty tiles are faster)")
                 if result is None:
                     report.tiles_skipped += 1
                     done += evals_per_tile

@@ -5,6 +5,7 @@ onnxruntime is imported late so that a missing install gives an instruction, not
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -86,14 +87,37 @@ _CACHE: OrderedDict[SessionKey, Any] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 
 
-def _new_session(ort: Any, path: str, providers: list[str], threads: int) -> Any:
+class ModelFileError(Exception):
+    """A stage file does not match its checksum or cannot be loaded as a self-contained network."""
+
+
+def read_verified(path: str | os.PathLike[str], sha256: str) -> bytes:
+    """The file's bytes, checked against ``sha256``: the session is built from exactly these bytes, so a file
+    replaced after the bundle was verified is never run."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 and digest != sha256:
+        raise ModelFileError(f"{Path(path).name} fails its checksum (expected {sha256[:12]}..., got {digest[:12]}...); "
+                             "the file is corrupt or was modified, reinstall or re-export the bundle")
+    return data
+
+
+def _new_session(ort: Any, model: bytes, providers: list[str], threads: int, name: str) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=opts, providers=providers)
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=providers)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        if "external" in str(exc).lower():
+            raise ModelFileError(
+                f"{name} keeps its weights in separate files (ONNX external data), which rsrestore does not load: "
+                "only files with a checksum in the manifest are run; re-export the network as a single .onnx "
+                "file") from None
+        raise
 
 
 def get_session(path: str | os.PathLike[str], sha256: str, providers: list[str], threads: int) -> Any:
@@ -109,12 +133,16 @@ def get_session(path: str | os.PathLike[str], sha256: str, providers: list[str],
         if sess is not None:
             _CACHE.move_to_end(key)
             return sess
+    model = read_verified(path, sha256)
+    name = Path(path).name
     try:
-        sess = _new_session(ort, str(path), providers, threads)
+        sess = _new_session(ort, model, providers, threads, name)
+    except ModelFileError:
+        raise
     except Exception:  # noqa: BLE001 - onnxruntime raises its own exception types
         if providers == ["CPUExecutionProvider"]:
             raise
-        sess = _new_session(ort, str(path), ["CPUExecutionProvider"], threads)
+        sess = _new_session(ort, model, ["CPUExecutionProvider"], threads, name)
     with _CACHE_LOCK:
         _CACHE[key] = sess
         while len(_CACHE) > CACHE_SIZE:

@@ -51,6 +51,12 @@ class ImageTask:
         rng_ = 1.0 if self.domain == "rgb8" else 0.5
         return float(np.mean([psnr(c, e, rng_) for c, e in zip(clean, est)]))
 
+    def _scene_roles(self) -> dict[str, list[str]]:
+        """Scene names by role: trained on (blocks), held out for validation, held out for test."""
+        roles = self.pool.holdouts or ("blocks",) * len(self.pool.names)
+        return {f"{key}_scenes": [n for n, h in zip(self.pool.names, roles) if h == role]
+                for key, role in (("train", "blocks"), ("val", "val"), ("test", "test"))}
+
     def manifest(self, task: str, pipeline: str, stages: Mapping[str, Any], nets: nn.ModuleDict,
                  info: dict[str, Any], default_tile_px: int, **fields: Any) -> Manifest:
         """The manifest fields every task fills the same way (``stages``: name -> StageExport)."""
@@ -65,6 +71,7 @@ class ImageTask:
                                   size_multiple=SIZE_MULTIPLE),
             native_resolution_m=e.get("native_resolution_m"), description=str(e.get("description", "")),
             training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
-                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names)},
+                      "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names),
+                      **self._scene_roles()},
             **fields,
         )
