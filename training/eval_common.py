@@ -214,7 +214,8 @@ def unseen_haze(clean: np.ndarray, wavelengths: tuple[float, ...], domain: str,
 
 
 
-def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str) -> tuple[np.ndarray, np.ndarray]:
+def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str,
+                  wavelengths: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An evaluation-only cloud model no training generator uses: cirrus-like streaks (a sum of sinusoids
     along one random direction, modulated across it) over a patchy opaque cumulus layer made from a coarse
     random grid upsampled with nearest neighbour and box-smoothed, with a bluish-white colour."""
@@ -237,6 +238,7 @@ def unseen_clouds(clean: np.ndarray, rng: np.random.Generator, domain: str) -> t
            + cs[:-2 * k - 1, :-2 * k - 1])[:rows, :cols] / (2 * k + 1) ** 2
     m = np.clip(1 - (1 - cirrus) * (1 - np.clip(box * 1.5, 0, 1)), 0, 1)
     top = 1.0 if domain == "rgb8" else 0.85
-    tint = np.linspace(1.05, 0.95, bands) if bands else 1.0
+    lam = np.asarray(wavelengths if wavelengths is not None else np.linspace(490.0, 842.0, bands), np.float64)
+    tint = 1.05 - 0.1 * (lam - lam.min()) / max(float(np.ptp(lam)), 1e-9)  # bluish: brighter at short wavelengths
     colour = rng.uniform(0.7, 1.0) * top * tint
     return (clean * (1 - m[None]) + colour[:, None, None] * m[None]).astype(np.float32), m.astype(np.float32)

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> Path:
     existing = settings.out_dir / "quality.md"
     sections = merge_sections(existing.read_text(encoding="utf-8") if existing.is_file() and args.suite else "",
                               new)
-    cmd = "python -m training.evaluate --out " + str(args.out) + (" --quick" if args.quick else "")
+    cmd = ("python -m training.evaluate --out " + str(args.out) + (" --quick" if args.quick else "")
+           + "".join(f" --suite {n}" for n in args.suite or ()))
     path = write_report(sections, settings, cmd, time.perf_counter() - t0)
     print(f"wrote {path} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     return path

@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from rscore.bundle.manifest import BundleError
 from rscore.bundle.store import load_bundle
 from rscore.runtime import RestoreRequest
 
@@ -137,7 +138,11 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
         if -1.0 < thr <= 0.0:
             raise QgsProcessingException(self.tr(
                 f"MASK_THRESHOLD must be between 0 and 1 (or -1 for the model default), got {thr}"))
-        if load_bundle(request.bundle_path).manifest.auto_mask is None:
+        try:
+            has_map = load_bundle(request.bundle_path).manifest.auto_mask is not None
+        except BundleError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        if not has_map:
             self._notice = self.tr("this model cannot find clouds by itself (no automatic mask): every pixel is "
                                    "restored; give a MASK to limit the change to cloudy pixels")
             return request

@@ -237,6 +237,8 @@ class Manifest:
                                   "does not have; re-export the bundle")
             if am.output not in self.extra_outputs:
                 raise BundleError(f"auto_mask output {am.output!r} must be listed in extra_outputs")
+            if "aux" in self.stages["coarse"].inputs:
+                raise BundleError("auto_mask needs a 'coarse' stage that reads the input alone (not 'aux')")
         if self.pipeline == "de" and not {"eps", "weight"} <= set(self.stages["denoiser"].outputs):
             raise BundleError("pipeline 'de' needs a denoiser stage with outputs 'eps' and 'weight', got "
                               f"{list(self.stages['denoiser'].outputs)}; re-export the bundle")

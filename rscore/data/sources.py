@@ -517,7 +517,7 @@ SOURCES: dict[str, SourceSpec] = {
                    "Toulouse E, FR", "2002-04-01"),
          _otb_bgrn("tls_5", "Classification/QB_5_extract.tif", BGRN, 2.6, "test", ("urban", "forest", "water_coast"),
                    _QB_TOA, "Garonne S of Toulouse, FR", "2002-04-01",
-                   "at least 4 km from every other QuickBird file of the corpus"),
+                   "at least 4 km from every QuickBird training file (same 2002 acquisition)"),
          _otb_bgrn("tls_6", "Classification/QB_6_extract.tif", BGRN, 2.6, "blocks", ("urban",), _QB_TOA,
                    "Toulouse historic centre, FR", "2002-04-01"),
          _otb_bgrn("tls_mul500", "QB_TOULOUSE_MUL_Extract_500_500.tif", BGRN, 2.6, "blocks", ("urban", "water_coast"),

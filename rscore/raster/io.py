@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,10 @@ def check_output_path(final: Path) -> None:
 _PARTIAL = re.compile(r"^\.(?P<stem>.+)\.partial-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[^.]+)$")
 
 
+#: the automatic mask's working folder (``rscore.runtime.api``): ``.<stem>.automask-<pid>-<random>``
+_AUTOMASK = re.compile(r"^\.(?P<stem>.+)\.automask-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+
+
 def partial_path(final: Path) -> Path:
     """Where an output is written before it is published: a hidden sibling naming this process."""
     return final.with_name(f".{final.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
@@ -238,25 +243,32 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale_partials(final: Path, older_than: float) -> list[Path]:
-    """Delete this tool's temporary outputs for ``final`` left by a process that no longer runs (killed with
-    SIGKILL, power loss) and last written before ``older_than`` (a time.time() value). Returns what was
-    deleted; files of live processes and anything else are left alone."""
-    removed = []
+    """Delete this tool's temporary outputs (and automatic-mask folders) for ``final`` left by a process that no
+    longer runs (killed with SIGKILL, power loss) and last written before ``older_than`` (a time.time() value).
+    Returns what was deleted; files of live processes and anything else are left alone. Liveness is judged on
+    this host: on a folder shared by several machines, do not run two jobs with the same output name."""
+    removed: list[Path] = []
+    if os.name == "nt":  # no cheap, side-effect-free liveness test of a pid there: leave the files alone
+        return removed
     try:
         entries = list(final.parent.iterdir())
     except OSError:
         return removed
     for f in entries:
-        m = _PARTIAL.match(f.name)
-        if not m or m["stem"] != final.stem or m["suffix"] != final.suffix:
+        m = _PARTIAL.match(f.name) or _AUTOMASK.match(f.name)
+        if not m or m["stem"] != final.stem or ("suffix" in m.groupdict() and m["suffix"] != final.suffix):
             continue
         try:
-            if int(m["pid"]) == os.getpid() or _alive(int(m["pid"])) or f.stat().st_mtime >= older_than:
+            pid = int(m["pid"])
+            if pid == os.getpid() or _alive(pid) or f.stat().st_mtime >= older_than:
                 continue
-            f.unlink()
-            Path(str(f) + ".aux.xml").unlink(missing_ok=True)
+            if f.is_dir():
+                shutil.rmtree(f)
+            else:
+                f.unlink()
+                Path(str(f) + ".aux.xml").unlink(missing_ok=True)
             removed.append(f)
-        except OSError:
+        except (OSError, OverflowError, ValueError):
             continue
     return removed
 

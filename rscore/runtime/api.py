@@ -360,18 +360,27 @@ class _SigtermAsCancel:
         self.terminated = True
 
     def __enter__(self) -> _SigtermAsCancel:
-        if threading.current_thread() is threading.main_thread():
-            try:
-                self._old = signal.signal(signal.SIGTERM, self._handle)
-            except (ValueError, OSError):
-                self._old = None
+        self._installed = False
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+            old = signal.getsignal(signal.SIGTERM)
+            if old is not None:  # None: a handler set outside Python (an embedding host), which we leave alone
+                try:
+                    signal.signal(signal.SIGTERM, self._handle)
+                    self._old, self._installed = old, True
+                except (ValueError, OSError):
+                    pass
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
+        if self._installed:
             signal.signal(signal.SIGTERM, self._old)  # type: ignore[arg-type]
-        if self.terminated and exc[0] is Cancelled:
+        if not self.terminated:
+            return
+        if exc[0] is Cancelled:
             raise Cancelled("terminated (SIGTERM): no output was written") from None
+        # the signal came after the last cancellation point (while publishing): the run is complete, and the
+        # termination request is honoured now, by the handler that was there before
+        signal.raise_signal(signal.SIGTERM)
 
 
 #: share of the progress bar given to the first pass of an automatic mask (one network evaluation per tile)
@@ -471,6 +480,8 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     bands = resolve_bands(m, band_count, request.bands)
     if request.auto_mask and request.mask_path:
         raise RequestError("give either a MASK raster or the automatic mask, not both")
+    if request.mask_threshold is not None and not request.auto_mask:
+        raise RequestError("mask_threshold applies to the automatic mask only: set auto_mask or leave it empty")
     if request.auto_mask and m.auto_mask is None:
         raise RequestError(f"model {m.name!r} cannot find the pixels to restore by itself (its manifest has no "
                            "auto_mask); give a MASK raster or run without a mask")
@@ -497,7 +508,10 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         if request.mask_path:
             mask, vrts = _open_mask(request, src)
         elif am is not None:
-            tmp_dir = tempfile.TemporaryDirectory(prefix="rsrestore-automask-")
+            # beside the output (its filesystem holds the output anyway; the system temp may be a small tmpfs),
+            # hidden and named after this process so that an interrupted run's folder is swept later
+            out = Path(request.output_path)
+            tmp_dir = tempfile.TemporaryDirectory(prefix=f".{out.stem}.automask-{os.getpid()}-", dir=out.parent)
             mask, masked_fraction = _automatic_mask(src, m, pipeline, settings, am, tmp_dir.name, fb)
         runner = TiledRunner(src, m, pipeline, settings, mask=mask)
         if request.aux_path:

@@ -12,8 +12,8 @@ from osgeo import gdal
 
 from rscore.raster.io import RasterError
 
-#: rows processed at once (plus the dilation margin above and below)
-BLOCK_ROWS = 1024
+#: pixels processed at once (rows = this / width, at least 16; plus the dilation margin above and below)
+BLOCK_PIXELS = 1 << 22
 
 
 def dilate(mask: np.ndarray, radius_px: int) -> np.ndarray:
@@ -65,8 +65,9 @@ def threshold_mask(map_path: str, mask_path: str, threshold: float, dilate_px: i
     marked = 0
     valid_total = 0
     m = int(dilate_px)
-    for r0 in range(0, rows, BLOCK_ROWS):
-        r1 = min(rows, r0 + BLOCK_ROWS)
+    block_rows = max(16, BLOCK_PIXELS // max(cols, 1))
+    for r0 in range(0, rows, block_rows):
+        r1 = min(rows, r0 + block_rows)
         a, b = max(0, r0 - m), min(rows, r1 + m)
         values = band.ReadAsArray(0, a, cols, b - a)
         if values is None:

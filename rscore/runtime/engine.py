@@ -213,7 +213,8 @@ class _Strip:
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
             spec = t.writer.spec
             if t.name == "image":
-                out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata)
+                out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata,
+                                                   None if keep is None else ok & ~keep)
                 if keep is not None:
                     out[:, keep] = raw[:, keep]
             else:
@@ -322,13 +323,15 @@ class TiledRunner:
 
     # ---- value conversion -----------------------------------------------------------------------
     def _to_raster_units(self, phys: np.ndarray, valid: np.ndarray, data_type: str,
-                         nodata: float | None) -> np.ndarray:
+                         nodata: float | None, restored: np.ndarray | None = None) -> np.ndarray:
+        """Physical values -> raster values; ``restored`` (default: ``valid``) marks the pixels whose clipping
+        is counted (pixels a mask copies from the input are not)."""
         np_type = numpy_dtype(data_type)
         raw = (phys - self._offset) / self._scale
         if np_type.kind in "iu":
             lo, hi = dtype_range(data_type)
             raw = np.rint(raw)
-            out_of_range = valid & np.any((raw < lo) | (raw > hi), axis=0)
+            out_of_range = (valid if restored is None else restored) & np.any((raw < lo) | (raw > hi), axis=0)
             self.clipped_pixels += int(out_of_range.sum())
             raw = np.clip(raw, lo, hi)
             if nodata is not None:

@@ -112,7 +112,8 @@ def _new_session(ort: Any, model: bytes, providers: list[str], threads: int, nam
     try:
         return ort.InferenceSession(model, sess_options=opts, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        if "external" in str(exc).lower():
+        text = str(exc).lower()
+        if "external" in text or "model_path must not be empty" in text:
             raise ModelFileError(
                 f"{name} keeps its weights in separate files (ONNX external data), which rsrestore does not load: "
                 "only files with a checksum in the manifest are run; re-export the network as a single .onnx "

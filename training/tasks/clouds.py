@@ -261,9 +261,9 @@ class CloudShapes:
     def __init__(self, opacity: np.ndarray) -> None:
         self.opacity = opacity.astype(np.float32)
 
-    def draw(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    def draw(self, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray | None:
         """A (rows, cols) field in [0, 1] from a random window of 24-256 source pixels (stretched so its
-        brightest pixel is 1; a window without cloud is redrawn a few times)."""
+        brightest pixel is 1); None when 20 windows in a row hold no cloud (opacity <= 0.2)."""
         rows, cols = shape
         src_rows, src_cols = self.opacity.shape
         top = min(256, src_rows, src_cols)
@@ -274,6 +274,8 @@ class CloudShapes:
             win = self.opacity[r0 : r0 + side, c0 : c0 + side]
             if float(win.max()) > 0.2:
                 break
+        else:
+            return None
         yy = np.linspace(0, side - 1, rows)
         xx = np.linspace(0, side - 1, cols)
         y0 = np.floor(yy).astype(int).clip(0, max(side - 2, 0))
