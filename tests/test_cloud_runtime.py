@@ -296,3 +296,28 @@ def test_dilate_and_threshold_mask(tmp_path):
     got = read(tmp_path / "mask.tif")
     assert marked == 9 and got.dtype == np.uint8 and got[9:12, 9:12].all() and got.sum() == 9
     assert fraction == pytest.approx(9 / (40 * 50 - 1))
+
+
+def test_one_pass_default_runs_the_coarse_stage_unless_steps_are_asked(tmp_path, bundles, bgrn_tif):
+    """sampler.default_steps 0: the bundle's default is its one-pass stage (chosen from the evaluation when
+    diffusion does not earn its cost); sampling still runs when steps are given."""
+    import json
+    import shutil
+
+    one = tmp_path / "one-pass"
+    shutil.copytree(bundles["toy-de"], one)
+    data = json.loads((one / "manifest.json").read_text())
+    data["sampler"]["default_steps"] = 0
+    (one / "manifest.json").write_text(json.dumps(data))
+    rep = run(bgrn_tif, one, tmp_path / "d.tif")
+    run(bgrn_tif, bundles["toy-de"], tmp_path / "c.tif", coarse_only=True)
+    np.testing.assert_array_equal(read(tmp_path / "d.tif"), read(tmp_path / "c.tif"))
+    assert rep.steps == 0 and "one pass" in rep.summary and rep.network_evals == rep.tiles_total
+    rep2 = run(bgrn_tif, one, tmp_path / "s.tif", steps=2)
+    assert rep2.steps == 2 and rep2.network_evals == rep2.tiles_total * 3
+    ident = load_bundle(bundles["toy-ddim"]).manifest.to_dict()
+    ident["sampler"]["default_steps"] = 0
+    from rscore.bundle.manifest import Manifest
+
+    with pytest.raises(BundleError, match="needs a 'coarse' stage"):
+        Manifest.from_dict(ident)

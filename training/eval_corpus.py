@@ -93,24 +93,30 @@ def _steps_label(k: int) -> str:
 
 
 def methods_for(task: Task, steps: Sequence[int], default_steps: int, auto_mask: bool = True) -> tuple[Method, ...]:
-    """Rows of a bundle's table, baselines first (cloud bundles without a cloud map get no automatic-mask rows)."""
+    """Rows of a bundle's table, baselines first. ``default_steps`` 0 means the bundle's default is its one-pass
+    stage; cloud bundles without a cloud map get no automatic-mask rows."""
     if task == "dehaze":
         return (Method("input (hazy)", "input"), Method("dark-channel prior", "dcp"),
                 Method("stage 1 alone", "model"),
                 *(Method(f"stage 1 + diffusion, {_steps_label(k)}", "model", k) for k in steps))
-    return (Method("input (cloudy)", "input"), Method("dark-channel prior", "dcp"),
+    rows = [Method("input (cloudy)", "input"), Method("dark-channel prior", "dcp"),
             Method(f"interpolation under the true mask (oracle, opacity ≥ {ORACLE_OPACITY})", "inpaint"),
-            Method("reference model alone, no mask", "model"),
-            *((Method(f"DE, {_steps_label(k)}, automatic mask", "model", k, auto_mask=True) for k in steps)
-              if auto_mask else (Method(f"DE, {_steps_label(k)}, no mask", "model", k) for k in steps
-                                 if k != default_steps)),
-            Method(f"DE, {_steps_label(default_steps)}, no mask", "model", default_steps))
+            Method("reference model alone, no mask", "model")]
+    if auto_mask:
+        rows.append(Method("reference model alone, automatic mask", "model", None, auto_mask=True))
+        rows += [Method(f"DE, {_steps_label(k)}, automatic mask", "model", k, auto_mask=True) for k in steps]
+        if default_steps:
+            rows.append(Method(f"DE, {_steps_label(default_steps)}, no mask", "model", default_steps))
+    else:
+        rows += [Method(f"DE, {_steps_label(k)}, no mask", "model", k) for k in steps]
+    return tuple(rows)
 
 
 def default_method(task: Task, methods: Sequence[Method], default_steps: int) -> Method:
     """The row a user gets with the algorithm's defaults (remove_clouds: the automatic mask when the bundle
-    has one)."""
-    rows = [m for m in methods if m.kind == "model" and m.steps == default_steps]
+    has one; ``default_steps`` 0: the one-pass stage)."""
+    target = default_steps or None
+    rows = [m for m in methods if m.kind == "model" and m.steps == target]
     return next((m for m in rows if m.auto_mask), rows[0]) if task == "clouds" else rows[0]
 
 
@@ -317,7 +323,7 @@ def evaluate_bundle(spec: CorpusBundle, cfg: CorpusSuiteConfig, settings: EvalSe
     pool = load_pool(data, bands, settings.data_cache)
     scenes, held_out = test_scenes(pool, cfg.crop_px)
     default_steps = int(manifest.sampler.default_steps) if manifest.sampler else 1
-    steps = tuple(sorted({*cfg.steps, default_steps}))
+    steps = tuple(sorted({*cfg.steps, default_steps} - {0}))
     meths = methods_for(cfg.task, steps, default_steps, manifest.auto_mask is not None)
     n = cfg.quick_crops_per_scene if settings.quick else cfg.crops_per_scene
     res = BundleResult(spec.name, cfg.task, bands, default_steps, meths, scenes, held_out, n, cfg.crop_px)
@@ -438,7 +444,8 @@ def _real_scene(real: RealScene, k: int, bundle_name: str, bundle_dir: Path, cfg
     # clouds: the automatic mask itself (the first pass, as the runtime thresholds it), and a no-mask run
     manifest = load_bundle(bundle_dir).manifest
     am = manifest.auto_mask
-    no_mask = next(m for m in res.methods if m.kind == "model" and not m.auto_mask and m.steps == res.default_steps)
+    no_mask = next(m for m in res.methods if m.kind == "model" and not m.auto_mask
+                   and m.steps == (res.default_steps or None))
     out_free, _ = _run_model(src, bundle_dir, tmp / f"real{k}_free.tif", no_mask, settings.device)
     auto = np.zeros(phys.shape[1:], bool)
     if am is not None:

@@ -174,7 +174,9 @@ def _sampler(m) -> str:  # noqa: ANN001
         return "-"
     extra = f"bbar_T^2 = {sp.beta_bar_T_sq}" if sp.family == "rddm" else f"{sp.ddpm_schedule} beta schedule"
     fusion = f", weight floor eta {m.fusion.weight_floor}" if m.fusion is not None else ""
-    return f"{sp.family}, T = {sp.num_timesteps}, default {sp.default_steps} steps, {extra}{fusion}"
+    default = ("one pass (the `coarse` stage alone; diffusion on request with STEPS)" if sp.default_steps == 0
+               else f"{sp.default_steps} steps")
+    return f"{sp.family}, T = {sp.num_timesteps}, default {default}, {extra}{fusion}"
 
 
 def card(bundle_dir: Path, runs: Path) -> str:

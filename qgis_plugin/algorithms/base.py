@@ -306,7 +306,8 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
             try:
                 path = shipped_bundle(name) / "manifest.json"
                 sampler = json.loads(path.read_text(encoding="utf-8")).get("sampler") or {}
-                parts.append(f"{name}: {sampler.get('default_steps', '?')}")
+                k = sampler.get("default_steps", "?")
+                parts.append(f"{name}: " + ("one pass, no diffusion" if k == 0 else f"{k} step(s)"))
             except (QgsProcessingException, OSError, ValueError):
                 parts.append(f"{name}: not installed")
         return "shipped models: " + ", ".join(parts)

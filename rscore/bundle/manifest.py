@@ -230,6 +230,8 @@ class Manifest:
         missing = [s for s in required if s not in self.stages]
         if missing:
             raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
+        if self.sampler is not None and self.sampler.default_steps == 0 and "coarse" not in self.stages:
+            raise BundleError("sampler default_steps 0 means 'one pass by default', which needs a 'coarse' stage")
         if self.auto_mask is not None:
             am = self.auto_mask
             if "coarse" not in self.stages or am.output not in self.stages["coarse"].outputs:

@@ -33,7 +33,9 @@ class SamplerConfig:
         family: "rddm" (residual diffusion, METHODS.md section 1) or "ddim" (DDPM noise prediction with a
             DDIM/DDPM reverse process, section 3).
         num_timesteps: T, number of training timesteps.
-        default_steps: reverse steps used when the user does not choose (K <= T).
+        default_steps: reverse steps used when the user does not choose (K <= T); 0 = by default the bundle
+            runs only its one-pass ``coarse`` stage (chosen when the diffusion stage does not earn its cost;
+            sampling still runs when steps are asked for).
         eta: stochasticity, 0 = deterministic (DDIM-like), 1 = DDPM-like posterior variance.
         alpha_shape: RDDM residual coefficient shape (rddm only).
         beta2_shape: RDDM noise variance shape (rddm only).
@@ -55,8 +57,9 @@ class SamplerConfig:
             raise ValueError(f"unknown sampler family {self.family!r}; use rddm or ddim")
         if not (isinstance(self.num_timesteps, int) and 1 <= self.num_timesteps <= MAX_TIMESTEPS):
             raise ValueError(f"num_timesteps must be an integer in [1, {MAX_TIMESTEPS}], got {self.num_timesteps!r}")
-        if not isinstance(self.default_steps, int) or not 1 <= self.default_steps <= self.num_timesteps:
-            raise ValueError(f"default_steps must be in [1, {self.num_timesteps}], got {self.default_steps}")
+        if not isinstance(self.default_steps, int) or not 0 <= self.default_steps <= self.num_timesteps:
+            raise ValueError(f"default_steps must be in [0, {self.num_timesteps}] (0 = one pass), got "
+                             f"{self.default_steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
         if not (math.isfinite(self.beta_bar_T_sq) and 0.0 < self.beta_bar_T_sq <= 100.0):
@@ -161,6 +164,9 @@ def make_plan(config: SamplerConfig, num_steps: int | None = None) -> SamplingPl
         The sampling plan.
     """
     k = config.default_steps if num_steps is None else int(num_steps)
+    if k < 1:
+        raise ValueError("no sampling steps: this bundle's default is its one-pass stage; ask for a number of steps "
+                         "to sample")
     taus = timesteps(config.num_timesteps, k)
     if config.family == "rddm":
         return _rddm_plan(config, taus)

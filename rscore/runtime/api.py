@@ -154,7 +154,7 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
     for name, st in stages.items():
         check_stage_io(m, name, st)
     message = session_message([st.session for st in stages.values()], providers) or message
-    plan = make_plan(m.sampler, steps) if m.sampler is not None else None
+    plan = make_plan(m.sampler, steps) if m.sampler is not None and not coarse_only else None
     if coarse_only:
         if "coarse" not in m.stages:
             raise RequestError(f"model {m.name!r} has no one-pass coarse stage; coarse_only needs one")
@@ -462,7 +462,9 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     if not 0 <= overlap < tile:
         raise RequestError(f"overlap must be between 0 and tile size - 1 ({tile - 1}) px, got {overlap}")
     steps = None
-    if m.sampler is not None and not request.coarse_only:
+    # a bundle whose default is its one-pass stage (sampler.default_steps 0) runs it unless steps are asked for
+    one_pass = request.coarse_only or (m.sampler is not None and not request.steps and m.sampler.default_steps == 0)
+    if m.sampler is not None and not one_pass:
         steps = int(request.steps or m.sampler.default_steps)
         if not 1 <= steps <= m.sampler.num_timesteps:
             raise RequestError(f"steps must be between 1 and {m.sampler.num_timesteps}, got {steps}")
@@ -493,7 +495,7 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         raise RequestError(f"a MASK copies unmasked pixels from the input, but model {m.name!r} writes other bands "
                            f"({', '.join(m.output.names)}) than it reads ({', '.join(m.input.names)}); run it "
                            "without a mask")
-    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, request.coarse_only,
+    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, one_pass,
                                             request.weight_floor, request.fixed_weight)
     settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
                               size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),

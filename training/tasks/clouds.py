@@ -28,7 +28,7 @@ from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
 from rscore.models.dsrdmpd import CloudReferenceNet, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 
 CLOUD_TYPES = ("thin", "thick")
@@ -201,7 +201,8 @@ class CloudRemovalTask(ImageTask):
         """(reference output, DE output) in physical units for a batch of cloudy patches.
 
         ``fixed_weight`` replaces the WA (0 = pure diffusion, 0.5 = fixed fusion)."""
-        plan = make_plan(self.sampler, steps)
+        # a bundle whose default is one pass (default_steps 0) is validated with VALIDATION_STEPS of sampling
+        plan = make_plan(self.sampler, steps or self.sampler.default_steps or VALIDATION_STEPS)
         floor = self.fusion.weight_floor
         y = self.norm(torch.from_numpy(np.ascontiguousarray(cloudy_phys, dtype=np.float32)))
         T = self.sampler.num_timesteps

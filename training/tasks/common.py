@@ -14,6 +14,8 @@ from rscore.models.dsrdmpd import SIZE_MULTIPLE, count_params
 from training.config import TrainConfig
 from training.tasks.imagery import Pool, load_pool
 
+#: sampling steps of the validation's diffusion rows when a bundle's default is its one-pass stage
+VALIDATION_STEPS = 5
 #: degrade(clean (bands, rows, cols), rng) -> degraded image, physical units
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

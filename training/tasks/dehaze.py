@@ -27,7 +27,7 @@ from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.dsrdmpd import AffineDehazeNet, ResidualDenoiser, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 
 LEVELS = ("thin", "moderate", "thick")
@@ -144,7 +144,8 @@ class DehazeTask(ImageTask):
     def restore_torch(self, nets: nn.ModuleDict, hazy_phys: np.ndarray, steps: int | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """(stage 1 output, full two-stage output) in physical units for a batch of hazy patches."""
-        plan = make_plan(self.sampler, steps)
+        # a bundle whose default is one pass (default_steps 0) is validated with VALIDATION_STEPS of sampling
+        plan = make_plan(self.sampler, steps or self.sampler.default_steps or VALIDATION_STEPS)
         y = self.norm(torch.from_numpy(np.ascontiguousarray(hazy_phys, dtype=np.float32)))
         with torch.no_grad():
             coarse = nets["coarse"](y)
