@@ -41,6 +41,7 @@ class EvalSettings:
         data_cache: imagery cache written by ``training/fetch_data.py``.
         quick: fewer crops per condition (smoke test).
         device: onnxruntime device for every restore() call.
+        only: evaluate only these bundles (empty: every bundle of a suite).
     """
 
     out_dir: Path
@@ -48,6 +49,7 @@ class EvalSettings:
     data_cache: Path = DEFAULT_CACHE
     quick: bool = False
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    only: tuple[str, ...] = ()
 
     @property
     def images_dir(self) -> Path:

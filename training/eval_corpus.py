@@ -613,6 +613,8 @@ def run_suite(settings: EvalSettings, cfg: CorpusSuiteConfig) -> SuiteReport:
         old.unlink()
     results, skipped = [], []
     for spec in cfg.bundles:
+        if settings.only and spec.name not in settings.only:
+            continue
         if not (settings.models_dir / spec.name / "manifest.json").is_file():
             print(f"{cfg.task}: bundle {spec.name} not found under {settings.models_dir}; skipped", flush=True)
             skipped.append(spec.name)

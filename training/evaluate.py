@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--models", type=Path, default=ROOT / "models", help="bundles root")
     ap.add_argument("--data-cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--suite", action="append", choices=sorted(SUITES), help="run only these (default: all)")
+    ap.add_argument("--bundle", action="append", default=[],
+                    help="evaluate only these bundles (a partial report, e.g. while other models train)")
     args = ap.parse_args(argv)
     out = args.out if args.out.is_absolute() else ROOT / args.out
-    settings = EvalSettings(out, args.models, args.data_cache, args.quick)
+    settings = EvalSettings(out, args.models, args.data_cache, args.quick, only=tuple(args.bundle))
     t0 = time.perf_counter()
     new: dict[str, str] = {}
     for name in args.suite or SUITES:
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> Path:
     sections = merge_sections(existing.read_text(encoding="utf-8") if existing.is_file() and args.suite else "",
                               new)
     cmd = ("python -m training.evaluate --out " + str(args.out) + (" --quick" if args.quick else "")
-           + "".join(f" --suite {n}" for n in args.suite or ()))
+           + "".join(f" --suite {n}" for n in args.suite or ()) + "".join(f" --bundle {b}" for b in args.bundle))
     path = write_report(sections, settings, cmd, time.perf_counter() - t0)
     print(f"wrote {path} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
     return path

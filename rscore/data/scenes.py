@@ -129,7 +129,8 @@ def _read_scene(spec: SourceSpec, scene: SceneSpec, cache_dir: Path) -> Scene:
     if dn.dtype.kind == "f":
         valid &= np.all(np.isfinite(dn), axis=0)
     if spec.nodata_dn is not None:
-        valid &= ~np.any(dn == spec.nodata_dn, axis=0)
+        fill = np.all if spec.nodata_rule == "all" else np.any
+        valid &= ~fill(dn == spec.nodata_dn, axis=0)
     return Scene(
         name=f"{spec.name}/{scene.name}",
         pixels=dn_to_value(np.where(np.isfinite(dn), dn, 0) if dn.dtype.kind == "f" else dn, spec.radiometry,

@@ -12,6 +12,7 @@ tar in an sdist); ``fetch`` extracts both levels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -125,6 +126,8 @@ class SourceSpec:
         nodata_dn: DN that marks fill pixels (excluded by ``Scene.valid_mask``), or ``None``.
         use: ``"split"`` (train/val/test windows by position) or ``"evaluation_only"`` (never
             trained on, e.g. a scene with real clouds and no clean target).
+        nodata_rule: ``"any"``: a pixel is fill when any band holds ``nodata_dn``; ``"all"``: only when every band
+            does (a product whose dark water has a NIR of exactly 0).
     """
 
     name: str
@@ -135,6 +138,7 @@ class SourceSpec:
     radiometry: Radiometry
     nodata_dn: int | None
     use: Literal["split", "evaluation_only"] = "split"
+    nodata_rule: Literal["any", "all"] = "any"
 
 
 ARCHIVES: dict[str, PackageArchive] = {
@@ -417,11 +421,11 @@ SOURCES: dict[str, SourceSpec] = {
         ("cropland", "water_coast", "forest"), date="2017-02-16", place="Havel lakes, Brandenburg, DE",
         note="winter; ~10 % thin cloud/haze plumes in parts; the packager re-encoded it with coarse DN steps"),
         "Sentinel-2A MSI L1C (TOA x 1e4)", "s2_toa_1e4", 0),
-    "t56jmm": _one("t56jmm", "eodatasets3", SceneSpec(
+    "t56jmm": dataclasses.replace(_one("t56jmm", "eodatasets3", SceneSpec(
         "t56jmm_20180629", tuple(BandFile(b, f"{_T56_ZIP}!{_T56}_{k}.jp2", 1, _S2[k]) for b, k in _S2_4.items()),
         250.0, "test", ("forest", "cropland"), date="2018-06-29", place="New England tablelands, NSW, AU",
-        note="the package's test product is resampled to 250 m; 26 % fill"),
-        "Sentinel-2A MSI L1C (TOA x 1e4), resampled to 250 m", "s2_toa_1e4", 0),
+        note="the package's test product is resampled to 250 m; 26 % fill; dark water has NIR DN 0"),
+        "Sentinel-2A MSI L1C (TOA x 1e4), resampled to 250 m", "s2_toa_1e4", 0), nodata_rule="all"),
     "t55hfa_cloudy": _one("t55hfa_cloudy", "eodatasets3", SceneSpec(
         "t55hfa_20201011", tuple(BandFile(b, f"{_T55_ZIP}!{_T55}_{k}.jp2", 1, _S2[k]) for b, k in _S2_4.items()),
         50.0, "test", ("real_cloud", "urban", "forest", "water_coast"), date="2020-10-11",

@@ -26,6 +26,8 @@ SURFACES: dict[str, dict[str, tuple[float, float]]] = {
     "sand": {"blue": (0.16, 0.30), "green": (0.24, 0.38), "red": (0.32, 0.50), "nir": (0.38, 0.58)},
     "soil": {"blue": (0.10, 0.18), "green": (0.14, 0.24), "red": (0.20, 0.32), "nir": (0.26, 0.40)},
     "playa": {"blue": (0.45, 0.65), "green": (0.48, 0.68), "red": (0.50, 0.70), "nir": (0.50, 0.72)},
+    # grey gravel, dry river beds, concrete and bare urban ground: flat, bright, NIR no higher than red
+    "gravel": {"blue": (0.16, 0.32), "green": (0.16, 0.32), "red": (0.16, 0.32), "nir": (0.14, 0.32)},
     "snow": {"blue": (0.75, 0.95), "green": (0.74, 0.94), "red": (0.70, 0.92), "nir": (0.50, 0.82)},
 }
 #: Bright man-made materials (roofs, concrete, greenhouses, solar farms' frames), nearly flat spectra.
@@ -41,19 +43,23 @@ class AugmentConfig:
         gain_range: log-uniform range of the global albedo gain.
         band_gain_std: standard deviation of the per-band relative gain.
         offset_range: uniform range of an additive offset (a different atmosphere or processing level).
-        p_surface: chance of painting a bright natural surface (sand, soil, playa or snow) over part or all of
-            the image, keeping the image's own texture.
+        p_surface: chance of painting a bright natural surface (sand, soil, playa, gravel or snow) over part or
+            all of the image, keeping the image's own texture.
         p_roofs: chance of adding bright man-made rectangles.
         max_roofs: most rectangles per image.
+        p_flatten: chance of flattening the spectrum towards grey (mixing every band with the band mean by
+            0.3-0.9): uncalibrated 8-bit products and bright bare ground look like that, and so does a veil of
+            haze or cloud, which the models must not see in every grey scene.
     """
 
     p_radiometry: float = 0.7
     gain_range: tuple[float, float] = (0.6, 2.2)
     band_gain_std: float = 0.1
     offset_range: tuple[float, float] = (-0.02, 0.04)
-    p_surface: float = 0.3
-    p_roofs: float = 0.25
+    p_surface: float = 0.4
+    p_roofs: float = 0.35
     max_roofs: int = 60
+    p_flatten: float = 0.25
 
 
 def _texture(img: np.ndarray) -> np.ndarray:
@@ -116,12 +122,20 @@ def add_roofs(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> 
     return out
 
 
+def flatten_spectrum(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mix every band with the per-pixel band mean by a factor 0.3-0.9 (a greyer scene, same brightness)."""
+    a = float(rng.uniform(0.3, 0.9))
+    return ((1 - a) * img + a * img.mean(axis=0, keepdims=True)).astype(np.float32)
+
+
 def augment_clean(img: np.ndarray, band_names: Sequence[str], rng: np.random.Generator,
                   cfg: AugmentConfig = AugmentConfig(), top: float = 1.0) -> np.ndarray:
     """All clean-image augmentations, each with its own probability, clipped to [0, ``top``]."""
     x = img.astype(np.float32)
     if rng.random() < cfg.p_surface:
         x = paint_surface(x, band_names, rng)
+    if rng.random() < cfg.p_flatten:
+        x = flatten_spectrum(x, rng)
     if rng.random() < cfg.p_radiometry:
         x = vary_radiometry(x, rng, cfg)
     if rng.random() < cfg.p_roofs:
