@@ -60,7 +60,8 @@ install: qgis-python-deps plugin
 	@mkdir -p "$(PROFILE_PLUGINS)"
 	rm -rf "$(PROFILE_PLUGINS)/rsrestore"
 	cp -r build/rsrestore "$(PROFILE_PLUGINS)/rsrestore"
-	tools/qgis_process plugins enable rsrestore > /dev/null
+	@# "enable" exits 1 when the plugin is already enabled (a second install): the check below is what counts
+	-tools/qgis_process plugins enable rsrestore > /dev/null 2>&1
 	@tools/qgis_process list 2>/dev/null | grep -q "rsrestore:restore" && echo "qgis_process sees rsrestore:restore"
 
 ## the main job on the shipped sample data and models -> out/

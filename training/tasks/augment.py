@@ -45,6 +45,7 @@ class AugmentConfig:
         offset_range: uniform range of an additive offset (a different atmosphere or processing level).
         p_surface: chance of painting a bright natural surface (sand, soil, playa, gravel or snow) over part or
             all of the image, keeping the image's own texture.
+        surfaces: the :data:`SURFACES` drawn from (a config pins the list a bundle was trained with).
         p_roofs: chance of adding bright man-made rectangles.
         max_roofs: most rectangles per image.
         p_flatten: chance of flattening the spectrum towards grey (mixing every band with the band mean by
@@ -57,9 +58,15 @@ class AugmentConfig:
     band_gain_std: float = 0.1
     offset_range: tuple[float, float] = (-0.02, 0.04)
     p_surface: float = 0.4
+    surfaces: tuple[str, ...] = tuple(SURFACES)
     p_roofs: float = 0.35
     max_roofs: int = 60
     p_flatten: float = 0.25
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.surfaces) - set(SURFACES))
+        if unknown or not self.surfaces:
+            raise ValueError(f"augment.surfaces {list(self.surfaces)}: use a non-empty list of {list(SURFACES)}")
 
 
 def _texture(img: np.ndarray) -> np.ndarray:
@@ -78,13 +85,13 @@ def vary_radiometry(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfi
 
 
 def paint_surface(img: np.ndarray, band_names: Sequence[str], rng: np.random.Generator,
-                  kind: str | None = None) -> np.ndarray:
+                  kind: str | None = None, choices: Sequence[str] = tuple(SURFACES)) -> np.ndarray:
     """Paint a bright natural surface over a smooth random region (or everything), keeping the texture.
 
     The new value is ``s_b * (1 + c * texture)`` with ``s_b`` drawn from :data:`SURFACES` and ``c`` 0.05-0.3;
     it is blended in with a soft mask, so the scene may become partly or wholly desert, playa or snow.
     """
-    kind = kind or str(rng.choice(list(SURFACES)))
+    kind = kind or str(rng.choice(list(choices)))
     spec = SURFACES[kind]
     u = rng.uniform(0.0, 1.0)
     s = np.array([spec[b][0] + u * (spec[b][1] - spec[b][0]) if b in spec else float(np.mean(
@@ -133,7 +140,7 @@ def augment_clean(img: np.ndarray, band_names: Sequence[str], rng: np.random.Gen
     """All clean-image augmentations, each with its own probability, clipped to [0, ``top``]."""
     x = img.astype(np.float32)
     if rng.random() < cfg.p_surface:
-        x = paint_surface(x, band_names, rng)
+        x = paint_surface(x, band_names, rng, choices=cfg.surfaces)
     if rng.random() < cfg.p_flatten:
         x = flatten_spectrum(x, rng)
     if rng.random() < cfg.p_radiometry:
