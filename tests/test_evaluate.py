@@ -136,7 +136,8 @@ def test_dehaze_suite_end_to_end(tmp_path: Path, tiny_bundle_root: Path):
         assert (timing == "—") if " | input (hazy) | " in r else math.isfinite(float(timing)), r
     # no harm: the input row of a clean crop is the reference itself (infinite PSNR, reported at the cap)
     clean_input = rows[0]
-    assert clean_input.split(" | ")[2].strip() == f"{PSNR_CAP_DB:.2f}" and "stage 1 + diffusion, 3 steps **(default)**" in md
+    assert clean_input.split(" | ")[2].strip() == f"{PSNR_CAP_DB:.2f}"
+    assert "stage 1 + diffusion, 3 steps **(default)**" in md
     assert "**Verdict (stage 1 + diffusion, 3 steps).**" in md and "Quality against time" in md
     assert len(report.images) == 1 and report.images[0].is_file()
     assert f"]({report.images[0].relative_to(settings.out_dir)})" in md

@@ -55,6 +55,8 @@ def cloudy_s2(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
         res, _ = add_clouds(clean, BGRN_NM, np.random.default_rng(seed), cloud_type="thin")
         if psnr(clean, res.image, 1.0) < 25.0:
             break
+    else:
+        raise AssertionError("no seed in 11-39 gives visible thin clouds on the sample crop")
     gt = ds.GetGeoTransform()
     path = rasters.write(tmp_path_factory.mktemp("clouds") / "cloudy_s2.tif", np.round(res.image * 1e4), "UInt16",
                          geotransform=(gt[0] + 120 * gt[1], gt[1], 0.0, gt[3] + 80 * gt[5], 0.0, gt[5]), epsg=32618)

@@ -35,6 +35,7 @@ from training.config import TrainConfig
 from training.eval_common import (
     CONFIGS,
     METRIC_COLUMNS,
+    PSNR_CAP_DB,
     RASTER_TYPES,
     REAL_STRIP_MAX_PX,
     ROOT,
@@ -42,7 +43,6 @@ from training.eval_common import (
     EvalSettings,
     RasterType,
     SuiteReport,
-    PSNR_CAP_DB,
     fidelity_row,
     fmt,
     mean_of,
@@ -581,9 +581,10 @@ def suite_markdown(results: Sequence[BundleResult], skipped: Sequence[str], cfg:
         f"seed 0 — the plugin's path{MASK_NOTE if cfg.task == 'clouds' else ''}.",
         "",
         f"**Metrics.** Mean over crops; data range 1.0 (reflectance, or 8-bit / 255); PSNR capped at "
-        f"{PSNR_CAP_DB:.0f} dB (an output identical to its reference counts as {PSNR_CAP_DB:.0f} dB); SAM over all bands; LPIPS "
-        "(AlexNet) on red, green, blue clipped to [0, 1]; *s / Mpx*: wall-clock seconds per megapixel of one "
-        "`restore()` call on a small crop (file IO and tile padding included) or of the numpy baseline. "
+        f"{PSNR_CAP_DB:.0f} dB (an output identical to its reference counts as {PSNR_CAP_DB:.0f} dB); SAM over "
+        "all bands; LPIPS (AlexNet) on red, green, blue clipped to [0, 1]; *s / Mpx*: wall-clock seconds per "
+        "megapixel of one `restore()` call on a small crop (file IO and tile padding included) or of the numpy "
+        "baseline. "
         f"*Dark-channel prior*: He et al., patch {cfg.dcp.patch_px} px, guided filter r {cfg.dcp.guided_radius_px} px "
         "(`rscore/baselines/dark_channel.py`).",
         "",

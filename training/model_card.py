@@ -151,25 +151,25 @@ HISTORY = {
         "(no grey gravel surface, no flattened spectra) and a mask loss weight of 0.1; the evaluation then "
         "showed flat grey bright ground (a 5 m scene of Haiti) taken for thin cloud (28.1 dB on a clean crop), "
         "so the run continued from its 120-min checkpoint with the current augmentation and mask weight 0.3, "
-        "the config as committed, to 160 min (34.8 dB on that crop) and then to the 185-min budget. That held-out scene's clean result "
-        "guided these choices, so its no-harm figure is no longer a blind test (no test image was trained on)."),
+        "the config as committed, to 160 min (34.8 dB on that crop) and then to the 185-min budget. That "
+        "held-out scene's clean result guided these choices, so its no-harm figure is no longer a blind test "
+        "(no test image was trained on)."),
 }
 
 
-#: what a bundle does not do yet, said plainly (from docs/quality.md)
+#: why a bundle misses its targets (the figures are in "Quality on held-out scenes" and docs/quality.md)
 SHORTFALLS = {
     "dehaze-rgb": (
-        "**Does not meet the dehazing target.** Trained 70 min (1,103 steps: fp32 on a 2-core AVX2 CPU shared "
-        "with two other trainings), stage 1 stayed close to the identity: on the held-out scenes it changes "
-        "hazy inputs by about +0.2 dB (target +4 dB), while leaving clean inputs unchanged (worst crop above "
-        "35 dB). Without a NIR band, and with random display stretches, gammas and albedos in training, thin "
-        "haze and a brighter, flatter product look alike; the 4-band `dehaze-bgrn` does not have this problem. "
-        "Use the dark-channel prior or the 4-band bundle where possible."),
+        "**Does not meet the dehazing target (+4 dB).** With the training steps above (fp32 on a 2-core AVX2 CPU "
+        "shared with two other trainings), stage 1 stayed close to the identity: clean inputs are left alone, but "
+        "hazy ones barely change. Without a NIR band, and with random display stretches, gammas and albedos in "
+        "training, thin haze and a brighter, flatter product look alike; the 4-band `dehaze-bgrn` does not have "
+        "this problem. Use it where the raster has a NIR band."),
     "clouds-rgb": (
-        "**Does not meet the cloud-removal targets.** Trained 70 min (1,658 steps, same conditions): about "
-        "+1.3 dB on held-out cloudy inputs (target +3 dB; thick clouds +4 dB), and one clean crop of the "
-        "Amsterdam aerial test scene came back at 20.5 dB (bright roofs taken for cloud), below the 35 dB "
-        "no-harm bar. Give a MASK, or check the automatic mask, before trusting it on bright urban scenes."),
+        "**Does not meet the cloud-removal targets** (+3 dB, and 35 dB on every clean crop). With the training "
+        "steps above it gains little on cloudy inputs, and it took the bright roofs of a clean crop of the "
+        "Amsterdam aerial test scene for cloud. Give a MASK, or check the automatic mask, before trusting it on "
+        "bright urban scenes."),
 }
 
 
