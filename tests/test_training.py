@@ -153,3 +153,32 @@ def test_csv_log_widens_its_header_for_late_losses(tmp_path):
     log.write({"step": 2, "ddpm": 0.4, "wa_l1": 0.3})
     rows = _rows(tmp_path / "log.csv")
     assert rows == [{"step": "1", "ddpm": "0.5", "wa_l1": ""}, {"step": "2", "ddpm": "0.4", "wa_l1": "0.3"}]
+
+
+def test_haze_context_is_off_at_init_and_sees_a_veil():
+    """The optional dark-channel context: a fresh network with it computes exactly what one without it
+    computes (zero-initialised projection), and its features separate a veiled patch from the clean one
+    (local minimum up, local contrast down) while commuting with a per-band affine normalisation."""
+    import torch
+
+    from rscore.models.dsrdmpd import AffineDehazeNet, HazeContext, UNetConfig
+
+    torch.manual_seed(0)
+    plain = AffineDehazeNet(UNetConfig(3, width=8))
+    torch.manual_seed(0)
+    ctx = AffineDehazeNet(UNetConfig(3, width=8, context_px=16))
+    assert set(ctx.state_dict()) - set(plain.state_dict()) == {"context_proj.weight", "context_proj.bias"}
+    ctx.load_state_dict({**plain.state_dict(), **{k: v for k, v in ctx.state_dict().items()
+                                                  if k.startswith("context_proj")}})
+    y = torch.rand(2, 3, 32, 40)
+    with torch.no_grad():
+        assert torch.equal(ctx(y), plain(y))
+    feats = HazeContext(16)
+    assert feats.k == 5 and tuple(feats(y).shape) == (2, 6, 8, 10)
+    veiled = 0.5 * y + 0.4  # transmission 0.5, airlight 0.8
+    lo, gap = feats(y).chunk(2, dim=1)
+    lo_v, gap_v = feats(veiled).chunk(2, dim=1)
+    assert torch.all(lo_v > lo) and torch.all(gap_v < gap)
+    scale, shift = torch.tensor([2.0, 0.5, 3.0]).view(1, 3, 1, 1), torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)
+    lo_n, gap_n = feats(y * scale + shift).chunk(2, dim=1)
+    assert torch.allclose(lo_n, lo * scale + shift, atol=1e-6) and torch.allclose(gap_n, gap * scale, atol=1e-6)

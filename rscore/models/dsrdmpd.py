@@ -34,6 +34,30 @@ class UNetConfig:
     enc_blocks: int = 1
     mid_blocks: int = 2
     dec_blocks: int = 1
+    context_px: int = 0
+
+
+class HazeContext(nn.Module):
+    """Dark-channel-style context at 1/4 resolution: per band, the minimum and the mean over a window of about
+    ``context_px`` pixels. Haze and thin cloud lift the local minimum (airlight) and shrink the gap between
+    mean and minimum (contrast); a clean bright or grey scene keeps dark shadows and sharp contrast nearby.
+    Without a near-infrared band that is the evidence that separates the two, and a small trunk does not
+    reliably find it by itself. Per band, so it commutes with the per-band normalisation of model units
+    (min and mean of an affine map with positive scale). Output: (N, 2 * bands, H/4, W/4).
+    """
+
+    def __init__(self, context_px: int) -> None:
+        super().__init__()
+        k = max(1, context_px // 4)
+        self.k = k + 1 - k % 2  # odd window at 1/4 resolution
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        lo = -F.max_pool2d(-y, 4, 4)
+        mean = F.avg_pool2d(y, 4, 4)
+        p = self.k // 2
+        lo = -F.max_pool2d(-lo, self.k, 1, padding=p)
+        mean = F.avg_pool2d(mean, self.k, 1, padding=p, count_include_pad=False)
+        return torch.cat([lo, mean - lo], dim=1)
 
 
 class MCESSUNet(nn.Module):
@@ -53,12 +77,21 @@ class MCESSUNet(nn.Module):
         self.up1 = Up(2 * w, w)
         self.dec1 = nn.Sequential(*[ESSBlock(w) for _ in range(cfg.dec_blocks)])
         self.tail = conv(w, cfg.bands)
+        self.context: nn.Module | None = None
+        if cfg.context_px > 0:  # optional: bundles trained without it keep their exact state dict
+            self.context = HazeContext(cfg.context_px)
+            self.context_proj = nn.Conv2d(2 * cfg.bands, 4 * w, 1)
+            nn.init.zeros_(self.context_proj.weight)  # a fresh network ignores the context
+            nn.init.zeros_(self.context_proj.bias)
 
     def features(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(full-resolution decoder features (N, w, H, W), 1/4-resolution features (N, 4w, H/4, W/4))."""
         h1 = self.enc1(self.head(y))
         h2 = self.enc2(self.down1(h1))
-        low = self.mid(self.down2(h2))
+        h4 = self.down2(h2)
+        if self.context is not None:
+            h4 = h4 + self.context_proj(self.context(y))
+        low = self.mid(h4)
         h = self.dec2(self.up2(low, h2))
         return self.dec1(self.up1(h, h1)), low
 

@@ -80,7 +80,8 @@ class CloudRemovalTask(ImageTask):
         self.tables = ForwardTables.from_config(self.sampler)
         n = len(self.bands)
         self.networks = nn.ModuleDict({
-            "coarse": CloudReferenceNet(UNetConfig(n, width=int(m.get("reference_width", 16)))),
+            "coarse": CloudReferenceNet(UNetConfig(n, width=int(m.get("reference_width", 16)),
+                                                    context_px=int(m.get("context_px", 0)))),
             "cnp": NoisePredictor(UNetConfig(n, width=int(m.get("cnp_width", 16)))),
             "wa": WeightNet(UNetConfig(n, width=int(m.get("wa_width", 8)), mid_blocks=1)),
         })

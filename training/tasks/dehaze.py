@@ -69,7 +69,8 @@ class DehazeTask(ImageTask):
         self.tables = ForwardTables.from_config(self.sampler)
         n = len(self.bands)
         self.networks = nn.ModuleDict({
-            "coarse": AffineDehazeNet(UNetConfig(n, width=int(m.get("coarse_width", 16)))),
+            "coarse": AffineDehazeNet(UNetConfig(n, width=int(m.get("coarse_width", 16)),
+                                                 context_px=int(m.get("context_px", 0)))),
             "denoiser": ResidualDenoiser(UNetConfig(n, width=int(m.get("denoiser_width", 16)))),
         })
         self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
