@@ -13,6 +13,8 @@ from rscore.bundle import BundleError, load_bundle
 from rscore.diffusion.fusion import fuse_x0, x0_from_eps
 from rscore.diffusion.noise import gaussian_field
 from rscore.diffusion.plan import make_plan
+from rscore.pipelines import DeOptions
+from rscore.raster.io import RasterError
 from rscore.runtime import RequestError, RestoreRequest, restore
 from tests.fixtures import rasters
 
@@ -74,7 +76,7 @@ def test_de_pipeline_matches_hand_written_loop(tmp_path, bundles, floor, fixed):
     data = rasters.scene(4, 40, 56, seed=3)
     src = rasters.write(tmp_path / "in.tif", data.astype(np.float32), "Float32")
     out = tmp_path / "out.tif"
-    run(src, bundles["toy-de"], out, seed=5, weight_floor=floor, fixed_weight=fixed, tile_size_px=64)
+    run(src, bundles["toy-de"], out, seed=5, options=DeOptions(weight_floor=floor, fixed_weight=fixed), tile_size_px=64)
     y_model = (data.astype(np.float64) - 0.1) / 0.1
     expect = _toy_reference(y_model, 4, 5, 0.3 if floor is None else floor, fixed) * 0.1 + 0.1
     np.testing.assert_allclose(read(out), expect, atol=2e-5)
@@ -88,8 +90,8 @@ def test_ddim_start_is_pure_noise(bundles):
 
 def test_full_reference_weight_gives_the_reference_output(tmp_path, bundles, bgrn_tif):
     a, b = tmp_path / "w1.tif", tmp_path / "ref.tif"
-    run(bgrn_tif, bundles["toy-de"], a, fixed_weight=1.0)
-    run(bgrn_tif, bundles["toy-de"], b, coarse_only=True)
+    run(bgrn_tif, bundles["toy-de"], a, options={"fixed_weight": 1.0})
+    run(bgrn_tif, bundles["toy-de"], b, options={"one_pass": True})
     assert np.abs(read(a).astype(int) - read(b).astype(int)).max() <= 1
 
 
@@ -101,10 +103,12 @@ def test_de_tiling_independent_for_a_seed(tmp_path, bundles, bgrn_tif):
 
 
 def test_eta_is_refused_for_other_pipelines_and_checked(tmp_path, bundles, bgrn_tif):
-    with pytest.raises(RequestError, match="ETA"):
-        run(bgrn_tif, bundles["toy-ddim"], tmp_path / "o.tif", weight_floor=0.3)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", weight_floor=1.5)
+    with pytest.raises(RequestError, match=r"pipeline 'ddim' has no option\(s\) \['weight_floor'\]; it takes one_pass"):
+        run(bgrn_tif, bundles["toy-ddim"], tmp_path / "o.tif", options={"weight_floor": 0.3})
+    with pytest.raises(RequestError, match="ETA .* must be between 0 and 1"):
+        run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", options={"weight_floor": 1.5})
+    with pytest.raises(RequestError, match="DeOptions does not apply to pipeline 'ddim'"):
+        run(bgrn_tif, bundles["toy-ddim"], tmp_path / "o.tif", options=DeOptions())
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -176,7 +180,7 @@ def test_mask_on_another_grid_is_warped_nearest(tmp_path, bundles, bgrn_tif):
 
 def test_mask_without_georeferencing_of_another_size_is_refused(tmp_path, bundles, bgrn_tif):
     mask = _mask(tmp_path / "m.tif", 20, 20, [(0, 5, 0, 5)], geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, 1.0), epsg=None)
-    with pytest.raises(RequestError, match="no georeferencing"):
+    with pytest.raises(RasterError, match="no georeferencing"):
         run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", mask_path=str(mask))
     assert not (tmp_path / "o.tif").exists()
 
@@ -220,7 +224,7 @@ def test_finer_mask_loses_no_cloud(tmp_path, bundles, bgrn_tif):
 
 
 def test_missing_mask_named(tmp_path, bundles, bgrn_tif):
-    with pytest.raises(RequestError, match="mask raster .* does not exist"):
+    with pytest.raises(RasterError, match="mask raster .* does not exist"):
         run(bgrn_tif, bundles["toy-de"], tmp_path / "o.tif", mask_path=str(tmp_path / "nope.tif"))
 
 
@@ -229,7 +233,7 @@ def test_de_denoiser_must_output_eps_and_weight(bundles):
 
     m = load_bundle(bundles["toy-de"]).manifest
     bad = dataclasses.replace(m.stages["denoiser"], outputs=("eps",))
-    with pytest.raises(BundleError, match="'eps' and 'weight'"):
+    with pytest.raises(BundleError, match=r"stage 'denoiser' to output eps\+weight, got \['eps'\]"):
         dataclasses.replace(m, stages={**m.stages, "denoiser": bad})
 
 
@@ -310,7 +314,7 @@ def test_one_pass_default_runs_the_coarse_stage_unless_steps_are_asked(tmp_path,
     data["sampler"]["default_steps"] = 0
     (one / "manifest.json").write_text(json.dumps(data))
     rep = run(bgrn_tif, one, tmp_path / "d.tif")
-    run(bgrn_tif, bundles["toy-de"], tmp_path / "c.tif", coarse_only=True)
+    run(bgrn_tif, bundles["toy-de"], tmp_path / "c.tif", options={"one_pass": True})
     np.testing.assert_array_equal(read(tmp_path / "d.tif"), read(tmp_path / "c.tif"))
     assert rep.steps == 0 and "one pass" in rep.summary and rep.network_evals == rep.tiles_total
     rep2 = run(bgrn_tif, one, tmp_path / "s.tif", steps=2)

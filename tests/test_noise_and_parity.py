@@ -32,39 +32,58 @@ def test_noise_statistics_and_golden_value():
 GOLDEN_NOISE_42 = np.array([-0.8989388, -0.31965178, 1.1744107])
 
 
-@pytest.mark.parametrize("family", ["rddm", "ddim"])
-def test_numpy_onnx_loop_matches_torch_loop(bundles, family):
-    """The plugin's pipeline (numpy loop + onnxruntime) and the training loop (torch) agree given the same
-    injected noise."""
+@pytest.mark.parametrize("name", ["tiny-conv", "toy-ddim", "toy-de", "identity"])
+def test_numpy_onnx_pipeline_matches_torch_loop(bundles, name):
+    """Every pipeline: the plugin's pipeline (numpy loop + onnxruntime) and the training-time loop (torch, the
+    same terms rule) agree given the same injected noise."""
     torch = pytest.importorskip("torch")
     from rscore.bundle import load_bundle
     from rscore.diffusion.plan import make_plan as mk
-    from rscore.models.toy import PointwiseEpsToy, TinyConvDenoiser
+    from rscore.diffusion.terms import TermContext
+    from rscore.models.toy import HalfNet, IdentityNet, PointwiseDEToy, PointwiseEpsToy, TinyConvDenoiser
+    from rscore.pipelines import PIPELINE_CLASSES, TileContext
     from rscore.runtime.api import build_pipeline
-    from rscore.runtime.pipelines import TileContext
     from rscore.torch_ops.diffusion import global_noise, sample_torch
 
-    name = "tiny-conv" if family == "rddm" else "toy-ddim"
     bundle = load_bundle(bundles[name])
-    pipe, _ = build_pipeline(bundle, None, "cpu", 2)
+    m = bundle.manifest
+    pipe, _ = build_pipeline(bundle, m.sampler.default_steps if m.sampler else None, "cpu", 2)
     rng = np.random.default_rng(0)
     y = rng.standard_normal((4, 24, 40)).astype(np.float32)
     ctx = TileContext(y=y, aux=None, row_off=5, col_off=-3, seed=11)
     got = pipe.run(ctx)["image"]
-
-    if family == "rddm":
+    yt = torch.from_numpy(y)
+    noise = global_noise(11, 4, 24, 40, 5, -3)
+    rule = PIPELINE_CLASSES[m.pipeline].SPEC.terms
+    if m.pipeline == "direct":
+        ref = IdentityNet()(yt[None])[0].numpy()
+    elif m.pipeline == "rddm":
         net = TinyConvDenoiser(4).eval()
 
-        def den(x, yy, t):
-            r, e = net(x[None], yy[None], t)
+        def den(x, t):
+            r, e = net(x[None], yt[None], t)
             return {"res": r[0], "eps": e[0]}
-    else:
+
+        ref = sample_torch(mk(m.sampler), yt, den, noise, rule).numpy()
+    elif m.pipeline == "ddim":
         net = PointwiseEpsToy().eval()
 
-        def den(x, yy, t):
-            return {"eps": net(x[None], yy[None], t)[0]}
+        def den(x, t):
+            return {"eps": net(x[None], yt[None], t)[0]}
 
-    plan = mk(bundle.manifest.sampler)
-    ref = sample_torch(plan, torch.from_numpy(y), den, global_noise(11, 4, 24, 40, 5, -3)).numpy()
+        ref = sample_torch(mk(m.sampler), torch.zeros_like(yt), den, noise, rule).numpy()
+    else:
+        coarse = HalfNet()(yt[None])[0]
+        net = PointwiseDEToy().eval()
+
+        def den(x, t):
+            e, w = net(x[None], yt[None], coarse[None], t)
+            return {"eps": e[0], "weight": w[0]}
+
+        mean, std = np.float32(0.1), np.float32(0.1)
+        tctx = TermContext(ref=coarse, lo=float((0.0 - mean) / std), hi=float((1.0 - mean) / std),
+                           weight_floor=m.fusion.weight_floor)
+        ref = sample_torch(mk(m.sampler), torch.zeros_like(yt), den, noise, rule, tctx).numpy()
     np.testing.assert_allclose(got, ref, atol=2e-5, rtol=0)
-    assert np.abs(got - y).mean() > 1e-3  # the loop really changed the image
+    if m.pipeline != "direct":
+        assert np.abs(got - y).mean() > 1e-3  # the loop really changed the image

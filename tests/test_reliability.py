@@ -133,7 +133,7 @@ def test_rotated_grid_with_mask_on_another_grid_is_refused(tmp_path, bundles):
     src = rasters.write(tmp_path / "rot.tif", np.round(rasters.scene(4, 60, 70) * 1e4), "UInt16", geotransform=rot)
     mask = rasters.write(tmp_path / "m.tif", np.ones((1, 30, 35), np.uint8), "Byte",
                          geotransform=(500000.0, 20.0, 0.0, 4600000.0, 0.0, -20.0))
-    with pytest.raises(RequestError, match="grid is rotated"):
+    with pytest.raises(RasterError, match="grid is rotated"):
         run(src, bundles["toy-de"], tmp_path / "o.tif", mask_path=str(mask))
     # on the input's own grid the mask needs no warp and is used
     same = rasters.write(tmp_path / "same.tif", np.ones((1, 60, 70), np.uint8), "Byte", geotransform=rot)
@@ -219,9 +219,14 @@ def test_stale_partials_of_dead_processes_are_removed(tmp_path, bundles, bgrn_ti
 # ---- 11. networks that do not match their manifest ---------------------------------------------------------------
 def test_network_outputs_checked_against_the_manifest(tmp_path, bundles, bgrn_tif):
     bad = _copy_bundle(bundles["identity"], tmp_path / "bad",
-                       lambda d: d["stages"]["net"].__setitem__("outputs", ["image"]))
+                       lambda d: d["stages"]["net"].__setitem__("outputs", ["x", "image"]))
     with pytest.raises(BundleError, match="network of stage 'net'.*does not match its manifest"):
         run(bgrn_tif, bad, tmp_path / "o.tif")
+    # an output the pipeline cannot use is refused by the manifest itself, before any network is loaded
+    wrong = _copy_bundle(bundles["identity"], tmp_path / "wrong",
+                         lambda d: d["stages"]["net"].__setitem__("outputs", ["image"]))
+    with pytest.raises(BundleError, match=r"pipeline 'direct' needs stage 'net' to output x, got \['image'\]"):
+        run(bgrn_tif, wrong, tmp_path / "o.tif")
 
 
 # ---- 12. a corrupt network with a valid checksum ---------------------------------------------------------------------

@@ -267,7 +267,7 @@ def inpaint_under_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def _run_model(src: Path, bundle: Path, out: Path, method: Method, device: str, **kw: object
                ) -> tuple[np.ndarray, float]:
     rep = restore(RestoreRequest(str(src), str(bundle), str(out), steps=method.steps, seed=0, device=device,
-                                 coarse_only=method.steps is None, auto_mask=method.auto_mask, **kw))
+                                 options={"one_pass": method.steps is None}, auto_mask=method.auto_mask, **kw))
     return read_raster(out), rep.seconds
 
 
@@ -450,7 +450,8 @@ def _real_scene(real: RealScene, k: int, bundle_name: str, bundle_dir: Path, cfg
     out_free, _ = _run_model(src, bundle_dir, tmp / f"real{k}_free.tif", no_mask, settings.device)
     auto = np.zeros(phys.shape[1:], bool)
     if am is not None:
-        restore(RestoreRequest(str(src), str(bundle_dir), str(tmp / f"real{k}_map_x.tif"), coarse_only=True,
+        restore(RestoreRequest(str(src), str(bundle_dir), str(tmp / f"real{k}_map_x.tif"),
+                               options={"one_pass": True},
                                device=settings.device, extra_outputs={am.output: str(tmp / f"real{k}_map.tif")}))
         threshold_mask(str(tmp / f"real{k}_map.tif"), str(tmp / f"real{k}_auto.tif"), am.threshold, am.dilate_px)
         auto = read_raster(tmp / f"real{k}_auto.tif")[0] > 0

@@ -72,7 +72,7 @@ own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusio
 * **Weight-allocation network (WA)**: a smaller time-conditioned UNet over `(x_t, y, x0_E)`, sigmoid output:
   a weight `W` per pixel and band. The CNP and the WA form one ONNX stage (`denoiser.onnx`, outputs `eps`
   and `weight`): both are needed at every step.
-* **Sampling** (`rscore/runtime/pipelines.py: DePipeline`): DDIM (eta = 0) from pure noise; at each step
+* **Sampling** (`rscore/pipelines/de.py: DePipeline`): DDIM (eta = 0) from pure noise; at each step
   `x0_eps = (x_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t)` clipped to the valid reflectance range, then
   `x0_t = (1 - W) x0_eps + W x0_E` with W clamped to [ETA, 1] (ETA = 0.3 by default), and the DDIM update
   with `x0_t` as the clean estimate (the noise direction re-derived from it).

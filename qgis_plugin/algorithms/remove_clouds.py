@@ -20,6 +20,7 @@ from qgis.core import (
 
 from rscore.bundle.manifest import BundleError
 from rscore.bundle.store import load_bundle
+from rscore.pipelines import PIPELINE_SPECS
 from rscore.runtime import RestoreRequest
 
 from .base import ShippedModelAlgorithm, _help
@@ -112,8 +113,9 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
         eta = self.parameterAsDouble(parameters, self.ETA, context)
         if -1.0 < eta < 0.0:
             raise QgsProcessingException(self.tr(f"ETA must be between 0 and 1 (or -1 for the model default), got {eta}"))
-        fields: dict[str, Any] = {"weight_floor": None if eta < 0 else eta,
-                                  "samples": self.parameterAsInt(parameters, self.SAMPLES, context)}
+        fields: dict[str, Any] = {"samples": self.parameterAsInt(parameters, self.SAMPLES, context)}
+        if eta >= 0:
+            fields["options"] = {"weight_floor": eta}
         mask = self.parameterAsRasterLayer(parameters, self.MASK, context)
         if mask is not None:
             if mask.providerType() != "gdal":
@@ -132,16 +134,22 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
 
     def make_request(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RestoreRequest:
         request = super().make_request(parameters, context)
+        try:
+            manifest = load_bundle(request.bundle_path).manifest
+        except BundleError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        if request.options and not any(f.name == "weight_floor" for f in
+                                       dataclasses.fields(PIPELINE_SPECS[manifest.pipeline].options)):
+            raise QgsProcessingException(self.tr(
+                f"ETA applies to Diffusion Enhancement cloud-removal models; model {manifest.name!r} "
+                f"({manifest.pipeline}) has no reference fusion: set ETA to -1"))
         if request.mask_path or not self.parameterAsBool(parameters, self.AUTO_MASK, context):
             return request
         thr = self.parameterAsDouble(parameters, self.MASK_THRESHOLD, context)
         if -1.0 < thr <= 0.0:
             raise QgsProcessingException(self.tr(
                 f"MASK_THRESHOLD must be between 0 and 1 (or -1 for the model default), got {thr}"))
-        try:
-            has_map = load_bundle(request.bundle_path).manifest.auto_mask is not None
-        except BundleError as exc:
-            raise QgsProcessingException(str(exc)) from None
+        has_map = manifest.auto_mask is not None
         if not has_map:
             self._notice = self.tr("this model cannot find clouds by itself (no automatic mask): every pixel is "
                                    "restored; give a MASK to limit the change to cloudy pixels")

@@ -14,13 +14,10 @@ from pathlib import PurePath, PureWindowsPath
 from typing import Any, Literal
 
 from rscore.diffusion.plan import SamplerConfig
+from rscore.pipelines import PIPELINE_SPECS
 
 SCHEMA_VERSION = 1
 
-Pipeline = Literal["direct", "rddm", "ddim", "de"]
-PIPELINES: tuple[str, ...] = ("direct", "rddm", "ddim", "de")
-#: sampler family each diffusion pipeline runs
-PIPELINE_FAMILY: dict[str, str] = {"rddm": "rddm", "ddim": "ddim", "de": "ddim"}
 ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
 RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
 
@@ -179,7 +176,7 @@ class Manifest:
     name: str
     task: str
     title: str
-    pipeline: Pipeline
+    pipeline: str
     input: BandSpec
     output: BandSpec
     value_scale: dict[str, float]
@@ -203,13 +200,16 @@ class Manifest:
                 f"bundle schema version {self.schema_version} is not supported by this rsrestore "
                 f"(supports {SCHEMA_VERSION}); update the plugin or use a bundle made for this version"
             )
-        if self.pipeline not in PIPELINES:
-            raise BundleError(f"unknown pipeline {self.pipeline!r}; this rsrestore runs {PIPELINES}")
-        if self.pipeline in PIPELINE_FAMILY and self.sampler is None:
+        spec = PIPELINE_SPECS.get(self.pipeline)
+        if spec is None:
+            raise BundleError(f"unknown pipeline {self.pipeline!r}; this rsrestore runs {tuple(PIPELINE_SPECS)} "
+                              "(update the plugin, or use a bundle made for this version)")
+        if spec.family is not None and self.sampler is None:
             raise BundleError(f"pipeline {self.pipeline!r} needs a sampler config in the manifest")
-        if self.pipeline == "de" and self.fusion is None:
-            raise BundleError("pipeline 'de' needs fusion settings in the manifest")
-        if self.sampler is not None and self.sampler.family != PIPELINE_FAMILY.get(self.pipeline):
+        for section in spec.manifest_sections:
+            if getattr(self, section) is None:
+                raise BundleError(f"pipeline {self.pipeline!r} needs {section} settings in the manifest")
+        if self.sampler is not None and self.sampler.family != spec.family:
             raise BundleError(f"sampler family {self.sampler.family!r} does not match pipeline {self.pipeline!r}")
         if not self.value_scale:
             raise BundleError("manifest value_scale is empty: it must map GDAL data types to physical units")
@@ -225,12 +225,11 @@ class Manifest:
             f = PurePath(st.file)
             if f.name != st.file or PureWindowsPath(st.file).drive or st.file in ("", ".", ".."):
                 raise BundleError(f"stage {name!r} file {st.file!r} must be a plain file name inside the bundle")
-        required = {"direct": ("net",), "rddm": ("denoiser",), "ddim": ("denoiser",),
-                    "de": ("coarse", "denoiser")}[self.pipeline]
-        missing = [s for s in required if s not in self.stages]
-        if missing:
-            raise BundleError(f"pipeline {self.pipeline!r} needs stage(s) {missing}; manifest has {sorted(self.stages)}")
-        if self.sampler is not None and self.sampler.default_steps == 0 and "coarse" not in self.stages:
+        problem = spec.check_stages({k: (v.inputs, v.outputs) for k, v in self.stages.items()})
+        if problem:
+            raise BundleError(problem)
+        if (self.sampler is not None and self.sampler.default_steps == 0
+                and (spec.one_pass_stage is None or spec.one_pass_stage not in self.stages)):
             raise BundleError("sampler default_steps 0 means 'one pass by default', which needs a 'coarse' stage")
         if self.auto_mask is not None:
             am = self.auto_mask
@@ -241,9 +240,6 @@ class Manifest:
                 raise BundleError(f"auto_mask output {am.output!r} must be listed in extra_outputs")
             if "aux" in self.stages["coarse"].inputs:
                 raise BundleError("auto_mask needs a 'coarse' stage that reads the input alone (not 'aux')")
-        if self.pipeline == "de" and not {"eps", "weight"} <= set(self.stages["denoiser"].outputs):
-            raise BundleError("pipeline 'de' needs a denoiser stage with outputs 'eps' and 'weight', got "
-                              f"{list(self.stages['denoiser'].outputs)}; re-export the bundle")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

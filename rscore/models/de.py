@@ -5,7 +5,7 @@
 - weight-allocation network (WA): W(x_t, y, x0_E, t) in (0, 1) per pixel and band.
 
 The fusion ``x0_t = (1 - W) x0_eps + W x0_E`` and the clamp of W to [eta, 1] are sampler arithmetic and live
-in the runtime (:class:`rscore.runtime.pipelines.DePipeline`), not in the networks. For export the CNP and
+in the runtime (:class:`rscore.pipelines.de.DePipeline`), not in the networks. For export the CNP and
 the WA are one ONNX stage (:class:`DEDenoiser`): both are needed at every reverse step.
 """
 

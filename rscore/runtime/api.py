@@ -13,9 +13,10 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from osgeo import gdal
 
@@ -23,10 +24,11 @@ from rscore.bundle.manifest import AutoMaskSpec, BundleError, Manifest
 from rscore.bundle.store import Bundle, load_bundle
 from rscore.diffusion.loop import Cancelled
 from rscore.diffusion.plan import make_plan
-from rscore.raster.io import InputRaster, RasterError, check_output_path
+from rscore.pipelines import PIPELINE_CLASSES, Pipeline, PipelineOptions
+from rscore.raster.io import InputRaster, check_output_path
+from rscore.raster.onto_grid import TargetGrid, open_onto_grid
 from rscore.runtime.automask import threshold_mask
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
-from rscore.runtime.pipelines import PIPELINE_CLASSES, CoarseOnlyPipeline, DePipeline, Pipeline
 from rscore.runtime.predictor import (
     Device,
     ModelFileError,
@@ -37,6 +39,7 @@ from rscore.runtime.predictor import (
     import_onnxruntime,
     session_message,
 )
+from rscore.tiling.grid import OutputGrid
 
 
 class RequestError(ValueError):
@@ -65,15 +68,15 @@ class RestoreRequest:
         aux_bands: 1-based bands of ``aux_path`` (None: all).
         threads: onnxruntime intra-op threads (None: all cores).
         extra_outputs: the bundle's extra outputs to write, name -> path (Float32).
-        coarse_only: run only the bundle's one-pass ``coarse`` stage, no diffusion (evaluation, previews).
+        options: options of the bundle's pipeline: its options object (:mod:`rscore.pipelines`, e.g.
+            ``DeOptions(weight_floor=0.5)``) or a mapping of its fields (``{"one_pass": True}``); None: defaults.
+            Diffusion pipelines take ``one_pass`` (only the one-pass ``coarse`` stage, no sampling); Diffusion
+            Enhancement bundles also ``weight_floor`` (eta: the reference weight W is clamped to [eta, 1]) and
+            ``fixed_weight`` (a constant W instead of the weight network, for ablations).
         mask_path: optional raster marking the pixels to restore (non-zero); every other pixel is copied
             from the input bit for bit, and tiles with nothing to restore are skipped. Warped onto the input
             grid when its grid or CRS differs (maximum over each input pixel: a finer mask loses no cloud).
         mask_band: 1-based band of ``mask_path``.
-        weight_floor: Diffusion Enhancement bundles: eta, the reference weight W is clamped to [eta, 1]
-            (None: the bundle's default).
-        fixed_weight: Diffusion Enhancement bundles: a constant W instead of the weight network (evaluation
-            ablations: 0 = pure diffusion, 0.5 = fixed fusion).
         auto_mask: without ``mask_path``, let the bundle find the pixels to restore (bundles whose manifest has
             ``auto_mask``): a first pass computes its degradation map, pixels above the bundle's threshold
             (grown by its dilation) are restored and every other pixel is copied from the input bit for bit.
@@ -98,11 +101,9 @@ class RestoreRequest:
     aux_bands: Sequence[int] | None = None
     threads: int | None = None
     extra_outputs: dict[str, str] = field(default_factory=dict)
-    coarse_only: bool = False
+    options: PipelineOptions | Mapping[str, Any] | None = None
     mask_path: str | None = None
     mask_band: int = 1
-    weight_floor: float | None = None
-    fixed_weight: float | None = None
     auto_mask: bool = False
     mask_threshold: float | None = None
     max_megapixels: float | None = None
@@ -143,9 +144,9 @@ class RestoreReport:
 
 
 def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
-                   coarse_only: bool = False, weight_floor: float | None = None,
-                   fixed_weight: float | None = None) -> tuple[Pipeline, str]:
-    """Sessions for every stage and the pipeline object; returns (pipeline, provider message)."""
+                   options: PipelineOptions | None = None) -> tuple[Pipeline, str]:
+    """Sessions for every stage and the pipeline object (``steps`` None: one pass, no sampling); returns
+    (pipeline, provider message)."""
     ort = import_onnxruntime()
     providers, message = choose_providers(device, list(ort.get_available_providers()))
     n_threads = threads or default_threads()
@@ -154,17 +155,8 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
     for name, st in stages.items():
         check_stage_io(m, name, st)
     message = session_message([st.session for st in stages.values()], providers) or message
-    plan = make_plan(m.sampler, steps) if m.sampler is not None and not coarse_only else None
-    if coarse_only:
-        if "coarse" not in m.stages:
-            raise RequestError(f"model {m.name!r} has no one-pass coarse stage; coarse_only needs one")
-        return CoarseOnlyPipeline(m, stages, None), message
-    if m.pipeline == "de":
-        return DePipeline(m, stages, plan, weight_floor, fixed_weight), message
-    if weight_floor is not None or fixed_weight is not None:
-        raise RequestError(f"model {m.name!r} ({m.pipeline}) has no reference fusion; ETA applies to cloud-removal "
-                           "(Diffusion Enhancement) models only")
-    return PIPELINE_CLASSES[m.pipeline](m, stages, plan), message
+    plan = make_plan(m.sampler, steps) if m.sampler is not None and steps is not None else None
+    return PIPELINE_CLASSES[m.pipeline](m, stages, plan, options), message
 
 
 def _session(bundle: Bundle, name: str, providers: list[str], threads: int) -> object:
@@ -259,84 +251,6 @@ def _check_paths(request: RestoreRequest) -> None:
                 raise RequestError(f"the output {a!r} {what}; choose another output file")
 
 
-def _warp_aux(path: str, bands: Sequence[int] | None, grid_gt: tuple[float, ...], rows: int, cols: int,
-              crs_wkt: str, resample: str = "bilinear", what: str = "auxiliary raster") -> list[str]:
-    """VRTs in /vsimem/ (band selection, then the warp onto the output grid); the last one is the warped
-    raster. The caller unlinks them all."""
-    x0, pw, rot1, y0, rot2, ph = grid_gt
-    if rot1 != 0.0 or rot2 != 0.0:
-        raise RequestError(
-            f"the input raster's grid is rotated (geotransform {tuple(grid_gt)}), so the {what} on another grid "
-            "cannot be aligned with it; give it on the input's own grid (same size and geotransform), or warp the "
-            "input to a north-up grid first (gdalwarp)")
-    bounds = (x0, y0 + rows * ph, x0 + cols * pw, y0)
-    vrt = f"/vsimem/rsrestore_aux_{os.getpid()}_{time.monotonic_ns()}.vrt"
-    opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=cols, height=rows, dstSRS=crs_wkt,
-                            resampleAlg=resample, multithread=False)
-    made: list[str] = []
-    try:
-        src = gdal.Open(path)
-        if src is None:
-            raise RasterError(f"cannot open {what} {path!r}")
-        if bands:
-            made.append(f"{vrt}.sel.vrt")
-            src = gdal.Translate(made[-1], src, format="VRT", bandList=list(bands))
-        made.append(vrt)
-        out = gdal.Warp(vrt, src, options=opts)
-        if out is None:
-            raise RasterError(f"cannot warp {what} {path!r} onto the output grid: {gdal.GetLastErrorMsg()}")
-        out = None
-    except BaseException as exc:
-        for v in made:
-            gdal.Unlink(v)
-        if isinstance(exc, RuntimeError):  # gdal.UseExceptions() is on
-            raise RasterError(f"cannot use {what} {path!r}: {exc}") from exc
-        raise
-    return made
-
-
-def _same_crs(a_wkt: str, b_wkt: str) -> bool:
-    from osgeo import osr
-
-    a, b = osr.SpatialReference(), osr.SpatialReference()
-    a.ImportFromWkt(a_wkt)
-    b.ImportFromWkt(b_wkt)
-    return bool(a.IsSame(b))
-
-
-def _open_mask(request: RestoreRequest, src: InputRaster) -> tuple[InputRaster, list[str]]:
-    """The mask band on the input grid: used as is when it has the input's size and geotransform (or no
-    georeferencing at all and the input's size), otherwise warped (nearest neighbour). Returns the opened
-    mask and the /vsimem/ files to unlink."""
-    assert request.mask_path is not None
-    path = request.mask_path
-    if not os.path.exists(path) and ":" not in Path(path).name and not path.startswith("/vsi"):
-        raise RequestError(f"the mask raster {path!r} does not exist; choose an existing MASK or none")
-    probe = InputRaster(path, [request.mask_band], require_crs=False)
-    info = src.info
-    same_size = (probe.info.rows, probe.info.cols) == (info.rows, info.cols)
-    no_georef = not probe.info.crs_wkt and probe.info.geotransform == (0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-    same_gt = all(abs(a - b) <= 1e-9 * max(1.0, abs(b)) for a, b in zip(probe.info.geotransform, info.geotransform))
-    same_crs = not probe.info.crs_wkt or _same_crs(probe.info.crs_wkt, info.crs_wkt)
-    if same_size and (no_georef or (same_gt and same_crs)):
-        return probe, []
-    probe.close()
-    if no_georef:
-        raise RequestError(
-            f"the mask {request.mask_path!r} has no georeferencing and a different size "
-            f"({probe.info.cols} x {probe.info.rows}) from the input ({info.cols} x {info.rows}); give a mask on the "
-            "input's grid or a georeferenced one")
-    # "max": an output pixel is masked when any mask pixel inside it is (a finer mask loses no cloud)
-    vrts = _warp_aux(path, [request.mask_band], tuple(info.geotransform), info.rows, info.cols,
-                     info.crs_wkt, resample="max", what="mask raster")
-    try:
-        return InputRaster(vrts[-1], None, require_crs=False), vrts
-    except BaseException:
-        for v in vrts:
-            gdal.Unlink(v)
-        raise
-
-
 class _SigtermAsCancel:
     """While a run lasts, SIGTERM (``timeout``, systemd, container stops) cancels it like the user would: the
     engine stops at the next network evaluation, deletes its temporary files and raises ``Cancelled``. Only the
@@ -415,16 +329,166 @@ def _auto_mask_spec(m: Manifest, request: RestoreRequest) -> AutoMaskSpec:
 
 def _automatic_mask(src: InputRaster, m: Manifest, pipeline: Pipeline, settings: EngineSettings, am: AutoMaskSpec,
                     tmp_dir: str, fb: Feedback) -> tuple[InputRaster, float]:
-    """First pass of an automatic mask: the bundle's degradation map over the whole raster (one network
-    evaluation per tile, no sampling), thresholded and dilated into a Byte mask in ``tmp_dir``."""
+    """First pass of an automatic mask: the bundle's degradation map over the whole raster (its one-pass stage,
+    one network evaluation per tile, no sampling), thresholded and dilated into a Byte mask in ``tmp_dir``."""
     map_path = os.path.join(tmp_dir, "degradation.tif")
     mask_path = os.path.join(tmp_dir, "mask.tif")
-    one_pass = CoarseOnlyPipeline(m, pipeline.stages, None)
+    one_pass = type(pipeline)(m, pipeline.stages, None, dataclasses.replace(pipeline.options, one_pass=True))
     runner = TiledRunner(src, m, one_pass, dataclasses.replace(settings, samples=1))
     fb.info(f"automatic mask: computing model {m.name}'s degradation map ({runner.tiles.num_tiles} tile(s))")
     runner.run(None, None, {am.output: map_path}, _ScaledFeedback(fb, 0.0, AUTO_MASK_PROGRESS))
     fraction, _ = threshold_mask(map_path, mask_path, am.threshold, am.dilate_px)
     return InputRaster(mask_path, [1], require_crs=False), fraction
+
+
+@dataclass(frozen=True)
+class ResolvedRun:
+    """A request checked against its bundle and input raster, before any pixel is read.
+
+    Attributes:
+        bundle: the loaded bundle.
+        bands: 1-based input bands in the bundle's band order.
+        steps: sampling steps, or None for one pass (the bundle's one-pass stage, or a one-pass pipeline).
+        options: the pipeline's options.
+        settings: tiling, scale, seed and samples for the engine.
+        auto_mask: the automatic mask's settings, when the bundle finds the pixels to restore itself.
+        input_grid: the input raster's grid; output_grid: the output grid (input / scale factor).
+    """
+
+    bundle: Bundle
+    bands: tuple[int, ...]
+    steps: int | None
+    options: PipelineOptions
+    settings: EngineSettings
+    auto_mask: AutoMaskSpec | None
+    input_grid: TargetGrid
+    output_grid: TargetGrid
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.bundle.manifest
+
+
+def _resolve_steps(m: Manifest, request: RestoreRequest, options: PipelineOptions) -> int | None:
+    """Sampling steps, or None for one pass: asked for (``one_pass``), or the bundle's default (default_steps 0)
+    when no steps are asked for."""
+    if m.sampler is None:
+        if request.steps:
+            raise RequestError(f"model {m.name!r} runs in one pass ({m.pipeline}); it takes no sampling steps")
+        return None
+    spec = PIPELINE_CLASSES[m.pipeline].SPEC
+    one_pass = bool(getattr(options, "one_pass", False))
+    if one_pass and request.steps:
+        raise RequestError("one_pass runs no sampling steps: leave steps empty, or drop one_pass")
+    if one_pass or (not request.steps and m.sampler.default_steps == 0):
+        if spec.one_pass_stage is None or spec.one_pass_stage not in m.stages:
+            raise RequestError(f"model {m.name!r} has no one-pass {spec.one_pass_stage or 'coarse'} stage; one_pass "
+                               "needs one")
+        return None
+    steps = int(request.steps or m.sampler.default_steps)
+    if not 1 <= steps <= m.sampler.num_timesteps:
+        raise RequestError(f"steps must be between 1 and {m.sampler.num_timesteps}, got {steps}")
+    return steps
+
+
+def resolve_run(request: RestoreRequest) -> ResolvedRun:
+    """Check a request against its bundle and input raster, in one place; every message names the fix.
+
+    Raises:
+        BundleError, RasterError, RequestError.
+    """
+    bundle = load_bundle(request.bundle_path)
+    m = bundle.manifest
+    if request.samples < 1:
+        raise RequestError(f"samples must be >= 1, got {request.samples}")
+    _check_paths(request)
+    if request.uncertainty_path and request.samples < 2:
+        raise RequestError("uncertainty_path is the standard deviation over several samples: set samples to 2 or more "
+                           "(e.g. 4), or leave uncertainty_path empty")
+    try:
+        options = PIPELINE_CLASSES[m.pipeline].SPEC.make_options(request.options)
+    except (TypeError, ValueError) as exc:
+        raise RequestError(f"model {m.name!r}: {exc}") from None
+    scale = float(request.scale_factor if request.scale_factor is not None else m.scale.default)
+    if not (m.scale.min - 1e-9 <= scale <= m.scale.max + 1e-9):
+        raise RequestError(f"model {m.name!r} supports scale factors {m.scale.min}..{m.scale.max}, got {scale}")
+    tiling = m.tiling
+    tile = int(request.tile_size_px or tiling.tile_size_px)
+    overlap = int(tiling.overlap_px if request.overlap_px is None else request.overlap_px)
+    min_tile = max(16, 2 * tiling.size_multiple)
+    if tile < min_tile:
+        raise RequestError(f"tile size must be at least {min_tile} px for this model, got {tile}")
+    if not 0 <= overlap < tile:
+        raise RequestError(f"overlap must be between 0 and tile size - 1 ({tile - 1}) px, got {overlap}")
+    steps = _resolve_steps(m, request, options)
+    if any("aux" in s.inputs for s in m.stages.values()) and not request.aux_path:
+        raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
+    probe = InputRaster(request.input_path, None)
+    info = probe.info
+    probe.close()
+    out = OutputGrid(info.rows, info.cols, scale)
+    mpx = out.rows * out.cols / 1e6
+    limit = _max_megapixels(request)
+    if limit is not None and mpx > limit:
+        raise RequestError(f"the output would have {mpx:,.0f} megapixels, above the limit of {limit:,.0f} "
+                           f"({'max_megapixels' if request.max_megapixels is not None else MAX_MPX_ENV}); raise "
+                           "the limit or restore a smaller extent")
+    bands = resolve_bands(m, info.band_count, request.bands)
+    if request.auto_mask and request.mask_path:
+        raise RequestError("give either a MASK raster or the automatic mask, not both")
+    if request.mask_threshold is not None and not request.auto_mask:
+        raise RequestError("mask_threshold applies to the automatic mask only: set auto_mask or leave it empty")
+    if request.auto_mask and m.auto_mask is None:
+        raise RequestError(f"model {m.name!r} cannot find the pixels to restore by itself (its manifest has no "
+                           "auto_mask); give a MASK raster or run without a mask")
+    masked = bool(request.mask_path) or request.auto_mask
+    if masked and abs(scale - 1.0) > 1e-12:
+        raise RequestError("a MASK keeps unmasked pixels unchanged, so it only works at scale factor 1")
+    if masked and m.output.names != m.input.names:
+        raise RequestError(f"a MASK copies unmasked pixels from the input, but model {m.name!r} writes other bands "
+                           f"({', '.join(m.output.names)}) than it reads ({', '.join(m.input.names)}); run it "
+                           "without a mask")
+    settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
+                              size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
+                              samples=int(request.samples))
+    gt = tuple(info.geotransform)
+    return ResolvedRun(
+        bundle=bundle, bands=bands, steps=steps, options=options, settings=settings,
+        auto_mask=_auto_mask_spec(m, request) if request.auto_mask else None,
+        input_grid=TargetGrid(info.rows, info.cols, gt, info.crs_wkt),
+        output_grid=TargetGrid(out.rows, out.cols, out.geotransform(gt), info.crs_wkt),
+    )
+
+
+class _Inputs:
+    """Every raster a run reads, opened on the grid it is read on (input; mask on the input grid; reference on
+    the output grid), and closed (with their warp files) together."""
+
+    def __init__(self) -> None:
+        self.src: InputRaster | None = None
+        self.mask: InputRaster | None = None
+        self.aux: InputRaster | None = None
+
+    def open(self, request: RestoreRequest, run: ResolvedRun) -> _Inputs:
+        m = run.manifest
+        self.src = InputRaster(request.input_path, run.bands)
+        if request.mask_path:
+            # "max": an input pixel is masked when any mask pixel inside it is (a finer mask loses no cloud)
+            self.mask = open_onto_grid(request.mask_path, [request.mask_band], run.input_grid, "max", "mask raster",
+                                       "MASK (or none)")
+        if request.aux_path:
+            self.aux = open_onto_grid(request.aux_path, request.aux_bands, run.output_grid, "bilinear",
+                                      "reference raster", "reference raster")
+            aux_spec = m.aux or m.input
+            if len(self.aux.bands) != aux_spec.count:
+                raise RequestError(f"model {m.name!r} needs a reference raster with {aux_spec.count} band(s) "
+                                   f"({', '.join(aux_spec.names)}); the one given has {len(self.aux.bands)}")
+        return self
+
+    def close(self) -> None:
+        for r in (self.src, self.mask, self.aux):
+            if r is not None:
+                r.close()
 
 
 def restore(request: RestoreRequest, feedback: Feedback | None = None) -> RestoreReport:
@@ -442,99 +506,36 @@ def restore(request: RestoreRequest, feedback: Feedback | None = None) -> Restor
 
 def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     t0 = time.perf_counter()
-    bundle = load_bundle(request.bundle_path)
-    m = bundle.manifest
-    if request.samples < 1:
-        raise RequestError(f"samples must be >= 1, got {request.samples}")
-    _check_paths(request)
-    if request.uncertainty_path and request.samples < 2:
-        raise RequestError("uncertainty_path is the standard deviation over several samples: set samples to 2 or more "
-                           "(e.g. 4), or leave uncertainty_path empty")
-    scale = float(request.scale_factor if request.scale_factor is not None else m.scale.default)
-    if not (m.scale.min - 1e-9 <= scale <= m.scale.max + 1e-9):
-        raise RequestError(f"model {m.name!r} supports scale factors {m.scale.min}..{m.scale.max}, got {scale}")
-    tiling = m.tiling
-    tile = int(request.tile_size_px or tiling.tile_size_px)
-    overlap = int(tiling.overlap_px if request.overlap_px is None else request.overlap_px)
-    min_tile = max(16, 2 * tiling.size_multiple)
-    if tile < min_tile:
-        raise RequestError(f"tile size must be at least {min_tile} px for this model, got {tile}")
-    if not 0 <= overlap < tile:
-        raise RequestError(f"overlap must be between 0 and tile size - 1 ({tile - 1}) px, got {overlap}")
-    steps = None
-    # a bundle whose default is its one-pass stage (sampler.default_steps 0) runs it unless steps are asked for
-    one_pass = request.coarse_only or (m.sampler is not None and not request.steps and m.sampler.default_steps == 0)
-    if m.sampler is not None and not one_pass:
-        steps = int(request.steps or m.sampler.default_steps)
-        if not 1 <= steps <= m.sampler.num_timesteps:
-            raise RequestError(f"steps must be between 1 and {m.sampler.num_timesteps}, got {steps}")
-    if any("aux" in s.inputs for s in m.stages.values()) and not request.aux_path:
-        raise RequestError(f"model {m.name!r} needs an auxiliary (reference) raster")
-    probe = InputRaster(request.input_path, None)
-    band_count = probe.info.band_count
-    mpx = probe.info.rows * probe.info.cols * scale * scale / 1e6
-    probe.close()
-    limit = _max_megapixels(request)
-    if limit is not None and mpx > limit:
-        raise RequestError(f"the output would have {mpx:,.0f} megapixels, above the limit of {limit:,.0f} "
-                           f"({'max_megapixels' if request.max_megapixels is not None else MAX_MPX_ENV}); raise "
-                           "the limit or restore a smaller extent")
-    bands = resolve_bands(m, band_count, request.bands)
-    if request.auto_mask and request.mask_path:
-        raise RequestError("give either a MASK raster or the automatic mask, not both")
-    if request.mask_threshold is not None and not request.auto_mask:
-        raise RequestError("mask_threshold applies to the automatic mask only: set auto_mask or leave it empty")
-    if request.auto_mask and m.auto_mask is None:
-        raise RequestError(f"model {m.name!r} cannot find the pixels to restore by itself (its manifest has no "
-                           "auto_mask); give a MASK raster or run without a mask")
-    am = _auto_mask_spec(m, request) if request.auto_mask else None
-    masked = bool(request.mask_path) or request.auto_mask
-    if masked and abs(scale - 1.0) > 1e-12:
-        raise RequestError("a MASK keeps unmasked pixels unchanged, so it only works at scale factor 1")
-    if masked and m.output.names != m.input.names:
-        raise RequestError(f"a MASK copies unmasked pixels from the input, but model {m.name!r} writes other bands "
-                           f"({', '.join(m.output.names)}) than it reads ({', '.join(m.input.names)}); run it "
-                           "without a mask")
-    pipeline, provider_msg = build_pipeline(bundle, steps, request.device, request.threads, one_pass,
-                                            request.weight_floor, request.fixed_weight)
-    settings = EngineSettings(tile_size_px=tile, overlap_px=overlap, margin_px=tiling.margin_px,
-                              size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
-                              samples=int(request.samples))
-    src = InputRaster(request.input_path, bands)
-    aux = None
-    mask = None
-    vrts: list[str] = []
+    run = resolve_run(request)
+    m = run.manifest
+    pipeline, provider_msg = build_pipeline(run.bundle, run.steps, request.device, request.threads, run.options)
+    inputs = _Inputs()
     tmp_dir: tempfile.TemporaryDirectory[str] | None = None
     masked_fraction = None
+    am = run.auto_mask
     try:
-        if request.mask_path:
-            mask, vrts = _open_mask(request, src)
-        elif am is not None:
+        inputs.open(request, run)
+        assert inputs.src is not None
+        mask = inputs.mask
+        if am is not None:
             # beside the output (its filesystem holds the output anyway; the system temp may be a small tmpfs),
             # hidden and named after this process so that an interrupted run's folder is swept later
             out = Path(request.output_path)
             tmp_dir = tempfile.TemporaryDirectory(prefix=f".{out.stem}.automask-{os.getpid()}-", dir=out.parent)
-            mask, masked_fraction = _automatic_mask(src, m, pipeline, settings, am, tmp_dir.name, fb)
-        runner = TiledRunner(src, m, pipeline, settings, mask=mask)
-        if request.aux_path:
-            grid = runner.grid
-            made = _warp_aux(request.aux_path, request.aux_bands, grid.geotransform(src.info.geotransform),
-                             grid.rows, grid.cols, src.info.crs_wkt)
-            vrts += made
-            aux = InputRaster(made[-1], None, require_crs=False)
-            aux_spec = m.aux or m.input
-            if len(aux.bands) != aux_spec.count:
-                raise RequestError(f"model {m.name!r} needs a reference raster with {aux_spec.count} band(s) "
-                                   f"({', '.join(aux_spec.names)}); the one given has {len(aux.bands)}")
-            runner = TiledRunner(src, m, pipeline, settings, aux=aux, aux_bands=aux_spec, mask=mask)
+            inputs.mask, masked_fraction = _automatic_mask(inputs.src, m, pipeline, run.settings, am, tmp_dir.name,
+                                                           fb)
+            mask = inputs.mask
+        runner = TiledRunner(inputs.src, m, pipeline, run.settings, aux=inputs.aux, aux_bands=m.aux or m.input,
+                             mask=mask)
         summary = (
             f"model {m.name} ({m.pipeline}), {runner.tiles.num_tiles} tile(s) of {runner.tiles.tile_px} px, "
-            f"{f'{steps} step(s)' if steps else 'one pass'} x {request.samples} sample(s), "
+            f"{f'{run.steps} step(s)' if run.steps else 'one pass'} x {request.samples} sample(s), "
             f"output {runner.grid.cols} x {runner.grid.rows} px, {provider_msg}"
         )
-        if src.info.scale_offset is not None:
+        if inputs.src.info.scale_offset is not None:
             summary += "; using the raster's own band scale/offset to reach physical units"
         if masked_fraction is not None:
+            assert am is not None
             summary += (f"; automatic mask: {masked_fraction * 100:.1f} % of the valid pixels restored (degradation "
                         f">= {am.threshold:g}, grown by {am.dilate_px} px), the others copied unchanged")
         elif mask is not None:
@@ -544,16 +545,10 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
                                           main_fb)
         if report.clipped_pixels:
-            fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of {src.info.data_type} and "
-                    "were clipped (saturated or negative values)")
+            fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of "
+                    f"{inputs.src.info.data_type} and were clipped (saturated or negative values)")
     finally:
-        src.close()
-        if aux is not None:
-            aux.close()
-        if mask is not None:
-            mask.close()
-        for v in vrts:
-            gdal.Unlink(v)
+        inputs.close()
         if tmp_dir is not None:
             tmp_dir.cleanup()
     return RestoreReport(
@@ -564,7 +559,7 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         tiles_skipped=report.tiles_skipped,
         tiles_clear=report.tiles_clear,
         network_evals=report.network_evals,
-        steps=steps or 0,
+        steps=run.steps or 0,
         seconds=time.perf_counter() - t0,
         summary=summary,
         masked_fraction=masked_fraction,
@@ -572,5 +567,5 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     )
 
 
-__all__ = ["BundleError", "RequestError", "RestoreReport", "RestoreRequest", "build_pipeline", "resolve_bands",
-           "restore"]
+__all__ = ["BundleError", "RequestError", "ResolvedRun", "RestoreReport", "RestoreRequest", "build_pipeline",
+           "resolve_bands", "resolve_run", "restore"]

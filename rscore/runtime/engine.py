@@ -19,6 +19,7 @@ from osgeo import gdal
 
 from rscore.bundle.manifest import BandSpec, Manifest
 from rscore.diffusion.loop import Cancelled
+from rscore.pipelines import Pipeline, TileContext
 from rscore.raster.io import (
     InputRaster,
     OutputRaster,
@@ -29,11 +30,9 @@ from rscore.raster.io import (
     publish_all,
     sweep_stale_partials,
 )
-from rscore.runtime.pipelines import Pipeline, TileContext
 from rscore.tiling.blend import blend_weights
 from rscore.tiling.grid import OutputGrid, TilePlan, Window, plan_tiles
 from rscore.tiling.resample import SUPPORT_PX, resample_window
-
 
 #: GDAL block cache cap while a run writes (its default, 5 % of RAM, would dominate the engine's memory)
 GDAL_CACHE_BYTES = 256 * 1024 * 1024

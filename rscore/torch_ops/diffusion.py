@@ -7,6 +7,7 @@ network's ``state_dict``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,7 @@ from rscore.diffusion.loop import sample
 from rscore.diffusion.noise import gaussian_field
 from rscore.diffusion.plan import SamplerConfig, SamplingPlan, StepCoefficients
 from rscore.diffusion.schedules import ddpm_alpha_bar, rddm_coefficients
+from rscore.diffusion.terms import TermContext, outputs_to_terms
 
 
 @dataclass(frozen=True)
@@ -74,32 +76,27 @@ def seeded_noise(plan: SamplingPlan, shape: tuple[int, ...], seed: int) -> Calla
     return fixed.__getitem__
 
 
-def sample_torch(plan: SamplingPlan, y: torch.Tensor,
-                 denoiser: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]],
-                 noise: Callable[[int], torch.Tensor]) -> torch.Tensor:
-    """Run the shared sampling loop with torch tensors.
+def sample_torch(plan: SamplingPlan, start: torch.Tensor,
+                 outputs: Callable[[torch.Tensor, torch.Tensor], Mapping[str, torch.Tensor]],
+                 noise: Callable[[int], torch.Tensor], rule: str,
+                 ctx: TermContext[torch.Tensor] | None = None) -> torch.Tensor:
+    """Run the shared sampling loop with torch tensors, turning network outputs into loop terms with the shared
+    rule (:func:`rscore.diffusion.terms.outputs_to_terms`), as the plugin's pipelines do.
 
     Args:
         plan: the sampling plan.
-        y: start image (bands, rows, cols) or batched (n, bands, rows, cols), model units.
-        denoiser: (x_t, y, t_model (1,)) -> {"res": ..., "eps": ...} or {"eps": ...} or {"x0": ...}.
-        noise: stream -> standard normal tensor shaped like ``y``.
+        start: the loop's start image y (RDDM: the degraded or coarse image; DDIM/DE: zeros), (bands, rows, cols)
+            or batched (n, bands, rows, cols), model units.
+        outputs: (x_t, t_model (1,)) -> the denoiser's outputs (``res``/``eps``/``x0``/``weight``).
+        noise: stream -> standard normal tensor shaped like ``start``.
+        rule: the pipeline's terms rule ("rddm", "ddim", "de").
+        ctx: what the rule needs besides the outputs (default: the start image, for "rddm").
     """
-    fam = plan.config.family
+    tctx = ctx if ctx is not None else TermContext(start=start)
 
     def predict(x: torch.Tensor, step: StepCoefficients) -> dict[str, torch.Tensor]:
         t = torch.tensor([step.t_model], dtype=torch.float32)
-        outs = denoiser(x, y, t)
-        if fam == "rddm":
-            res = outs["res"]
-            eps = outs.get("eps")
-            if eps is None:
-                eps = x * step.eps_from_x + y * step.eps_from_y + res * step.eps_from_res
-            return {"res": res, "eps": eps}
-        if "x0" in outs:
-            return {"x0": outs["x0"]}
-        return {"x0": x * step.x0_from_x + outs["eps"] * step.x0_from_eps}
+        return outputs_to_terms(rule, x, step, outputs(x, t), tctx)
 
-    start = y if fam == "rddm" else torch.zeros_like(y)
     with torch.no_grad():
         return sample(plan, start, predict, noise)

@@ -24,6 +24,7 @@ from rscore.degradations.fields import gaussian_blur
 from rscore.degradations.resample import area_resample
 from rscore.diffusion.fusion import fuse_x0, x0_from_eps
 from rscore.diffusion.plan import SamplerConfig, make_plan
+from rscore.diffusion.terms import TermContext
 from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
 from rscore.models.dsrdmpd import CloudReferenceNet, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
@@ -206,21 +207,21 @@ class CloudRemovalTask(ImageTask):
         plan = make_plan(self.sampler, steps or self.sampler.default_steps or VALIDATION_STEPS)
         floor = self.fusion.weight_floor
         y = self.norm(torch.from_numpy(np.ascontiguousarray(cloudy_phys, dtype=np.float32)))
-        T = self.sampler.num_timesteps
         with torch.no_grad():
             ref = nets["coarse"](y)[0]
             outs = []
             for i in range(y.shape[0]):
                 yi, ri = y[i : i + 1], ref[i : i + 1]
 
-                def den(x, start, tm, yi=yi, ri=ri):  # noqa: ANN001
-                    k = int(round(float(tm[0]) * T))
-                    a, b = float(self.tables.a[k]), float(self.tables.b[k])
-                    x0e = x0_from_eps(x, nets["cnp"](x, yi, tm), 1.0 / a, -b / a, self._lo, self._hi)
-                    w = nets["wa"](x, yi, ri, tm) if fixed_weight is None else fixed_weight
-                    return {"x0": fuse_x0(x0e, ri, w, floor)}
+                def den(x, tm, yi=yi, ri=ri):  # noqa: ANN001
+                    got = {"eps": nets["cnp"](x, yi, tm)}
+                    if fixed_weight is None:
+                        got["weight"] = nets["wa"](x, yi, ri, tm)
+                    return got
 
-                outs.append(sample_torch(plan, ri, den, seeded_noise(plan, tuple(ri.shape), i)))
+                ctx = TermContext(ref=ri, lo=self._lo, hi=self._hi, weight_floor=floor, fixed_weight=fixed_weight)
+                outs.append(sample_torch(plan, torch.zeros_like(ri), den, seeded_noise(plan, tuple(ri.shape), i),
+                                         "de", ctx))
             full = torch.cat(outs)
         return self.denorm(ref).numpy(), self.denorm(full).numpy()
 

@@ -154,10 +154,10 @@ class DehazeTask(ImageTask):
             for i in range(y.shape[0]):
                 yi, ci = y[i : i + 1], coarse[i : i + 1]
 
-                def den(x, start, t, yi=yi, ci=ci):  # noqa: ANN001
+                def den(x, t, yi=yi, ci=ci):  # noqa: ANN001
                     return {"res": nets["denoiser"](x, yi, ci, t)}
 
-                outs.append(sample_torch(plan, ci, den, seeded_noise(plan, tuple(ci.shape), i)))
+                outs.append(sample_torch(plan, ci, den, seeded_noise(plan, tuple(ci.shape), i), "rddm"))
             full = torch.cat(outs)
         return self.denorm(coarse).numpy(), self.denorm(full).numpy()
 
