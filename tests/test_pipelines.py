@@ -96,7 +96,8 @@ def test_phases_run_tile_stages_once_and_sample_stages_per_sample():
         "denoiser": _Counting(lambda f: {"x0": f["x_t"] * 0.0 + f["coarse"] * 0.0}),
         "decoder": _Counting(lambda f: {"x": f["x0"] + f["coarse"]}),
     }
-    manifest = SimpleNamespace(name="fake", extra_outputs=(), stages={
+    manifest = SimpleNamespace(name="fake", extra_outputs=(), tensor=lambda stage, name: SimpleNamespace(grid="output"),
+                               stages={
         "coarse": SimpleNamespace(inputs=("y",)), "denoiser": SimpleNamespace(inputs=("x_t", "coarse", "t")),
         "decoder": SimpleNamespace(inputs=("x0", "coarse"))})
     plan = make_plan(SamplerConfig("ddim", num_timesteps=100, default_steps=3, eta=0.0), 3)

@@ -16,10 +16,21 @@ from typing import Any, Literal
 from rscore.diffusion.plan import SamplerConfig
 from rscore.pipelines import PIPELINE_SPECS
 
-SCHEMA_VERSION = 1
+#: the schema this rsrestore writes; it reads every version in SUPPORTED_SCHEMAS (version 1 had no tensor grids:
+#: they are derived, see :meth:`Manifest.tensor`)
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMAS: tuple[int, ...] = (1, 2)
 
-ResampleMethod = Literal["nearest", "bilinear", "bicubic"]
-RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")
+#: how the engine brings the input onto the output grid before the networks see it; "none": it does not (the
+#: networks read the input on its own grid, ``y`` declared on the "input" grid, and produce the output grid)
+ResampleMethod = Literal["nearest", "bilinear", "bicubic", "none"]
+RESAMPLE_METHODS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "none")
+
+#: the pixel grids a stage tensor can sit on: the input raster's, the output raster's (input / scale factor), or
+#: the latent grid (output / LatentSpec.factor); "scalar" for per-call numbers such as ``t`` and ``scale``
+GRIDS: tuple[str, ...] = ("input", "output", "latent", "scalar")
+#: stage inputs that are per-call numbers, shape (1,)
+SCALAR_INPUTS: tuple[str, ...] = ("t", "scale")
 
 
 #: bounds of manifest numbers: a value outside them is a corrupt or hostile manifest, not a model
@@ -108,20 +119,61 @@ class TilingDefaults:
 
 
 @dataclass(frozen=True)
+class TensorSpec:
+    """Where a stage tensor sits and how many channels it has.
+
+    Attributes:
+        grid: one of :data:`GRIDS`.
+        channels: channel count (1 for scalars).
+    """
+
+    grid: str
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.grid not in GRIDS:
+            raise BundleError(f"tensor grid {self.grid!r} is not one of {GRIDS}")
+        if not (isinstance(self.channels, int) and not isinstance(self.channels, bool) and 1 <= self.channels <= 4096):
+            raise BundleError(f"tensor channels must be an integer 1-4096, got {self.channels!r}")
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """The latent grid of a latent-diffusion bundle.
+
+    Attributes:
+        channels: latent channels.
+        factor: output pixels per latent pixel along each axis (the latent grid is the output grid / factor).
+    """
+
+    channels: int
+    factor: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.channels, int) and 1 <= self.channels <= 4096):
+            raise BundleError(f"latent channels must be an integer 1-4096, got {self.channels!r}")
+        if not (isinstance(self.factor, int) and 1 <= self.factor <= 64):
+            raise BundleError(f"latent factor must be an integer 1-64, got {self.factor!r}")
+
+
+@dataclass(frozen=True)
 class StageSpec:
     """One ONNX network.
 
     Attributes:
         file: file name inside the bundle directory.
         sha256: hex digest of the file.
-        inputs: ONNX input names, from {"y", "x_t", "t", "coarse", "aux"}.
+        inputs: ONNX input names (see :data:`rscore.pipelines.base.STAGE_INPUTS`).
         outputs: ONNX output names, from {"x", "res", "eps", "x0", "weight"} plus extra output names.
+        tensors: grid and channels of inputs and outputs (schema 2); a name not listed gets the default of
+            :meth:`Manifest.tensor` (every schema-1 bundle relies on those).
     """
 
     file: str
     sha256: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    tensors: dict[str, TensorSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -190,15 +242,16 @@ class Manifest:
     aux: BandSpec | None = None
     fusion: FusionSpec | None = None
     auto_mask: AutoMaskSpec | None = None
+    latent: LatentSpec | None = None
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.schema_version != SCHEMA_VERSION:
+        if self.schema_version not in SUPPORTED_SCHEMAS:
             raise BundleError(
                 f"bundle schema version {self.schema_version} is not supported by this rsrestore "
-                f"(supports {SCHEMA_VERSION}); update the plugin or use a bundle made for this version"
+                f"(supports {SUPPORTED_SCHEMAS}); update the plugin or use a bundle made for this version"
             )
         spec = PIPELINE_SPECS.get(self.pipeline)
         if spec is None:
@@ -241,10 +294,55 @@ class Manifest:
             if "aux" in self.stages["coarse"].inputs:
                 raise BundleError("auto_mask needs a 'coarse' stage that reads the input alone (not 'aux')")
 
+        self._check_tensors()
+
+    def tensor(self, stage: str, name: str) -> TensorSpec:
+        """Grid and channels of input or output ``name`` of ``stage``: as declared, else the schema-1 default
+        (``t``/``scale`` scalars; ``y`` on the input grid with resample "none", else on the output grid; ``aux``
+        on the output grid with the aux bands; an extra output one channel; anything else the output bands on
+        the output grid)."""
+        declared = self.stages[stage].tensors.get(name)
+        if declared is not None:
+            return declared
+        if name in SCALAR_INPUTS:
+            return TensorSpec("scalar", 1)
+        if name == "y":
+            return TensorSpec("input" if self.resample == "none" else "output", self.input.count)
+        if name == "aux":
+            return TensorSpec("output", (self.aux or self.input).count)
+        if name in self.extra_outputs:
+            return TensorSpec("output", 1)
+        return TensorSpec("output", self.output.count)
+
+    def _check_tensors(self) -> None:
+        for stage, st in self.stages.items():
+            unknown = sorted(set(st.tensors) - set(st.inputs) - set(st.outputs))
+            if unknown:
+                raise BundleError(f"stage {stage!r} declares tensors {unknown} that are not among its inputs or "
+                                  "outputs")
+            for name in (*st.inputs, *st.outputs):
+                t = self.tensor(stage, name)
+                where = f"stage {stage!r} tensor {name!r}"
+                if (name in SCALAR_INPUTS) != (t.grid == "scalar"):
+                    raise BundleError(f"{where}: only {SCALAR_INPUTS} are scalars, got grid {t.grid!r}")
+                if name == "y" and t.grid != ("input" if self.resample == "none" else "output"):
+                    raise BundleError(f"{where}: with resample {self.resample!r} the engine gives y on the "
+                                      f"{'input' if self.resample == 'none' else 'output'} grid, not {t.grid!r}")
+                if t.grid == "latent":
+                    if self.latent is None:
+                        raise BundleError(f"{where} is on the latent grid, but the manifest has no latent spec")
+                    if t.channels != self.latent.channels:
+                        raise BundleError(f"{where} has {t.channels} channels; the latent has {self.latent.channels}")
+                if name in ("y", "aux") and t.channels != (self.input if name == "y" else self.aux or self.input).count:
+                    raise BundleError(f"{where} has {t.channels} channels, not the {name} band count")
+        if self.resample == "none" and self.scale.max == self.scale.min == 1.0:
+            raise BundleError("resample 'none' is for bundles that change the grid (scale range other than 1)")
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
+        """JSON-ready dict (tuples become lists); written as the current schema."""
         d = dataclasses.asdict(self)
         d["stages"] = {k: dataclasses.asdict(v) for k, v in self.stages.items()}
+        d["schema_version"] = SCHEMA_VERSION
         return d
 
     @classmethod
@@ -256,10 +354,10 @@ class Manifest:
         """
         try:
             version = d.get("schema_version")
-            if version != SCHEMA_VERSION:
+            if version not in SUPPORTED_SCHEMAS:
                 raise BundleError(
                     f"bundle schema version {version!r} is not supported by this rsrestore (supports "
-                    f"{SCHEMA_VERSION}); update the plugin or use a bundle made for this version"
+                    f"{SUPPORTED_SCHEMAS}); update the plugin or use a bundle made for this version"
                 )
 
             def bands(x: dict[str, Any]) -> BandSpec:
@@ -274,7 +372,9 @@ class Manifest:
                 output=bands(d["output"]),
                 value_scale={str(k): float(v) for k, v in d["value_scale"].items()},
                 stages={
-                    k: StageSpec(v["file"], v["sha256"], tuple(v["inputs"]), tuple(v["outputs"]))
+                    k: StageSpec(v["file"], v["sha256"], tuple(v["inputs"]), tuple(v["outputs"]),
+                                 {n: TensorSpec(str(t["grid"]), t["channels"])
+                                  for n, t in (v.get("tensors") or {}).items()} if version >= 2 else {})
                     for k, v in d["stages"].items()
                 },
                 tiling=TilingDefaults(**d.get("tiling", {})),
@@ -286,6 +386,7 @@ class Manifest:
                 aux=bands(d["aux"]) if d.get("aux") else None,
                 fusion=FusionSpec(**d["fusion"]) if d.get("fusion") else None,
                 auto_mask=AutoMaskSpec(**d["auto_mask"]) if d.get("auto_mask") else None,
+                latent=LatentSpec(**d["latent"]) if version >= 2 and d.get("latent") else None,
                 description=str(d.get("description", "")),
                 training=dict(d.get("training", {})),
                 schema_version=version,

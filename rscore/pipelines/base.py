@@ -41,8 +41,9 @@ PHASES: tuple[str, ...] = ("tile", "step", "sample")
 #: streams reserved per sample, so that the noise of sample k never repeats another's
 _STREAMS_PER_SAMPLE = 1 << 20
 
-#: every name a stage may read (``x0``: the loop's result, for ``"sample"`` stages)
-STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "x_t", "t", "coarse", "x0"})
+#: every name a stage may read (``x0``: the loop's result, for ``"sample"`` stages; ``scale``: the output / input
+#: pixel-size ratio, shape (1,))
+STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "x_t", "t", "coarse", "x0", "scale"})
 
 
 class Stage(Protocol):
@@ -175,13 +176,19 @@ class TileContext:
     """One tile as a pipeline sees it.
 
     Attributes:
-        y: degraded input in model units, float32 (bands, rows, cols), padded.
-        aux: co-registered auxiliary input in model units (same grid as ``y``) or None.
-        row_off, col_off: global output-grid position of ``y[:, 0, 0]`` (negative inside edge padding).
+        y: degraded input in model units, float32 (bands, rows, cols), padded: on the output grid, or on the input
+            grid when the bundle's resample is "none" (then ``in_row_off``/``in_col_off`` place it).
+        aux: co-registered auxiliary input in model units (on the output grid, ``out_shape``) or None.
+        row_off, col_off: global output-grid position of the padded window's first pixel (negative inside edge
+            padding).
         seed: user seed.
         sample_index: which of several samples this is (0-based).
         should_stop: cancellation check, called before every network evaluation.
         on_eval: progress callback, called after every network evaluation.
+        scale: output / input pixel-size ratio (1 for restoration); fed to stages that read ``scale``.
+        out_shape: output-grid size of the padded window (None: the shape of ``y``).
+        in_row_off, in_col_off: global input-grid position of ``y[:, 0, 0]`` when ``y`` is on the input grid.
+        latent_factor: output pixels per latent pixel (the engine aligns windows to it).
     """
 
     y: np.ndarray
@@ -192,14 +199,37 @@ class TileContext:
     sample_index: int = 0
     should_stop: Callable[[], bool] | None = None
     on_eval: Callable[[], None] | None = None
+    scale: float = 1.0
+    out_shape: tuple[int, int] | None = None
+    in_row_off: int | None = None
+    in_col_off: int | None = None
+    latent_factor: int = 1
 
-    def noise(self, bands: int) -> Callable[[int], np.ndarray]:
-        """Per-global-pixel standard normal noise by stream (see :func:`gaussian_field`)."""
-        _, rows, cols = self.y.shape
+    def window(self, grid: str) -> tuple[int, int, int, int]:
+        """(row offset, column offset, rows, cols) of this tile on ``grid`` ("input", "output" or "latent")."""
+        rows, cols = self.out_shape if self.out_shape is not None else self.y.shape[1:]
+        if grid == "output":
+            return self.row_off, self.col_off, rows, cols
+        if grid == "latent":
+            f = self.latent_factor
+            if self.row_off % f or self.col_off % f or rows % f or cols % f:
+                raise ValueError(f"the tile window ({self.row_off}, {self.col_off}, {rows} x {cols}) is not aligned to "
+                                 f"the latent factor {f} (engine bug)")
+            return self.row_off // f, self.col_off // f, rows // f, cols // f
+        if grid == "input":
+            if self.in_row_off is None or self.in_col_off is None:
+                return self.row_off, self.col_off, self.y.shape[1], self.y.shape[2]
+            return self.in_row_off, self.in_col_off, self.y.shape[1], self.y.shape[2]
+        raise ValueError(f"no noise on grid {grid!r}")
+
+    def noise(self, grid: str, channels: int) -> Callable[[int], np.ndarray]:
+        """Standard normal noise on ``grid`` by stream, drawn by global position on that grid (see
+        :func:`gaussian_field`), so that it does not depend on the tiling."""
+        row_off, col_off, rows, cols = self.window(grid)
         base = self.sample_index * _STREAMS_PER_SAMPLE
 
         def draw(stream: int) -> np.ndarray:
-            return gaussian_field(self.seed, base + stream, bands, self.row_off, self.col_off, rows, cols)
+            return gaussian_field(self.seed, base + stream, channels, row_off, col_off, rows, cols)
 
         return draw
 
@@ -258,7 +288,7 @@ class Pipeline:
     # ---- phases ---------------------------------------------------------------------------------
     def _feeds(self, stage: str, ctx: TileContext, tile: Mapping[str, Mapping[str, np.ndarray]],
                **arrays: np.ndarray) -> dict[str, np.ndarray]:
-        avail: dict[str, np.ndarray] = {"y": ctx.y}
+        avail: dict[str, np.ndarray] = {"y": ctx.y, "scale": np.array([ctx.scale], dtype=np.float32)}
         if ctx.aux is not None:
             avail["aux"] = ctx.aux
         for name, outs in tile.items():
@@ -268,7 +298,7 @@ class Pipeline:
         missing = [n for n in inputs if n not in avail]
         if missing:
             raise ValueError(f"stage {stage!r} needs input(s) {missing} that this request does not provide")
-        return {n: avail[n] if n == "t" else avail[n][None] for n in inputs}
+        return {n: avail[n] if n in ("t", "scale") else avail[n][None] for n in inputs}
 
     def _call(self, stage: str, ctx: TileContext, tile: Mapping[str, Mapping[str, np.ndarray]],
               **arrays: np.ndarray) -> dict[str, np.ndarray]:
@@ -309,7 +339,8 @@ class Pipeline:
                 return outputs_to_terms(rule, x, step, self._call(denoiser, ctx, tile, x_t=x, t=t), tctx)
 
             # progress and cancellation are handled per network evaluation, in _call
-            x0 = sample(self.plan, start, predict, ctx.noise(start.shape[0]))
+            grid = self.manifest.tensor(denoiser, "x_t").grid
+            x0 = sample(self.plan, start, predict, ctx.noise(grid, start.shape[0]))
             image = self.finish(ctx, tile, x0)
         extras = {k: v for outs in tile.values() for k, v in outs.items() if k in self.manifest.extra_outputs}
         return {"image": image, **extras}

@@ -8,6 +8,7 @@ the raster area.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Callable, Protocol
 import numpy as np
 from osgeo import gdal
 
-from rscore.bundle.manifest import BandSpec, Manifest
+from rscore.bundle.manifest import BandSpec, BundleError, Manifest
 from rscore.diffusion.loop import Cancelled
 from rscore.pipelines import Pipeline, TileContext
 from rscore.raster.io import (
@@ -276,7 +277,12 @@ class TiledRunner:
         tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
         overlap = min(settings.overlap_px, tile - 1)
         self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap)
-        self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 else 0
+        #: the networks read the input on its own grid (resample "none" and a scale factor other than 1)
+        self.native_input = manifest.resample == "none" and settings.scale_factor != 1.0
+        self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 and not self.native_input else 0
+        #: padded windows start and end on multiples of this, in global output-grid pixels: the networks' size
+        #: multiple and the latent factor, so strided layers and latent pixels see the same grid whatever the tiling
+        self.multiple = math.lcm(settings.size_multiple, manifest.latent.factor if manifest.latent else 1)
         #: output pixels whose value fell outside the output type's range and were clipped (e.g. a restored
         #: reflectance above 6.5535 or below 0 in UInt16)
         self.clipped_pixels = 0
@@ -305,6 +311,22 @@ class TiledRunner:
         v = resample_window(valid[None].astype(np.float32), in_win, info.rows, info.cols, self.s.scale_factor,
                             work, "nearest")[0] > 0.5
         return y, v
+
+    def _read_native(self, work: Window, padded: tuple[int, int, int, int]
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """Resample "none": the model-unit input on its own grid covering the padded output window ``padded``
+        (r0, r1, c0, c1, global output pixels; reflect-padded beyond the raster), the validity on the output
+        window ``work``, and the input-grid position of the returned array."""
+        info, s = self.src.info, self.s.scale_factor
+        in_win = self.grid.input_window_for(work, 0)
+        raw, valid = self.src.read(in_win)
+        y = self._model_units(raw, valid, self.m.input, self._scale, self._offset)
+        v = resample_window(valid[None].astype(np.float32), in_win, info.rows, info.cols, s, work, "nearest")[0] > 0.5
+        r0, r1, c0, c1 = padded
+        lr0, lc0 = math.floor(r0 / s), math.floor(c0 / s)
+        lr1, lc1 = math.ceil(r1 / s), math.ceil(c1 / s)
+        pads = (in_win.row_off - lr0, lr1 - in_win.row_end, in_win.col_off - lc0, lc1 - in_win.col_end)
+        return _pad_reflect(y, tuple(max(0, p) for p in pads)), v, (lr0, lc0)
 
     def cloud_mask(self, win: Window) -> np.ndarray:
         """bool (rows, cols): pixels of ``win`` the mask marks for restoration (all True without a mask)."""
@@ -461,20 +483,25 @@ class TiledRunner:
         # The padded window is the core grown by the margin, snapped outwards to multiples of the network's
         # size multiple in *global* coordinates: strided layers then see the same pixel grid whatever the
         # tiling. Outside the raster it is filled by reflection.
-        m, mult = self.s.margin_px, self.s.size_multiple
+        m, mult = self.s.margin_px, self.multiple
         r0 = (core.row_off - m) // mult * mult
         c0 = (core.col_off - m) // mult * mult
         r1 = -(-(core.row_end + m) // mult) * mult
         c1 = -(-(core.col_end + m) // mult) * mult
         work = Window(max(0, r0), max(0, c0), min(self.grid.rows, r1) - max(0, r0),
                       min(self.grid.cols, c1) - max(0, c0))
-        y, valid = self._read_work(work)
+        pads = (work.row_off - r0, r1 - work.row_end, work.col_off - c0, c1 - work.col_end)
+        in_off: tuple[int | None, int | None] = (None, None)
+        if self.native_input:
+            y, valid, in_off = self._read_native(work, (r0, r1, c0, c1))
+        else:
+            y, valid = self._read_work(work)
         core_valid = valid[core.slices(work)]
         if not core_valid.any():
             return None
         aux = self._read_aux(work)
-        pads = (work.row_off - r0, r1 - work.row_end, work.col_off - c0, c1 - work.col_end)
-        y = _pad_reflect(y, pads)
+        if not self.native_input:
+            y = _pad_reflect(y, pads)
         if aux is not None:
             aux = _pad_reflect(aux, pads)
         row_off, col_off = r0, c0
@@ -484,8 +511,14 @@ class TiledRunner:
         extras: dict[str, np.ndarray] = {}
         for k in range(self.s.samples):
             ctx = TileContext(y=y, aux=aux, row_off=row_off, col_off=col_off, seed=self.s.seed, sample_index=k,
-                              should_stop=fb.is_canceled, on_eval=tick)
+                              should_stop=fb.is_canceled, on_eval=tick, scale=self.s.scale_factor,
+                              out_shape=(r1 - r0, c1 - c0), in_row_off=in_off[0], in_col_off=in_off[1],
+                              latent_factor=self.m.latent.factor if self.m.latent else 1)
             out = self.pipeline.run(ctx)
+            if out["image"].shape[1:] != (r1 - r0, c1 - c0):
+                raise BundleError(f"model {self.m.name!r} returned a {out['image'].shape[1]} x {out['image'].shape[2]} "
+                                  f"tile for a {r1 - r0} x {c1 - c0} window at scale {self.s.scale_factor:g}; its "
+                                  "networks do not produce the output grid they declare (re-export the bundle)")
             samples.append(out["image"][crop].astype(np.float64) * self._out_std + self._out_mean)
             for name in self.m.extra_outputs:
                 if name in out:
