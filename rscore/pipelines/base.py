@@ -42,8 +42,8 @@ PHASES: tuple[str, ...] = ("tile", "step", "sample")
 _STREAMS_PER_SAMPLE = 1 << 20
 
 #: every name a stage may read (``x0``: the loop's result, for ``"sample"`` stages; ``scale``: the output / input
-#: pixel-size ratio, shape (1,))
-STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "x_t", "t", "coarse", "x0", "scale"})
+#: pixel-size ratio, shape (1,); ``c``: a condition computed by a tile stage)
+STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "x_t", "t", "coarse", "c", "x0", "scale"})
 
 
 class Stage(Protocol):
@@ -106,7 +106,8 @@ class PipelineSpec:
         stages: its stages.
         options: its options dataclass (a :class:`PipelineOptions`).
         terms: rule turning the step stage's outputs into loop terms (:mod:`rscore.diffusion.terms`).
-        one_pass_stage: the tile stage that can serve alone (``DiffusionOptions.one_pass``), if any.
+        one_pass_stage: the tile stage whose presence allows a run without sampling (``DiffusionOptions.one_pass``):
+            its ``x`` is then the image, or, with sample stages, they run on :meth:`Pipeline.one_pass_x0`.
         manifest_sections: optional manifest fields this pipeline requires (e.g. ``fusion``).
         summary: one line for messages and docs.
     """
@@ -264,9 +265,8 @@ class Pipeline:
             raise ValueError(f"pipeline {self.SPEC.name!r} has no sampling loop (got a sampling plan)")
         self.plan = plan
         self._roles = [r for r in self.SPEC.stages if r.name in stages]
-        if self.one_pass:  # only the stage that serves alone (or every tile stage of a one-pass pipeline)
-            keep = self.SPEC.one_pass_stage
-            self._roles = [r for r in self._roles if r.phase == "tile" and (keep is None or r.name == keep)]
+        if self.one_pass:  # no sampling loop: the step stage does not run
+            self._roles = [r for r in self._roles if r.phase != "step"]
         #: (tile input array, tile-stage outputs): samples of one tile share the input array object, so tile
         #: stages run once per tile; a new tile (a new array) always recomputes
         self._last_tile: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]] | None = None
@@ -347,9 +347,17 @@ class Pipeline:
 
     # ---- hooks ----------------------------------------------------------------------------------
     def one_pass_image(self, ctx: TileContext, tile: Mapping[str, Mapping[str, np.ndarray]]) -> np.ndarray:
-        """The image without sampling: the ``x`` of the one-pass stage (or of the only tile stage)."""
+        """The image without sampling: with sample stages, those stages on :meth:`one_pass_x0`; otherwise the
+        ``x`` of the one-pass stage (or of the only tile stage)."""
+        if any(r.phase == "sample" for r in self._roles):
+            return self.finish(ctx, tile, self.one_pass_x0(ctx, tile))
         name = self.SPEC.one_pass_stage or self._roles[0].name
         return tile[name]["x"]
+
+    def one_pass_x0(self, ctx: TileContext, tile: Mapping[str, Mapping[str, np.ndarray]]) -> np.ndarray:
+        """What the sample stages read instead of the loop's result in a one-pass run (pipelines with sample
+        stages and a one-pass mode define it)."""
+        raise NotImplementedError(f"pipeline {self.SPEC.name!r} has no one-pass mode")
 
     def start(self, ctx: TileContext, tile: Mapping[str, Mapping[str, np.ndarray]]) -> np.ndarray:
         """The loop's start image y (model units)."""
