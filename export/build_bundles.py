@@ -15,17 +15,30 @@ from typing import Callable
 
 from export.bundle_writer import build_bundle
 from export.onnx_export import StageExport
-from rscore.bundle.manifest import AutoMaskSpec, BandSpec, FusionSpec, Manifest, ScaleRange, StageSpec, TilingDefaults
+from rscore.bundle.manifest import (
+    AutoMaskSpec,
+    BandSpec,
+    FusionSpec,
+    LatentSpec,
+    Manifest,
+    ScaleRange,
+    StageSpec,
+    TensorSpec,
+    TilingDefaults,
+)
 from rscore.bundle.store import Bundle
 from rscore.diffusion.plan import SamplerConfig
 from rscore.models.toy import (
     AuxCopyNet,
+    BlockDecoder,
+    BlockMeanCond,
     BlurResidualRddm,
     BrightCloudToy,
     HalfNet,
     IdentityNet,
     PointwiseDEToy,
     PointwiseEpsToy,
+    PointwiseLatentEps,
     PointwiseRddmToy,
     SpreadNet,
     StridedToy,
@@ -43,12 +56,14 @@ def _bands(names: tuple[str, ...], mean: float = 0.0, std: float = 1.0) -> BandS
 
 def _manifest(name: str, title: str, pipeline: str, stages: dict[str, StageExport], bands: tuple[str, ...],
               sampler: SamplerConfig | None = None, tiling: TilingDefaults = TilingDefaults(),
-              description: str = "", mean: float = 0.0, std: float = 1.0, **kw: object) -> Manifest:
+              description: str = "", mean: float = 0.0, std: float = 1.0,
+              tensors: dict[str, dict[str, TensorSpec]] | None = None, **kw: object) -> Manifest:
     spec = _bands(bands, mean, std)
     return Manifest(
         name=name, task="restore", title=title, pipeline=pipeline,  # type: ignore[arg-type]
         input=spec, output=spec, value_scale=dict(VALUE_SCALE),
-        stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+        stages={k: StageSpec(v.file, "", v.inputs, v.outputs, dict((tensors or {}).get(k, {})))
+                for k, v in stages.items()},
         tiling=tiling, sampler=sampler, description=description,
         training={"trained": False, "built_by": "python -m export.build_bundles"}, **kw,  # type: ignore[arg-type]
     )
@@ -136,6 +151,21 @@ def toy_de_mask(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     return build_bundle(out / "toy-de-mask", m, st)[0]
 
 
+def toy_ldcsr(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Latent super-resolution at any scale 1-8 with per-latent-pixel toy networks (4 latent channels at
+    output / 8, a 4-step DDPM chain): exact tile-size invariance on the latent grid."""
+    st = {"cond": StageExport(BlockMeanCond(), ("y", "scale"), ("c",), "cond.onnx"),
+          "denoiser": StageExport(PointwiseLatentEps(), ("x_t", "c", "t", "scale"), ("eps",), "denoiser.onnx"),
+          "decoder": StageExport(BlockDecoder(), ("x0", "y", "scale"), ("x",), "decoder.onnx")}
+    lat = TensorSpec("latent", len(bands))
+    sampler = SamplerConfig("ddim", num_timesteps=4, default_steps=4, eta=1.0, ddpm_schedule="sqrt_linear")
+    m = _manifest("toy-ldcsr", "Toy latent super-resolution (engine test)", "ldcsr", st, bands, sampler,
+                  TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=8, size_multiple=8),
+                  tensors={"cond": {"c": lat}, "denoiser": {"x_t": lat, "c": lat, "eps": lat}, "decoder": {"x0": lat}},
+                  latent=LatentSpec(len(bands), 8), scale=ScaleRange(1.0, 8.0, 4.0), mean=0.1, std=0.1)
+    return build_bundle(out / "toy-ldcsr", m, st)[0]
+
+
 def blur_rddm(out: Path, bands: tuple[str, ...] = BGRN, name: str = "blur-rddm") -> Bundle:
     """Deterministic RDDM whose residual is y - blur(y): a mild smoothing, receptive margin 2 px."""
     st = {"denoiser": StageExport(BlurResidualRddm(len(bands)), ("x_t", "y", "t"), ("res",), "denoiser.onnx")}
@@ -172,6 +202,7 @@ BUILDERS: dict[str, Callable[[Path], Bundle]] = {
     "toy-ddim": toy_ddim,
     "toy-de": toy_de,
     "toy-de-mask": toy_de_mask,
+    "toy-ldcsr": toy_ldcsr,
     "blur-rddm": blur_rddm,
     "tiny-conv": tiny_conv,
     "demo": demo,

@@ -19,8 +19,9 @@ def build_bundle(out_dir: str | Path, manifest: Manifest, stages: Mapping[str, S
                  parity_rows: int = 40, parity_cols: int = 56) -> tuple[Bundle, dict[str, float]]:
     """Export ``stages`` into ``out_dir`` and write its manifest.
 
-    ``manifest.stages`` is replaced from ``stages`` (file names, IO names and checksums come from the
-    export, so the two cannot disagree).
+    ``manifest.stages`` must list the same stages with their IO names and tensor grids (example inputs and
+    dynamic axes are derived from them); they are then replaced from the export (file names, the inputs the
+    exported graph kept, checksums), so the two cannot disagree.
 
     Returns:
         (the verified bundle, max |onnx - torch| per stage on a random tile).
@@ -32,15 +33,19 @@ def build_bundle(out_dir: str | Path, manifest: Manifest, stages: Mapping[str, S
     root.mkdir(parents=True, exist_ok=True)
     parity: dict[str, float] = {}
     specs: dict[str, StageSpec] = {}
-    aux_bands = manifest.aux.count if manifest.aux else 0
+    # example shapes and dynamic axes come from the manifest's tensor specs (declared or default), the same
+    # contract the runtime feeds; the stages in ``manifest`` must already name the stages' IO
     for name, st in stages.items():
-        ex = example_inputs(st.inputs, manifest.input.count, aux_bands, parity_rows, parity_cols,
-                            torch.Generator().manual_seed(1))
-        path = export_stage(st, ex, root / st.file)
+        ex = example_inputs(manifest, name, st.inputs, parity_rows, parity_cols, torch.Generator().manual_seed(1))
+        grids = {n: manifest.tensor(name, n).grid for n in (*st.inputs, *st.outputs)}
+        path = export_stage(st, ex, root / st.file, grids)
         parity[name] = onnx_parity(st, path, ex)
         if parity[name] > PARITY_TOL:
             raise AssertionError(f"stage {name}: ONNX departs from torch by {parity[name]:.2e} > {PARITY_TOL}")
-        specs[name] = StageSpec(st.file, "", onnx_input_names(path), st.outputs)
+        kept = onnx_input_names(path)
+        declared = manifest.stages[name].tensors
+        specs[name] = StageSpec(st.file, "", kept, st.outputs,
+                                {n: t for n, t in declared.items() if n in kept or n in st.outputs})
     training = {**manifest.training, "onnx_parity_max_abs": parity}
     bundle = write_bundle(root, dataclasses.replace(manifest, stages=specs, training=training))
     return bundle, parity

@@ -14,6 +14,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from rscore.bundle.manifest import Manifest
+
 OPSET = 17
 
 
@@ -34,27 +36,52 @@ class StageExport:
     file: str
 
 
-def example_inputs(names: Sequence[str], bands: int, aux_bands: int = 0, rows: int = 32, cols: int = 32,
+#: dynamic axis names per grid (rows, cols): tensors on one grid share their symbolic sizes
+GRID_AXES: dict[str, tuple[str, str]] = {"output": ("rows", "cols"), "input": ("in_rows", "in_cols"),
+                                         "latent": ("latent_rows", "latent_cols")}
+
+
+def grid_shape(manifest: Manifest, grid: str, rows: int, cols: int) -> tuple[int, int]:
+    """The spatial size on ``grid`` of an example whose output-grid size is rows x cols."""
+    if grid == "latent":
+        assert manifest.latent is not None
+        return rows // manifest.latent.factor, cols // manifest.latent.factor
+    if grid == "input":
+        s = manifest.scale.default
+        return max(1, round(rows / s)), max(1, round(cols / s))
+    return rows, cols
+
+
+def example_inputs(manifest: Manifest, stage: str, names: Sequence[str], rows: int = 32, cols: int = 32,
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Random example tensors for the bundle-contract names (``t`` has shape (1,))."""
+    """Random example tensors for a stage's inputs, shaped by the manifest's tensor specs (grid and channels;
+    scalars have shape (1,)); ``rows`` x ``cols`` is the output-grid size."""
     g = generator or torch.Generator().manual_seed(0)
     out: dict[str, torch.Tensor] = {}
     for n in names:
-        if n == "t":
-            out[n] = torch.rand(1, generator=g)
-        elif n == "aux":
-            out[n] = torch.randn(1, aux_bands or bands, rows, cols, generator=g)
+        spec = manifest.tensor(stage, n)
+        if spec.grid == "scalar":
+            out[n] = torch.rand(1, generator=g) * (manifest.scale.max if n == "scale" else 1.0) + (
+                manifest.scale.min if n == "scale" else 0.0)
         else:
-            out[n] = torch.randn(1, bands, rows, cols, generator=g)
+            out[n] = torch.randn(1, spec.channels, *grid_shape(manifest, spec.grid, rows, cols), generator=g)
     return out
 
 
-def export_stage(stage: StageExport, example: Mapping[str, torch.Tensor], path: str | Path) -> Path:
-    """Export ``stage.module`` to ``path`` with dynamic rows/cols on every image input and output."""
+def export_stage(stage: StageExport, example: Mapping[str, torch.Tensor], path: str | Path,
+                 grids: Mapping[str, str] | None = None) -> Path:
+    """Export ``stage.module`` to ``path`` with dynamic spatial axes on every image input and output, named by
+    grid (``grids``: tensor name -> grid; default: every tensor on the output grid, ``t`` and ``scale``
+    scalars)."""
     module = stage.module.eval()
     args = tuple(example[n] for n in stage.inputs)
-    dyn = {n: {2: "rows", 3: "cols"} for n in stage.inputs if n != "t"}
-    dyn.update({n: {2: "rows", 3: "cols"} for n in stage.outputs})
+    grids = dict(grids or {})
+    dyn = {}
+    for n in (*stage.inputs, *stage.outputs):
+        grid = grids.get(n, "scalar" if n in ("t", "scale") else "output")
+        if grid != "scalar":
+            r, c = GRID_AXES[grid]
+            dyn[n] = {2: r, 3: c}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -18,7 +18,7 @@ from rscore.data.splits import SplitConfig, scene_windows
 from training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS_CONFIGS = ("dehaze_bgrn", "dehaze_rgb", "clouds_bgrn", "clouds_rgb")
+CORPUS_CONFIGS = ("dehaze_bgrn", "dehaze_rgb", "clouds_bgrn", "clouds_rgb", "sr_bgrn", "sr_rgb")
 
 
 # ---- registry and coverage -------------------------------------------------------------------------------

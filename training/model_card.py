@@ -173,6 +173,20 @@ SHORTFALLS = {
 }
 
 
+def _context_text(cfg: TrainConfig) -> str:
+    """The dark-channel context of stage 1 / the reference, when this config turns it on (``model.context_px``)."""
+    px = int(cfg.model.get("context_px", 0))
+    if px <= 0:
+        return ""
+    return (f"* **Dark-channel context** (`model.context_px: {px}`; `rscore/models/dsrdmpd.py: HazeContext`): per "
+            f"band, the minimum and the mean-minus-minimum (contrast) over a window of about {px} px at 1/4 resolution, "
+            "projected by a zero-initialised 1x1 convolution into the trunk's bottleneck. Haze and thin cloud lift "
+            "the local minimum and flatten the contrast, while a clean bright or grey scene keeps dark shadows "
+            "nearby: without a NIR band this is the evidence that tells the two apart, and the small trunk did "
+            "not find it by itself (the previous RGB bundles stayed at the identity or darkened clean urban "
+            "scenes).\n")
+
+
 def _augment_text(cfg: TrainConfig) -> str:
     """The shortcut-breaking augmentations with the probabilities of this config (``data.augment``)."""
     from training.tasks.imagery import augment_config
@@ -255,7 +269,7 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"| ONNX vs PyTorch (max abs, model units) | "
         f"{', '.join(f'{k} {v:.1e}' for k, v in tr.get('onnx_parity_max_abs', {}).items())} |",
         "",
-        METHOD.get(m.task, ""),
+        METHOD.get(m.task, "") + _context_text(cfg),
         "## Data and degradations",
         f"Sources: {', '.join(f'`{s}`' for s in tr.get('data_sources', []))} (docs/data.md). Training "
         f"patches only from the geographic *train* blocks of the scenes that are not held out: "

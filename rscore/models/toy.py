@@ -138,3 +138,27 @@ class PointwiseDEToy(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         eps = x_t * self.c + y * self.e + t.reshape(1, 1, 1, 1) * 0.0
         return eps, torch.sigmoid((coarse - y) * self.g)
+
+
+class BlockMeanCond(nn.Module):
+    """Toy LDCSR condition encoder: c = the mean of each aligned 8 x 8 block of the (upsampled) input."""
+
+    def forward(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(y, 8) + scale.reshape(1, 1, 1, 1) * 0.0
+
+
+class PointwiseLatentEps(nn.Module):
+    """Toy latent noise predictor, per latent pixel: eps = 0.4 x_t - 0.2 c."""
+
+    def forward(self, x_t: torch.Tensor, c: torch.Tensor, t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return x_t * 0.4 - c * 0.2 + (t.reshape(1, 1, 1, 1) + scale.reshape(1, 1, 1, 1)) * 0.0
+
+
+class BlockDecoder(nn.Module):
+    """Toy LDCSR decoder: y plus half the difference between the latent and y's block mean, upsampled x8 by
+    nearest neighbour (so each output pixel depends on its own latent pixel only)."""
+
+    def forward(self, x0: torch.Tensor, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        d = x0 - torch.nn.functional.avg_pool2d(y, 8)
+        up = torch.nn.functional.interpolate(d, scale_factor=8.0, mode="nearest")
+        return y + up * 0.5 + scale.reshape(1, 1, 1, 1) * 0.0

@@ -29,5 +29,5 @@ PIPELINE_CLASSES: dict[str, type[Pipeline]] = {
 PIPELINE_SPECS: dict[str, PipelineSpec] = {name: cls.SPEC for name, cls in PIPELINE_CLASSES.items()}
 
 __all__ = ["PHASES", "PIPELINE_CLASSES", "PIPELINE_SPECS", "DdimPipeline", "DeOptions", "DePipeline",
-           "DiffusionOptions", "DirectPipeline", "LdcsrPipeline", "Pipeline", "PipelineOptions", "PipelineSpec", "RddmPipeline",
-           "StageRole", "TileContext"]
+           "DiffusionOptions", "DirectPipeline", "LdcsrPipeline", "Pipeline", "PipelineOptions", "PipelineSpec",
+           "RddmPipeline", "StageRole", "TileContext"]

@@ -19,4 +19,11 @@ def _remove_clouds(cfg: TrainConfig) -> Any:
     return CloudRemovalTask(cfg)
 
 
-TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze, "remove_clouds": _remove_clouds}
+def _super_resolve(cfg: TrainConfig) -> Any:
+    from training.tasks.sr import SuperResolutionTask
+
+    return SuperResolutionTask(cfg)
+
+
+TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze, "remove_clouds": _remove_clouds,
+                                                  "super_resolve": _super_resolve}

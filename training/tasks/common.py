@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TilingDefaults
+from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TensorSpec, TilingDefaults
 from rscore.models.dsrdmpd import SIZE_MULTIPLE, count_params
 from training.config import TrainConfig
 from training.tasks.imagery import Pool, load_pool
@@ -60,17 +60,20 @@ class ImageTask:
                 for key, role in (("train", "blocks"), ("val", "val"), ("test", "test"))}
 
     def manifest(self, task: str, pipeline: str, stages: Mapping[str, Any], nets: nn.ModuleDict,
-                 info: dict[str, Any], default_tile_px: int, **fields: Any) -> Manifest:
-        """The manifest fields every task fills the same way (``stages``: name -> StageExport)."""
+                 info: dict[str, Any], default_tile_px: int, size_multiple: int = SIZE_MULTIPLE,
+                 tensors: Mapping[str, dict[str, TensorSpec]] | None = None, **fields: Any) -> Manifest:
+        """The manifest fields every task fills the same way (``stages``: name -> StageExport; ``tensors``:
+        stage -> the grids of tensors that are not where :meth:`Manifest.tensor` puts them by default)."""
         e = self.cfg.export
         spec = BandSpec(self.bands, tuple(map(float, self.mean)), tuple(map(float, self.std)))
         return Manifest(
             name=self.cfg.name, task=task, title=str(e.get("title", self.cfg.name)), pipeline=pipeline,  # type: ignore[arg-type]
             input=spec, output=spec, value_scale={k: float(v) for k, v in e["value_scale"].items()},
-            stages={k: StageSpec(v.file, "", v.inputs, v.outputs) for k, v in stages.items()},
+            stages={k: StageSpec(v.file, "", v.inputs, v.outputs, dict((tensors or {}).get(k, {})))
+                    for k, v in stages.items()},
             tiling=TilingDefaults(tile_size_px=int(e.get("tile_size_px", default_tile_px)),
                                   overlap_px=int(e.get("overlap_px", 32)), margin_px=int(e.get("margin_px", 48)),
-                                  size_multiple=SIZE_MULTIPLE),
+                                  size_multiple=size_multiple),
             native_resolution_m=e.get("native_resolution_m"), description=str(e.get("description", "")),
             training={**info, "trained": True, "params": {k: count_params(v) for k, v in nets.items()},
                       "data_sources": list(self.cfg.data["sources"]), "scenes": list(self.pool.names),
