@@ -167,7 +167,7 @@ def test_rgb_default_model(qgis_app, tmp_path):
     dst = gdal.Open(str(out))
     assert dst.GetRasterBand(1).DataType == gdal.GDT_Byte and dst.RasterCount == 3
     gain = psnr(clean, dst.ReadAsArray() / 255.0, 1.0) - psnr(clean, np.round(cloudy * 255) / 255.0, 1.0)
-    assert gain > 3.0, gain  # the cloud target of the corpus issue; measured 4.7 dB
+    assert gain > 6.0, gain  # measured 10.3 dB with the shipped clouds-rgb (reference + automatic mask)
 
 
 def test_two_bands_refused(qgis_app, tmp_path):
