@@ -1,7 +1,7 @@
 """Super-resolution speed: output megapixels per second and peak memory for one input at one scale.
 
     .venv/bin/python tools/bench_sr.py --bundle models/sr-bgrn --size 1000 --scale 4
-    .venv/bin/python tools/bench_sr.py --size 250 --width 16 --denoiser-width 64     # untrained, architecture only
+    .venv/bin/python tools/bench_sr.py --size 250 --width 8 --denoiser-width 32      # untrained, architecture only
 
 The target of issue 11: a 1000 x 1000 x 4 uint16 input at x4 (16 Mpx of output) at default settings, at least
 0.2 Mpx of output per second on this 2-core CPU. Without ``--bundle`` an untrained bundle of the given widths is
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bundle", type=Path, help="a trained LDCSR bundle (default: export an untrained one)")
     ap.add_argument("--size", type=int, default=1000, help="input side in pixels (4-band uint16)")
     ap.add_argument("--scale", type=float, default=4.0)
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--denoiser-width", type=int, default=64)
+    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--denoiser-width", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case as JSON, in a child process
     args = ap.parse_args(argv)

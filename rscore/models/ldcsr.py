@@ -13,8 +13,10 @@ Everything runs on the output grid (the engine's bicubic upsampling of the input
 - :class:`LatentDenoiser`: (x_t, c, t, scale) -> eps on the latent grid: a small U-Net with FiLM from t and
   the scale.
 
-Design choices for this CPU (docs/models): ReLU/SiLU instead of erf-GELU, no normalisation layers (small batches,
-tile-independent statistics), widths in multiples of 16, 3x3 convolutions only.
+Design choices for this CPU: ReLU/SiLU instead of erf-GELU, no normalisation layers (small batches,
+tile-independent statistics), 3x3 convolutions only, and widths set by ``tools/bench_sr.py`` against the
+0.2 Mpx-of-output-per-second target (docs/performance.md): 8 channels at full resolution (16 was 1.8x slower),
+a latent denoiser of width 32 (64 cost 40 % more per run).
 
 Not used: an embedding of the output size. Tiled inference sees many window sizes for one raster, so a
 size embedding would make the result depend on the tiling; the scale ratio carries the information that
@@ -53,8 +55,8 @@ class LdcsrConfig:
 
     bands: int
     latent_channels: int = 4
-    width: int = 16
-    denoiser_width: int = 64
+    width: int = 8
+    denoiser_width: int = 32
 
 
 class ScaleEmbedding(nn.Module):

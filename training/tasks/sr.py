@@ -89,8 +89,8 @@ class SuperResolutionTask(ImageTask):
         super().__init__(cfg, lambda c, rng: c)
         m = cfg.model
         n = len(self.bands)
-        self.lcfg = LdcsrConfig(n, latent_channels=int(m.get("latent_channels", 4)), width=int(m.get("width", 16)),
-                                denoiser_width=int(m.get("denoiser_width", 64)))
+        self.lcfg = LdcsrConfig(n, latent_channels=int(m.get("latent_channels", 4)), width=int(m.get("width", 8)),
+                                denoiser_width=int(m.get("denoiser_width", 32)))
         self.sampler = SamplerConfig("ddim", num_timesteps=int(m.get("num_timesteps", 4)),
                                      default_steps=int(m.get("default_steps", 4)), eta=1.0,
                                      ddpm_schedule=m.get("ddpm_schedule", "sqrt_linear"))
