@@ -60,9 +60,11 @@ def example_inputs(manifest: Manifest, stage: str, names: Sequence[str], rows: i
     out: dict[str, torch.Tensor] = {}
     for n in names:
         spec = manifest.tensor(stage, n)
-        if spec.grid == "scalar":
-            out[n] = torch.rand(1, generator=g) * (manifest.scale.max if n == "scale" else 1.0) + (
-                manifest.scale.min if n == "scale" else 0.0)
+        if n == "scale":  # a scale ratio the bundle supports
+            lo, hi = manifest.scale.min, manifest.scale.max
+            out[n] = lo + (hi - lo) * torch.rand(1, generator=g)
+        elif spec.grid == "scalar":
+            out[n] = torch.rand(1, generator=g)
         else:
             out[n] = torch.randn(1, spec.channels, *grid_shape(manifest, spec.grid, rows, cols), generator=g)
     return out

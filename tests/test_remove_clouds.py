@@ -179,6 +179,15 @@ def test_two_bands_refused(qgis_app, tmp_path):
     assert not ok and "needs 4 bands" in msg and "2 band(s)" in msg and "BANDS" in msg
 
 
+def test_eta_refused_for_a_model_without_reference_fusion(qgis_app, bundles, bgrn_tif, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    params = {"INPUT": str(bgrn_tif), "MODEL": str(bundles["toy-ddim"]), "ETA": 0.5, "OUTPUT": str(tmp_path / "o.tif")}
+    with pytest.raises(QgsProcessingException, match="ETA applies to Diffusion Enhancement .*'toy-ddim' \\(ddim\\)"):
+        _alg().processAlgorithm(params, QgsProcessingContext(), QgsProcessingFeedback())
+    assert not (tmp_path / "o.tif").exists()
+
+
 def test_qgis_process_remove_clouds_with_mask(qgis_env, cloudy_s2, tmp_path):
     assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
     assert "rsrestore:remove_clouds" in run_qgis_process(qgis_env, "list").stdout

@@ -138,11 +138,12 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             manifest = load_bundle(request.bundle_path).manifest
         except BundleError as exc:
             raise QgsProcessingException(str(exc)) from None
-        if request.options and not any(f.name == "weight_floor" for f in
-                                       dataclasses.fields(PIPELINE_SPECS[manifest.pipeline].options)):
+        try:  # the pipeline's own options check (ETA is in range here, so a refusal means: no such option)
+            PIPELINE_SPECS[manifest.pipeline].make_options(request.options)
+        except ValueError:
             raise QgsProcessingException(self.tr(
                 f"ETA applies to Diffusion Enhancement cloud-removal models; model {manifest.name!r} "
-                f"({manifest.pipeline}) has no reference fusion: set ETA to -1"))
+                f"({manifest.pipeline}) has no reference fusion: set ETA to -1")) from None
         if request.mask_path or not self.parameterAsBool(parameters, self.AUTO_MASK, context):
             return request
         thr = self.parameterAsDouble(parameters, self.MASK_THRESHOLD, context)

@@ -257,15 +257,14 @@ class Pipeline:
         self.manifest = manifest
         self.stages = stages
         self.options = options if options is not None else self.SPEC.options()
-        self.one_pass = plan is None
-        if self.one_pass and self.SPEC.family is not None:
+        if plan is None and self.SPEC.family is not None:
             if self.SPEC.one_pass_stage is None or self.SPEC.one_pass_stage not in stages:
                 raise ValueError(f"model {manifest.name!r} has no one-pass stage to run without sampling")
-        if not self.one_pass and self.SPEC.family is None:
+        if plan is not None and self.SPEC.family is None:
             raise ValueError(f"pipeline {self.SPEC.name!r} has no sampling loop (got a sampling plan)")
         self.plan = plan
         self._roles = [r for r in self.SPEC.stages if r.name in stages]
-        if self.one_pass:  # no sampling loop: the step stage does not run
+        if plan is None:  # one pass, no sampling loop: the step stage does not run
             self._roles = [r for r in self._roles if r.phase != "step"]
         #: (tile input array, tile-stage outputs): samples of one tile share the input array object, so tile
         #: stages run once per tile; a new tile (a new array) always recomputes
@@ -274,11 +273,6 @@ class Pipeline:
     # ---- accounting -----------------------------------------------------------------------------
     def _count(self, phase: str) -> int:
         return sum(1 for r in self._roles if r.phase == phase)
-
-    @property
-    def evals_per_sample(self) -> int:
-        """Network evaluations of one sample of a fresh tile."""
-        return self.evals_per_tile(1)
 
     def evals_per_tile(self, samples: int) -> int:
         """Network evaluations for one tile and ``samples`` samples (progress accounting)."""

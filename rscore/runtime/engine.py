@@ -282,7 +282,8 @@ class TiledRunner:
         self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 and not self.native_input else 0
         #: padded windows start and end on multiples of this, in global output-grid pixels: the networks' size
         #: multiple and the latent factor, so strided layers and latent pixels see the same grid whatever the tiling
-        self.multiple = math.lcm(settings.size_multiple, manifest.latent.factor if manifest.latent else 1)
+        self.latent_factor = manifest.latent.factor if manifest.latent else 1
+        self.multiple = math.lcm(settings.size_multiple, self.latent_factor)
         #: output pixels whose value fell outside the output type's range and were clipped (e.g. a restored
         #: reflectance above 6.5535 or below 0 in UInt16)
         self.clipped_pixels = 0
@@ -513,7 +514,7 @@ class TiledRunner:
             ctx = TileContext(y=y, aux=aux, row_off=row_off, col_off=col_off, seed=self.s.seed, sample_index=k,
                               should_stop=fb.is_canceled, on_eval=tick, scale=self.s.scale_factor,
                               out_shape=(r1 - r0, c1 - c0), in_row_off=in_off[0], in_col_off=in_off[1],
-                              latent_factor=self.m.latent.factor if self.m.latent else 1)
+                              latent_factor=self.latent_factor)
             out = self.pipeline.run(ctx)
             if out["image"].shape[1:] != (r1 - r0, c1 - c0):
                 raise BundleError(f"model {self.m.name!r} returned a {out['image'].shape[1]} x {out['image'].shape[2]} "

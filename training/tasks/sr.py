@@ -42,6 +42,7 @@ from rscore.models.ldcsr import (
 )
 from rscore.tiling.grid import Window
 from rscore.tiling.resample import resample_window
+from rscore.torch_ops.diffusion import sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import ImageTask
 from training.tasks.imagery import augment_config, augmented_patches, quantize
@@ -75,7 +76,6 @@ def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator) ->
     lr_px = max(2, int(round(p / s0)))
     s = p / lr_px
     lr = quantize(downsample(hr, sample_downsample_params(rng, factor=min(max(s, 1.0), 8.0)), rng), domain)
-    lr = lr[:, :lr_px, :lr_px]
     bic = resample_window(lr, Window(0, 0, lr_px, lr_px), lr_px, lr_px, s, Window(0, 0, p, p), "bicubic")
     return bic, s
 
@@ -176,22 +176,18 @@ class SuperResolutionTask(ImageTask):
     def restore_torch(self, nets: nn.ModuleDict, bic_phys: np.ndarray, scale: np.ndarray, seed: int = 0
                       ) -> dict[str, np.ndarray]:
         """{"regression": decoder on the condition, "diffusion": the sampled chain} in physical units."""
-        from rscore.diffusion.loop import sample
-
         y = self.norm(torch.from_numpy(np.ascontiguousarray(bic_phys, dtype=np.float32)))
         s = torch.from_numpy(np.ascontiguousarray(scale, dtype=np.float32))
         std = float(nets["z_scale"].std) or 1.0
-        g = torch.Generator().manual_seed(seed)
+        plan = make_plan(self.sampler, self.sampler.default_steps)
         with torch.no_grad():
             c = nets["cond"](y, s)
             reg = nets["dec"](c * std, y, s)
-            noise = {k: torch.randn(c.shape, generator=g) for k in range(-1, self.chain.num_steps)}
 
-            def predict(x, step):  # noqa: ANN001, ANN202
-                t = torch.full((c.shape[0],), step.t_model)
-                return outputs_to_terms("ddim", x, step, {"eps": nets["denoiser"](x, c, t, s)}, TermContext())
+            def den(x, t):  # noqa: ANN001, ANN202 - t: (1,), shared by the batch
+                return {"eps": nets["denoiser"](x, c, t.expand(c.shape[0]), s)}
 
-            z = sample(make_plan(self.sampler, self.sampler.default_steps), c, predict, noise.__getitem__)
+            z = sample_torch(plan, torch.zeros_like(c), den, seeded_noise(plan, tuple(c.shape), seed), "ddim")
             dif = nets["dec"](z * std, y, s)
         return {"regression": self.denorm(reg).numpy(), "diffusion": self.denorm(dif).numpy()}
 
