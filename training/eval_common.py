@@ -134,16 +134,20 @@ def write_strip(panels: Sequence[np.ndarray], rgb: Sequence[int], png: Path,
                 lo_hi: list[tuple[float, float]] | None = None, gap_px: int = 6) -> Path:
     """PNG row of panels (each (bands, rows, cols), physical units) with one stretch for the row.
 
-    ``lo_hi`` per RGB band; None = 2-98 % of the *last* panel (the reference, when there is one).
+    Panels may differ in size (a low-resolution input next to its super-resolved output): each is drawn at its
+    own pixel size, top-aligned on a white background. ``lo_hi`` per RGB band; None = 2-98 % of the *last*
+    panel (the reference, when there is one).
     """
     bands = tuple(int(i) + 1 for i in rgb)
     if lo_hi is None:
         _, lo_hi = stretch(_mem(panels[-1]), bands, None)
-    rows = panels[0].shape[1]
+    rows = max(p.shape[1] for p in panels)
     gap = np.full((3, rows, gap_px), 255, np.uint8)
     parts: list[np.ndarray] = []
     for i, p in enumerate(panels):
-        parts += ([gap] if i else []) + [stretch(_mem(np.nan_to_num(p)), bands, lo_hi)[0]]
+        shown = np.full((3, rows, p.shape[2]), 255, np.uint8)
+        shown[:, :p.shape[1]] = stretch(_mem(np.nan_to_num(p)), bands, lo_hi)[0]
+        parts += ([gap] if i else []) + [shown]
     img = np.concatenate(parts, axis=2)
     mem = gdal.GetDriverByName("MEM").Create("", img.shape[2], img.shape[1], 3, gdal.GDT_Byte)
     for i in range(3):

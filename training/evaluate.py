@@ -42,10 +42,17 @@ def run_clouds(settings: EvalSettings) -> SuiteReport:
     return run(settings)
 
 
-#: One suite per task, in report order. Super-resolution and codec enhancement add theirs here.
+def run_sr(settings: EvalSettings) -> SuiteReport:
+    from training.eval_sr import run_sr as run
+
+    return run(settings)
+
+
+#: One suite per task, in report order. Codec enhancement adds its own here.
 SUITES: dict[str, Suite] = {
     "dehaze": Suite("Dehazing", run_dehaze),
     "clouds": Suite("Cloud removal", run_clouds),
+    "sr": Suite("Super-resolution", run_sr),
 }
 
 

@@ -86,6 +86,27 @@ own implementation (`rscore/models/de.py`, fusion arithmetic in `rscore/diffusio
   reference stage over the raster, thresholds its cloud map, grows it by a few pixels, and restores only those
   pixels; every other pixel is copied from the input bit for bit and cloud-free tiles are skipped.
 """,
+    "super_resolve": """\
+## Method
+After LDCSR (continuous-scale super-resolution with a latent diffusion prior; formulation in docs/architecture.md,
+section *Latent super-resolution*), our own lean implementation (`rscore/models/ldcsr.py`):
+
+* Everything works on the **output grid**: the engine up-samples the input with its own bicubic kernel to the
+  exact output grid (size `round(input x scale)`), and every network sees that image and the real-valued scale
+  ratio (an embedding of `1/s` and `log s`, FiLM on every level). Nothing is truncated to an integer scale.
+* **Stage 1, an autoencoder of what bicubic misses**: an encoder (HR and bicubic in) gives a 4-channel KL
+  latent at 1/8 of the output grid; a scale-aware decoder (a small U-Net over the bicubic image whose 1/8
+  bottleneck receives the latent) renders `bicubic + residual`. The output layer starts at zero, so the
+  untrained decoder is exactly bicubic. Losses: L1, VGG16 feature loss (relu1_2, relu2_2) and a small KL term.
+* **Stage 2, latent diffusion**: a condition encoder turns the bicubic image into `c` on the latent grid; a small
+  U-Net predicts the noise from `[x_t, c]`, `t` and the scale; T = 4 DDPM steps with betas
+  `linspace(sqrt(0.1), sqrt(0.99))^2`, sampled with eta = 1 from noise drawn by global position on the latent
+  grid (tile-invariant). Trained DiffIR-style: the whole 4-step chain is unrolled from `q(x_3 | x_0)` through the
+  runtime's own loop arithmetic, with an L2 loss on the final latent, plus an L2 loss pulling `c` to the latent.
+  The decoder fed with `c` alone is the **regression path** (one pass, `options={"one_pass": True}`).
+* No size embedding: tiled inference sees many window sizes for one raster, so it would make the result depend
+  on the tiling.
+""",
 }
 
 #: what the degradations paragraph says per task (after the common patch/augmentation sentence)
@@ -109,6 +130,12 @@ DEGRADATIONS = {
         f"layer (`{cfg.data.get('cloud_shapes', '-')}`, docs/data.md); "
         f"{100 * float(cfg.data.get('clear_fraction', 0)):g} % cloud-free patches whose target is the input "
         f"itself, weighted x{1 + float(cfg.loss.get('clear_weight', 0)):g} in the losses."),
+    "super_resolve": lambda cfg: (
+        "Low-resolution inputs on the fly (`rscore.degradations.resample`): a real scale factor drawn "
+        f"log-uniformly in {cfg.model.get('scale_range', [1, 8])[0]:g}-{cfg.model.get('scale_range', [1, 8])[1]:g}, "
+        "a Gaussian optical blur of 0.3-0.7 LR pixels (a sensor's MTF), area resampling to the LR grid, signal-"
+        "dependent noise, and quantisation to the raster type; the bicubic input is the runtime's own resampler. "
+        "Scale 1 (no degradation) is part of the range, so a clean input at scale 1 must come back unchanged."),
 }
 
 #: validation columns per task: (header, final_validation key)
@@ -121,6 +148,9 @@ VALIDATION = {
                       (("cloudy input", "psnr_input"), ("reference model alone", "psnr_ref"),
                        ("pure diffusion (W = 0)", "psnr_pure"), ("full DE (default steps)", "psnr_de"),
                        ("clean in: reference", "psnr_clear_ref"))),
+    "super_resolve": ("sensor-like down-sampling at scales 2, 2.5, 4 and 8",
+                      (("bicubic", "psnr_bicubic"), ("autoencoder (knows the HR latent)", "psnr_autoencoder"),
+                       ("regression (one pass)", "psnr_regression"), ("diffusion (default steps)", "psnr_diffusion"))),
 }
 
 #: history and limitations per task
@@ -141,6 +171,14 @@ NOTES = {
         "the model's own judgement: thin haze-like cloud below its threshold is left as it is, and bright "
         "surfaces it takes for cloud are restored (lower or raise MASK_THRESHOLD, or give a MASK, to decide "
         "yourself)."),
+    "super_resolve": (
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights. The first half of the budget trains the autoencoder, the second the "
+        "condition encoder and the latent denoiser (the autoencoder frozen).",
+        "Trained on 2 CPU cores with small widths chosen for speed (docs/performance.md): the detail it adds is "
+        "modest and plausible, not the true sub-pixel ground; it cannot resolve objects that the input does not "
+        "show at all. Inputs that were sharpened, pan-sharpened or compressed differ from the training "
+        "down-sampling and may get less or odd detail. Scales above 8 are refused."),
 }
 
 
@@ -211,6 +249,8 @@ def _quality_summary(name: str) -> str:
     s = json.loads(path.read_text(encoding="utf-8")).get(name)
     if not s:
         return "Not in the last `make eval` run."
+    if "summary" in s:  # suites whose headline is not a gain over a degraded input (super-resolution)
+        return f"`make eval` ({s['date']}): {s['summary']}"
     return (f"`make eval` ({s['date']}): on {s['scenes']} held-out test scenes, the default ({s['default']}) "
             f"changes the mean PSNR of degraded inputs by **{s['gain_db']:+.2f} dB** (input {s['input_db']:.2f} "
             f"dB); clean inputs come back at {s['clean_mean_db']:.2f} dB on average and **{s['clean_worst_db']:.2f} "

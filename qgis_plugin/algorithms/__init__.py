@@ -3,6 +3,7 @@
 from .dehaze import DehazeAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
 from .restore import RestoreAlgorithm
+from .super_resolve import SuperResolveAlgorithm
 
 #: explicit list, no folder scanning
-ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm)
+ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm, SuperResolveAlgorithm)
