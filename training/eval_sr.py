@@ -167,8 +167,8 @@ def evaluate_bundle(spec: SrBundle, cfg: SrSuiteConfig, settings: EvalSettings) 
                         bic = rtype.physical(rtype.quantise(bicubic(lr, s)))
                         outs = {"bicubic": (bic, math.nan)}
                         for m in ("regression", "sr"):
-                            raster, secs = _restore(src, bundle_dir, tmp / f"o{si}_{i}_{d}_{j}_{m}.tif", s, m == "regression",
-                                                    settings.device)
+                            dst = tmp / f"o{si}_{i}_{d}_{j}_{m}.tif"
+                            raster, secs = _restore(src, bundle_dir, dst, s, m == "regression", settings.device)
                             outs[m] = (rtype.physical(raster), secs)
                         for m, (est, secs) in outs.items():
                             res.rows.append({**base, "how": how, "scale": s, "method": m, "seconds": secs,
