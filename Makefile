@@ -11,7 +11,7 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PIP_USER  := $(shell [ "$$(id -u)" = 0 ] || echo --user)
-DEB_PKGS  := qgis python3-qgis gdal-bin python3-gdal python3-numpy python3-venv python3-pip
+DEB_PKGS  := qgis python3-qgis gdal-bin python3-gdal python3-numpy python3-shapely python3-venv python3-pip
 CONSTRAINTS := build/constraints.txt
 QGIS_REQ  := requirements/$(if $(filter 1,$(GPU)),qgis-gpu,qgis).txt
 PROFILE_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
-PARAMS = ["INPUT", "BANDS", "MODEL", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE",
+          "OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
 
@@ -55,8 +56,12 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE"}
-    assert alg.parameterDefinition("MODEL").flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE"}
+    assert alg.parameterDefinition("MODEL_FOLDER").flags() & QgsProcessingParameterDefinition.FlagOptional
+    model = alg.parameterDefinition("MODEL")
+    assert model.defaultValue() == "auto" and model.options()[:3] == ["auto", "dehaze-bgrn", "dehaze-rgb"]
+    for name in ("STEPS", "TILE_SIZE", "OVERLAP"):  # empty = the model's default, no sentinel values
+        assert alg.parameterDefinition(name).defaultValue() is None
 
 
 def test_bgrn_default_model_removes_haze_and_keeps_georeference(qgis_app, hazy_s2, tmp_path):

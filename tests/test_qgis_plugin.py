@@ -19,7 +19,7 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo-smooth-bgrn"
-PARAMS = ["INPUT", "BANDS", "MODEL", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+PARAMS = ["INPUT", "BANDS", "MODEL", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
 
 
 def _alg(qgis_app):

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
-PARAMS = ["INPUT", "BANDS", "MODEL", "ETA", "MASK", "MASK_BAND", "AUTO_MASK", "MASK_THRESHOLD", "SAMPLES", "STEPS",
-          "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
+PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "ETA", "MASK", "MASK_BAND", "AUTO_MASK", "MASK_THRESHOLD",
+          "SAMPLES", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
 
@@ -69,11 +69,12 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND", "MASK_THRESHOLD"}
+    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND", "MASK_THRESHOLD"}
     assert alg.parameterDefinition("AUTO_MASK").defaultValue() is True
-    for name in ("MODEL", "MASK", "UNCERTAINTY_OUTPUT"):
+    for name in ("MODEL_FOLDER", "MASK", "UNCERTAINTY_OUTPUT", "ETA", "MASK_THRESHOLD"):
         assert alg.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional
-    assert alg.parameterDefinition("ETA").defaultValue() == -1.0  # the model's default (0.3 shipped)
+    assert alg.parameterDefinition("ETA").defaultValue() is None  # empty: the model's default (0.3 shipped)
+    assert alg.parameterDefinition("MODEL").options()[:3] == ["auto", "clouds-bgrn", "clouds-rgb"]
 
 
 def test_bgrn_default_model_removes_thin_clouds_and_keeps_georeference(qgis_app, cloudy_s2, tmp_path):
@@ -100,10 +101,10 @@ def test_automatic_mask_by_default_and_its_switch(qgis_app, bundles, tmp_path):
     values[:, 30:54, 40:64] = 9000  # toy-de-mask's cloud map marks very bright pixels
     src = rasters.write(tmp_path / "in.tif", values, "UInt16")
     auto, off, old = tmp_path / "auto.tif", tmp_path / "off.tif", tmp_path / "old.tif"
-    _run({"INPUT": str(src), "MODEL": str(bundles["toy-de-mask"]), "OUTPUT": str(auto)})
+    _run({"INPUT": str(src), "MODEL_FOLDER": str(bundles["toy-de-mask"]), "OUTPUT": str(auto)})
     changed = np.any(_read(auto) != values, axis=0)
     assert changed[30:54, 40:64].all() and not changed[:28].any() and not changed[:, :38].any()
-    _run({"INPUT": str(src), "MODEL": str(bundles["toy-de-mask"]), "AUTO_MASK": False, "OUTPUT": str(off)})
+    _run({"INPUT": str(src), "MODEL_FOLDER": str(bundles["toy-de-mask"]), "AUTO_MASK": False, "OUTPUT": str(off)})
     assert np.any(_read(off) != values, axis=0)[:28].mean() > 0.9
 
     class Warn(QgsProcessingFeedback):
@@ -113,7 +114,7 @@ def test_automatic_mask_by_default_and_its_switch(qgis_app, bundles, tmp_path):
             self.warnings.append(text)
 
     fb = Warn()
-    _, ok = _alg().run({"INPUT": str(src), "MODEL": str(bundles["toy-de"]), "OUTPUT": str(old)},
+    _, ok = _alg().run({"INPUT": str(src), "MODEL_FOLDER": str(bundles["toy-de"]), "OUTPUT": str(old)},
                        QgsProcessingContext(), fb, {}, False)
     assert ok and any("cannot find clouds by itself" in w for w in fb.warnings)
 
@@ -182,7 +183,8 @@ def test_two_bands_refused(qgis_app, tmp_path):
 def test_eta_refused_for_a_model_without_reference_fusion(qgis_app, bundles, bgrn_tif, tmp_path):
     from qgis.core import QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
-    params = {"INPUT": str(bgrn_tif), "MODEL": str(bundles["toy-ddim"]), "ETA": 0.5, "OUTPUT": str(tmp_path / "o.tif")}
+    params = {"INPUT": str(bgrn_tif), "MODEL_FOLDER": str(bundles["toy-ddim"]), "ETA": 0.5,
+              "OUTPUT": str(tmp_path / "o.tif")}
     with pytest.raises(QgsProcessingException, match="ETA applies to Diffusion Enhancement .*'toy-ddim' \\(ddim\\)"):
         _alg().processAlgorithm(params, QgsProcessingContext(), QgsProcessingFeedback())
     assert not (tmp_path / "o.tif").exists()

@@ -1,9 +1,11 @@
 """Processing algorithms (one thin file each over :mod:`rscore.runtime`)."""
 
 from .dehaze import DehazeAlgorithm
+from .models import InstallModelAlgorithm, ListModelsAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
 from .restore import RestoreAlgorithm
 from .super_resolve import SuperResolveAlgorithm
 
 #: explicit list, no folder scanning
-ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm, SuperResolveAlgorithm)
+ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm, SuperResolveAlgorithm,
+              ListModelsAlgorithm, InstallModelAlgorithm)

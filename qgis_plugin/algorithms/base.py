@@ -6,12 +6,16 @@ Algorithms are thin: they turn parameters into an :class:`rscore.runtime.Restore
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from osgeo import gdal
 from qgis.core import (
+    NULL,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -19,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -27,27 +32,54 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from rscore.bundle.catalog import find_bundles
 from rscore.bundle.manifest import BundleError
 from rscore.bundle.store import load_bundle
 from rscore.diffusion.loop import Cancelled
+from rscore.raster.extent import AreaWindow, window_for_area, window_vrt
 from rscore.raster.io import RasterError
 from rscore.runtime import DEVICES, RequestError, RestoreRequest, RuntimeMissing, restore
 from rscore.runtime.api import resolve_bands
 
+from .layers import style_on_load
 
 _PLUGIN_DIR = Path(__file__).resolve().parents[1]
 #: QGIS stores integer parameters as 32-bit ints: a larger SEED would silently become another number
 MAX_SEED = 2**31 - 1
+#: environment variable naming the user's models folder (default: ``<QGIS profile>/rsrestore/models``)
+USER_MODELS_ENV = "RSRESTORE_MODELS_DIR"
+#: the MODEL choice that picks the shipped bundle by band count
+AUTO = "auto"
+
+
+def shipped_models_dirs() -> list[Path]:
+    """Where the shipped bundles are: ``<plugin>/models`` (installed plugin) or ``models/`` (source checkout)."""
+    return [d for d in (_PLUGIN_DIR / "models", _PLUGIN_DIR.parent / "models") if d.is_dir()]
+
+
+def user_models_dir() -> Path:
+    """The folder that ``rsrestore:install_model`` installs into (``RSRESTORE_MODELS_DIR`` overrides it)."""
+    env = os.environ.get(USER_MODELS_ENV, "").strip()
+    if env:
+        return Path(env)
+    from qgis.core import QgsApplication
+
+    return Path(QgsApplication.qgisSettingsDirPath()) / "rsrestore" / "models"
+
+
+def model_roots() -> list[tuple[str, Path]]:
+    """Every models root in search order, with its origin label."""
+    return [("shipped", d) for d in shipped_models_dirs()] + [("user", user_models_dir())]
 
 
 def shipped_bundle(name: str) -> Path:
     """A bundle shipped with the plugin (``<plugin>/models/<name>``; in a source checkout ``models/<name>``)."""
-    for models in (_PLUGIN_DIR / "models", _PLUGIN_DIR.parent / "models"):
+    for models in shipped_models_dirs():
         if (models / name / "manifest.json").is_file():
             return models / name
     raise QgsProcessingException(
         f"the shipped model {name!r} is missing from {_PLUGIN_DIR / 'models'}; reinstall the plugin or choose a "
-        "model bundle folder with MODEL"
+        "model bundle folder with MODEL_FOLDER"
     )
 
 
@@ -100,6 +132,12 @@ class QgisFeedback:
             self.fb.pushInfo(message)
 
 
+def is_unset(parameters: dict[str, Any], name: str) -> bool:
+    """Whether an optional parameter was left empty (absent, None, NULL or an empty string)."""
+    v = parameters.get(name)
+    return v is None or v == NULL or (isinstance(v, str) and not v.strip())
+
+
 def _help(param: QgsProcessingParameterDefinition, text: str, advanced: bool = False
           ) -> QgsProcessingParameterDefinition:
     param.setHelp(text)
@@ -120,9 +158,7 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
     SEED = "SEED"
     DEVICE = "DEVICE"
     OUTPUT = "OUTPUT"
-
-    #: whether MODEL may be left empty (task algorithms pick a shipped bundle)
-    model_optional = False
+    EXTENT = "EXTENT"
 
     # ---- identity ---------------------------------------------------------------------------------
     def tr(self, text: str) -> str:
@@ -146,25 +182,33 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
                                        optional=True, allowMultiple=True),
             self.tr("Input bands in the order the model expects (shown in the model description). Leave empty "
                     "when the raster has exactly the model's bands, in that order.")))
-        model = QgsProcessingParameterFile(self.MODEL, self.tr("Model bundle folder"),
-                                           behavior=QgsProcessingParameterFile.Folder,
-                                           optional=self.model_optional)
-        self.addParameter(_help(model, self.model_help()))
+        self.add_model_parameters()
         self.add_task_parameters()
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.STEPS, self.tr("Sampling steps (0 = model default)"),
-                                         QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=1000),
-            self.tr("Diffusion sampling steps: more steps cost time proportionally; 0 uses the model's default.")))
+            QgsProcessingParameterExtent(self.EXTENT, self.tr("Area to restore (empty = the whole raster)"),
+                                         optional=True),
+            self.tr("Optional area of interest, in any CRS: only the input pixels that cover it are restored, "
+                    "and the output covers that area snapped to the input's pixel grid.")))
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size in output pixels (0 = model default)"),
-                                         QgsProcessingParameterNumber.Integer, 0, minValue=0, maxValue=8192),
+            QgsProcessingParameterNumber(self.STEPS, self.tr("Sampling steps (empty = the model's default)"),
+                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=1,
+                                         maxValue=1000),
+            self.tr("Diffusion sampling steps: more steps cost time proportionally. Empty uses the model's "
+                    "default (see the algorithm's help).")))
+        self.addParameter(_help(
+            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size in output pixels (empty = the model's "
+                                                                 "default)"),
+                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=16,
+                                         maxValue=8192),
             self.tr("The raster is processed in square tiles of this size (output pixels); larger tiles use more "
-                    "memory. 0 uses the model's default."), advanced=True))
+                    "memory. Empty uses the model's default (512 px for the shipped models)."), advanced=True))
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.OVERLAP, self.tr("Tile overlap in output pixels (-1 = model default)"),
-                                         QgsProcessingParameterNumber.Integer, -1, minValue=-1, maxValue=4096),
-            self.tr("Neighbouring tiles overlap by this many pixels and are blended smoothly there."),
-            advanced=True))
+            QgsProcessingParameterNumber(self.OVERLAP, self.tr("Tile overlap in output pixels (empty = the model's "
+                                                               "default)"),
+                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=0,
+                                         maxValue=4096),
+            self.tr("Neighbouring tiles overlap by this many pixels and are blended smoothly there. Empty uses the "
+                    "model's default."), advanced=True))
         self.addParameter(_help(
             QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
                                          0, minValue=0, maxValue=MAX_SEED),
@@ -176,8 +220,12 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
                     "CPU with a message when no GPU runtime is installed)."), advanced=True))
         self.add_output_parameters()
 
-    def model_help(self) -> str:
-        return self.tr("Folder of an rsrestore model bundle (contains manifest.json and .onnx files).")
+    def add_model_parameters(self) -> None:
+        """MODEL: a bundle folder (the task algorithms offer a choice of installed bundles instead)."""
+        self.addParameter(_help(QgsProcessingParameterFile(self.MODEL, self.tr("Model bundle folder"),
+                                                           behavior=QgsProcessingParameterFile.Folder),
+                                self.tr("Folder of an rsrestore model bundle (contains manifest.json and .onnx "
+                                        "files).")))
 
     def add_task_parameters(self) -> None:
         """Hook for algorithm-specific inputs (between MODEL and STEPS)."""
@@ -201,11 +249,14 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr("Choose a model bundle folder (MODEL)."))
         return path
 
-    def _optional_int(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext,
-                      unset: int) -> int | None:
-        """The integer value, or None when it equals ``unset`` (the model's default)."""
-        v = self.parameterAsInt(parameters, name, context)
-        return None if v == unset else v
+    def optional_int(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> int | None:
+        """The value of an optional integer parameter, or None when it is not set (the model's default)."""
+        return None if is_unset(parameters, name) else self.parameterAsInt(parameters, name, context)
+
+    def optional_double(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
+                        ) -> float | None:
+        """The value of an optional number parameter, or None when it is not set (the model's default)."""
+        return None if is_unset(parameters, name) else self.parameterAsDouble(parameters, name, context)
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
         """Hook: algorithm-specific fields of the RestoreRequest."""
@@ -219,11 +270,12 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             bundle_path=self.bundle_path(parameters, context, layer),
             output_path=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
             bands=bands,
-            steps=self._optional_int(parameters, self.STEPS, context, 0),
-            tile_size_px=self._optional_int(parameters, self.TILE_SIZE, context, 0),
-            overlap_px=self._optional_int(parameters, self.OVERLAP, context, -1),
+            steps=self.optional_int(parameters, self.STEPS, context),
+            tile_size_px=self.optional_int(parameters, self.TILE_SIZE, context),
+            overlap_px=self.optional_int(parameters, self.OVERLAP, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            provenance={"ALGORITHM": self.id() or f"rsrestore:{self.name()}"},
             **self.extra_request_fields(parameters, context),
         )
 
@@ -236,16 +288,54 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
         if not ok:
             return ok, msg
         try:
-            layer, _ = self.input_path(parameters, context)
+            layer, src = self.input_path(parameters, context)
             bundle = load_bundle(self.bundle_path(parameters, context, layer))
             resolve_bands(bundle.manifest, layer.bandCount(), self.parameterAsInts(parameters, self.BANDS, context))
+            self.area_window(parameters, context, layer, src)
         except (QgsProcessingException, BundleError, RequestError, RasterError) as exc:
             return False, str(exc)
         return True, ""
 
+    def area_window(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer,
+                    src: str) -> AreaWindow | None:
+        """The input window EXTENT asks for (None: no EXTENT); the area is reprojected into the layer's CRS."""
+        if is_unset(parameters, self.EXTENT):
+            return None
+        geom = self.parameterAsExtentGeometry(parameters, self.EXTENT, context, layer.crs())
+        if geom is None or geom.isEmpty():
+            return None
+        ds = gdal.Open(src)
+        return window_for_area(geom.asWkt(), ds.GetGeoTransform(), ds.RasterYSize, ds.RasterXSize)
+
+    def with_extent(self, request: RestoreRequest, parameters: dict[str, Any], context: QgsProcessingContext,
+                    feedback: QgsProcessingFeedback, tmp_dir: str) -> RestoreRequest:
+        """The request on a VRT of the EXTENT's window (unchanged without EXTENT)."""
+        layer, src = self.input_path(parameters, context)
+        try:
+            aw = self.area_window(parameters, context, layer, src)
+        except RasterError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        if aw is None:
+            return request
+        w = aw.window
+        vrt = window_vrt(str(Path(src).resolve()), w, Path(tmp_dir) / f"{Path(src).stem}-window.vrt")
+        part = 100.0 * w.rows * w.cols / max(1, layer.width() * layer.height())
+        feedback.pushInfo(self.tr(f"EXTENT: restoring input columns {w.col_off}-{w.col_end - 1}, rows {w.row_off}-"
+                                  f"{w.row_end - 1} ({w.cols} x {w.rows} px, {part:.1f} % of the raster); "
+                                  f"{100.0 * aw.covered_fraction:.0f} % of the area lies on the raster"))
+        prov = {**(request.provenance or {}), "INPUT": Path(src).name,
+                "WINDOW": f"col {w.col_off}, row {w.row_off}, {w.cols} x {w.rows} px"}
+        return dataclasses.replace(request, input_path=str(vrt), provenance=prov)
+
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        request = self.make_request(parameters, context)
+        with tempfile.TemporaryDirectory(prefix="rsrestore-extent-") as tmp_dir:
+            request = self.with_extent(self.make_request(parameters, context), parameters, context, feedback,
+                                       tmp_dir)
+            return self.run_request(request, parameters, context, feedback)
+
+    def run_request(self, request: RestoreRequest, parameters: dict[str, Any], context: QgsProcessingContext,
+                    feedback: QgsProcessingFeedback) -> dict[str, Any]:
         notice = self.report_notice()
         if notice:
             feedback.pushWarning(notice)
@@ -274,10 +364,16 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
             raise QgsProcessingException(self.tr(
                 f"The model failed to run ({str(exc).splitlines()[0][:300]}). {hint} No output was written."
             )) from None
+        layer, _ = self.input_path(parameters, context)
+        style_on_load(context, request.output_path, f"{layer.name()} - {self.output_label(request)}")
         clear = f", {report.tiles_clear} tile(s) clear in the mask (copied)" if report.tiles_clear else ""
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
                                   f"{report.tiles_skipped} all-nodata tile(s) skipped{clear}"))
         return self.results(report.outputs)
+
+    def output_label(self, request: RestoreRequest) -> str:
+        """What the output layer is called after the input's name ("<input> - dehazed")."""
+        return "restored"
 
     def report_notice(self) -> str:
         """Hook: a warning about how the request was resolved, shown before the run ("" = none)."""
@@ -288,16 +384,33 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
 
 
 class ShippedModelAlgorithm(RestoreAlgorithmBase):
-    """A task algorithm whose MODEL is optional: empty picks the shipped bundle for the band count."""
+    """A task algorithm: MODEL is a choice of the installed bundles of its task ("auto" picks the shipped bundle
+    for the band count); MODEL_FOLDER takes any bundle folder instead."""
 
-    model_optional = True
+    MODEL_FOLDER = "MODEL_FOLDER"
     #: band count of the input (or of the BANDS selection) -> shipped bundle name
     default_bundles: dict[int, str] = {}
+    #: the manifests' task of the bundles this algorithm runs
+    task = ""
 
-    def model_help(self) -> str:
-        return self.tr("Optional model bundle folder. Empty: the shipped model for the input's band count - "
-                       "4 bands (blue, green, red, NIR reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) "
-                       "or 3 bands (8-bit red, green, blue).")
+    def installed(self) -> dict[str, Path]:
+        """Installed bundles of this algorithm's task (shipped first, then the user's), name -> folder."""
+        return {e.name: e.path for e in find_bundles(model_roots(), self.task)}
+
+    def add_model_parameters(self) -> None:
+        choices = [AUTO, *self.installed()]
+        self.addParameter(_help(
+            QgsProcessingParameterEnum(self.MODEL, self.tr("Model"), options=choices, defaultValue=AUTO,
+                                       usesStaticStrings=True),
+            self.tr("auto: the shipped model for the input's band count - 4 bands (blue, green, red, NIR "
+                    "reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) or 3 bands (8-bit red, green, "
+                    "blue). Otherwise one of the installed models of this task (shipped ones and those installed "
+                    "with 'Install a model bundle'; 'List installed models' describes them).")))
+        self.addParameter(_help(
+            QgsProcessingParameterFile(self.MODEL_FOLDER, self.tr("Model bundle folder (overrides Model)"),
+                                       behavior=QgsProcessingParameterFile.Folder, optional=True),
+            self.tr("Optional: any rsrestore model bundle folder (manifest.json and .onnx files), used instead of "
+                    "Model."), advanced=True))
 
     def default_steps_text(self) -> str:
         """The shipped models' default steps, read from their manifests (so help texts cannot drift)."""
@@ -313,9 +426,17 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
         return "shipped models: " + ", ".join(parts)
 
     def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
-        chosen = self.parameterAsFile(parameters, self.MODEL, context)
-        if chosen:
-            return chosen
+        folder = self.parameterAsFile(parameters, self.MODEL_FOLDER, context)
+        if folder:
+            return folder
+        chosen = self.parameterAsEnumString(parameters, self.MODEL, context) or AUTO
+        if chosen != AUTO:
+            installed = self.installed()
+            if chosen not in installed:
+                raise QgsProcessingException(self.tr(
+                    f"the model {chosen!r} is not installed (installed for this task: {', '.join(installed) or 'none'})"
+                    "; choose another Model, or a bundle folder with MODEL_FOLDER"))
+            return str(installed[chosen])
         bands = self.parameterAsInts(parameters, self.BANDS, context)
         count = len(bands) if bands else layer.bandCount()
         name = self.default_bundles.get(count)
@@ -323,5 +444,5 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
             raise QgsProcessingException(self.tr(
                 f"{self.displayName()} needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, "
                 f"green, blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
-                f"Choose 4 or 3 bands in that order with BANDS, or give a MODEL made for your bands."))
+                f"Choose 4 or 3 bands in that order with BANDS, or a Model (or MODEL_FOLDER) made for your bands."))
         return str(shipped_bundle(name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rscore.runtime import RestoreRequest
+
 from .base import ShippedModelAlgorithm
 
 #: band count of the input (or of the BANDS selection) -> shipped bundle
@@ -12,6 +14,7 @@ class DehazeAlgorithm(ShippedModelAlgorithm):
     """Dehazing: MCESS-UNet one-pass estimate refined by a few residual-diffusion steps."""
 
     default_bundles = DEFAULT_BUNDLES
+    task = "dehaze"
 
     def name(self) -> str:
         return "dehaze"
@@ -29,6 +32,9 @@ class DehazeAlgorithm(ShippedModelAlgorithm):
             "8-bit RGB raster (red, green, blue). Select the bands in that order with BANDS when the raster "
             "has more bands or another order.\n"
             "The output keeps the input's bands, order, data type, value scale, nodata, CRS and geotransform. "
-            f"Steps: 0 = the model's default ({self.default_steps_text()}); fewer steps are faster. The same seed "
+            f"Steps: empty = the model's default ({self.default_steps_text()}); fewer steps are faster. The same seed "
             "gives the same result whatever the tile size."
         )
+
+    def output_label(self, request: RestoreRequest) -> str:
+        return "dehazed"

@@ -41,6 +41,7 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
     UNCERTAINTY_OUTPUT = "UNCERTAINTY_OUTPUT"
 
     default_bundles = DEFAULT_BUNDLES
+    task = "remove_clouds"
 
     def name(self) -> str:
         return "remove_clouds"
@@ -55,7 +56,8 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             "steps, and a weight network blends the two per pixel and band at every step.\n\n"
             "Inputs: a 4-band reflectance raster with bands blue, green, red, NIR (uint16 reflectance x 10000 or "
             "float 0-1), or an 8-bit RGB raster. Select the bands in that order with BANDS when needed.\n"
-            "ETA: the smallest weight the reference gets (0-1; -1 = the model's default, 0.3); higher = smoother "
+            "ETA: the smallest weight the reference gets (0-1; empty = the model's default, 0.3 for the shipped "
+            "models); higher = smoother "
             "and more faithful to the reference, lower = more diffusion texture.\n"
             "MASK (optional): a raster whose non-zero pixels are cloud (e.g. a cloud mask or a Landsat QA "
             "band reclassified to 0/1). Only those pixels change; every other pixel is copied from the input "
@@ -69,14 +71,17 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             "uncertainty raster holds the per-pixel standard deviation (reflectance or 0-1 units): high where "
             "the ground is truly hidden.\n"
             "The output keeps the input's bands, data type, value scale, nodata, CRS and geotransform. Steps: "
-            f"0 = the model's default ({self.default_steps_text()}); the trade-off is in the project's docs/quality.md."
+            f"empty = the model's default ({self.default_steps_text()}); the trade-off is in the project's "
+            "docs/quality.md."
         )
 
     def add_task_parameters(self) -> None:
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.ETA, self.tr("Minimum reference weight, eta (-1 = model default)"),
-                                         QgsProcessingParameterNumber.Double, -1.0, minValue=-1.0, maxValue=1.0),
-            self.tr("The reference model's weight W is clamped to [ETA, 1] at every step; -1 uses the model's "
+            QgsProcessingParameterNumber(self.ETA, self.tr("Minimum reference weight, eta (empty = the model's "
+                                                           "default)"),
+                                         QgsProcessingParameterNumber.Double, None, optional=True, minValue=0.0,
+                                         maxValue=1.0),
+            self.tr("The reference model's weight W is clamped to [ETA, 1] at every step; empty uses the model's "
                     "default (0.3 for the shipped models, as in the paper).")))
         self.addParameter(_help(
             QgsProcessingParameterRasterLayer(self.MASK, self.tr("Cloud mask (non-zero = restore)"), optional=True),
@@ -92,11 +97,12 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
                     "threshold (grown by a few pixels) are restored, all others are copied unchanged. Off: every "
                     "pixel is restored.")))
         self.addParameter(_help(
-            QgsProcessingParameterNumber(self.MASK_THRESHOLD, self.tr("Automatic mask threshold (-1 = model "
-                                                                      "default)"),
-                                         QgsProcessingParameterNumber.Double, -1.0, minValue=-1.0, maxValue=0.99),
+            QgsProcessingParameterNumber(self.MASK_THRESHOLD, self.tr("Automatic mask threshold (empty = the "
+                                                                      "model's default)"),
+                                         QgsProcessingParameterNumber.Double, None, optional=True, minValue=0.01,
+                                         maxValue=0.99),
             self.tr("Cloud-map value (0 = clear, 1 = opaque cloud) from which a pixel is restored; lower restores "
-                    "more pixels (thin cloud edges), higher fewer. -1 uses the model's default."), advanced=True))
+                    "more pixels (thin cloud edges), higher fewer. Empty uses the model's default."), advanced=True))
         self.addParameter(_help(
             QgsProcessingParameterNumber(self.SAMPLES, self.tr("Samples (mean of several seeds)"),
                                          QgsProcessingParameterNumber.Integer, 1, minValue=1, maxValue=64),
@@ -110,11 +116,9 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
             optional=True, createByDefault=False))
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        eta = self.parameterAsDouble(parameters, self.ETA, context)
-        if -1.0 < eta < 0.0:
-            raise QgsProcessingException(self.tr(f"ETA must be between 0 and 1 (or -1 for the model default), got {eta}"))
+        eta = self.optional_double(parameters, self.ETA, context)
         fields: dict[str, Any] = {"samples": self.parameterAsInt(parameters, self.SAMPLES, context)}
-        if eta >= 0:
+        if eta is not None:
             fields["options"] = {"weight_floor": eta}
         mask = self.parameterAsRasterLayer(parameters, self.MASK, context)
         if mask is not None:
@@ -143,19 +147,16 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
         except ValueError:
             raise QgsProcessingException(self.tr(
                 f"ETA applies to Diffusion Enhancement cloud-removal models; model {manifest.name!r} "
-                f"({manifest.pipeline}) has no reference fusion: set ETA to -1")) from None
+                f"({manifest.pipeline}) has no reference fusion: leave ETA empty")) from None
         if request.mask_path or not self.parameterAsBool(parameters, self.AUTO_MASK, context):
             return request
-        thr = self.parameterAsDouble(parameters, self.MASK_THRESHOLD, context)
-        if -1.0 < thr <= 0.0:
-            raise QgsProcessingException(self.tr(
-                f"MASK_THRESHOLD must be between 0 and 1 (or -1 for the model default), got {thr}"))
+        thr = self.optional_double(parameters, self.MASK_THRESHOLD, context)
         has_map = manifest.auto_mask is not None
         if not has_map:
             self._notice = self.tr("this model cannot find clouds by itself (no automatic mask): every pixel is "
                                    "restored; give a MASK to limit the change to cloudy pixels")
             return request
-        return dataclasses.replace(request, auto_mask=True, mask_threshold=None if thr < 0 else thr)
+        return dataclasses.replace(request, auto_mask=True, mask_threshold=thr)
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
@@ -170,3 +171,6 @@ class RemoveCloudsAlgorithm(ShippedModelAlgorithm):
         if "uncertainty" in outputs:
             res[self.UNCERTAINTY_OUTPUT] = outputs["uncertainty"]
         return res
+
+    def output_label(self, request: RestoreRequest) -> str:
+        return "clouds removed"

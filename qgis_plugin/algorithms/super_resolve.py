@@ -12,6 +12,8 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
+from rscore.runtime import RestoreRequest
+
 from .base import ShippedModelAlgorithm, _help
 
 #: band count of the input (or of the BANDS selection) -> shipped bundle
@@ -32,6 +34,7 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
     TARGET_RESOLUTION = "TARGET_RESOLUTION"
 
     default_bundles = DEFAULT_BUNDLES
+    task = "super_resolve"
 
     def name(self) -> str:
         return "super_resolve"
@@ -54,7 +57,7 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
             "The output grid is exact: same origin and CRS, pixel size = input pixel size / scale, size = "
             "round(input size x scale). It keeps the input's bands, order, data type, value scale and nodata "
             "(nodata areas follow the output grid). The same seed gives the same result whatever the tile size; "
-            "STEPS 0 = the model's default. TILE_SIZE and OVERLAP count output pixels."
+            "STEPS empty = the model's default. TILE_SIZE and OVERLAP count output pixels."
         )
 
     def add_task_parameters(self) -> None:
@@ -65,8 +68,8 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
             self.tr("Any real factor from 1 to 8; e.g. 2.5 turns 10 m pixels into 4 m pixels.")))
         self.addParameter(_help(
             QgsProcessingParameterNumber(self.TARGET_RESOLUTION,
-                                         self.tr("Target resolution in map units (0 = use the scale factor)"),
-                                         QgsProcessingParameterNumber.Double, 0.0, minValue=0.0),
+                                         self.tr("Target resolution in map units (empty = use the scale factor)"),
+                                         QgsProcessingParameterNumber.Double, None, optional=True, minValue=1e-9),
             self.tr("Output pixel size in the layer's units (metres for a projected CRS). When set, it overrides "
                     "SCALE: scale = input pixel width / target resolution, which must lie between 1 and 8.")))
 
@@ -75,8 +78,8 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
 
     def scale_factor(self, parameters: dict[str, Any], context: QgsProcessingContext) -> float:
         """SCALE, or the factor TARGET_RESOLUTION asks for; refused outside the trained range 1-8."""
-        target = self.parameterAsDouble(parameters, self.TARGET_RESOLUTION, context)
-        if target <= 0:
+        target = self.optional_double(parameters, self.TARGET_RESOLUTION, context)
+        if target is None:
             return self.parameterAsDouble(parameters, self.SCALE, context)
         layer, _ = self.input_path(parameters, context)
         pixel = float(layer.rasterUnitsPerPixelX())
@@ -85,7 +88,7 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
             raise QgsProcessingException(self.tr(
                 f"TARGET_RESOLUTION {target:g} with input pixels of {pixel:g} map units needs a scale factor of "
                 f"{scale:.4g}, outside 1-8: choose a target resolution between {pixel / MAX_SCALE:g} and {pixel:g} "
-                "(or set it to 0 and use SCALE)"))
+                "(or leave it empty and use SCALE)"))
         return scale
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
@@ -100,3 +103,6 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
         except QgsProcessingException as exc:
             return False, str(exc)
         return True, ""
+
+    def output_label(self, request: RestoreRequest) -> str:
+        return f"super-resolved x{request.scale_factor:g}"

@@ -38,6 +38,8 @@ from rscore.models.blocks import TimeEmbedding, conv
 LATENT_FACTOR = 8
 #: the networks' input size multiple on the output grid: the latent factor times the denoiser's two levels
 SIZE_MULTIPLE = 32
+#: initial log-variance of the HR encoder's latent
+LOGVAR_INIT = -8.0
 #: the scale ratios the embedding is built for
 SCALE_RANGE = (1.0, 8.0)
 
@@ -118,6 +120,12 @@ class HrEncoder(nn.Module):
         super().__init__()
         self.pyramid = _Pyramid(2 * cfg.bands, cfg.width, 0)
         self.out = conv(_widths(cfg.width)[3], 2 * cfg.latent_channels)
+        # the log-variance starts at -8 (sampling noise std 0.02): with the usual start at 0 the latent is mostly
+        # noise, the decoder learns to ignore it and the latent carries nothing (posterior collapse: the
+        # autoencoder then scores exactly as the regression path)
+        with torch.no_grad():
+            self.out.weight[cfg.latent_channels:].zero_()
+            self.out.bias[cfg.latent_channels:].fill_(LOGVAR_INIT)
 
     def forward(self, hr: torch.Tensor, bic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.out(self.pyramid(torch.cat([hr, bic], dim=1), None)[-1]).chunk(2, dim=1)

@@ -286,6 +286,31 @@ class OutputSpec:
     crs_wkt: str
     band_descriptions: tuple[str, ...] = ()
     scale_offset: tuple[tuple[float, float], ...] | None = None
+    #: per band, a band name of :data:`COLOR_INTERP` ("red", "green", "blue"; others are written as undefined)
+    color_interp: tuple[str, ...] = ()
+    #: provenance keys written to the ``RSRESTORE`` metadata domain (``gdalinfo -mdd RSRESTORE``)
+    metadata: tuple[tuple[str, str], ...] = ()
+    #: build internal overviews (x2, x4, ... down to about OVERVIEW_MIN_PX) when the file is finished
+    overviews: bool = True
+
+
+#: band names that GDAL has a colour interpretation for: QGIS then shows red, green, blue as such by default
+COLOR_INTERP = {"red": gdal.GCI_RedBand, "green": gdal.GCI_GreenBand, "blue": gdal.GCI_BlueBand,
+                "alpha": gdal.GCI_AlphaBand}
+#: metadata domain of the provenance keys
+METADATA_DOMAIN = "RSRESTORE"
+#: overviews are built down to the last level whose larger side is at least this many pixels
+OVERVIEW_MIN_PX = 256
+
+
+def overview_factors(rows: int, cols: int, min_px: int = OVERVIEW_MIN_PX) -> list[int]:
+    """Decimation factors 2, 4, 8, ... while the overview's larger side stays >= ``min_px`` (none for a
+    small raster)."""
+    factors, f = [], 2
+    while max(rows, cols) // f >= min_px:
+        factors.append(f)
+        f *= 2
+    return factors
 
 
 class OutputRaster:
@@ -327,6 +352,10 @@ class OutputRaster:
             if spec.scale_offset is not None:
                 band.SetScale(spec.scale_offset[b][0])
                 band.SetOffset(spec.scale_offset[b][1])
+            if b < len(spec.color_interp):
+                band.SetColorInterpretation(COLOR_INTERP.get(spec.color_interp[b].lower(), gdal.GCI_Undefined))
+        if spec.metadata:
+            ds.SetMetadata({k: str(v) for k, v in spec.metadata}, METADATA_DOMAIN)
         self._ds: gdal.Dataset | None = ds
 
     def write(self, win: Window, values: np.ndarray) -> None:
@@ -348,6 +377,9 @@ class OutputRaster:
             return
         gdal.ErrorReset()
         try:
+            factors = overview_factors(self.spec.rows, self.spec.cols) if self.spec.overviews else []
+            if factors:  # AVERAGE honours nodata; a GDAL error here is a write error like any other
+                self._ds.BuildOverviews("AVERAGE", factors)
             self._ds.FlushCache()
             flushed_ok = not _failed()
         except RuntimeError:

@@ -83,6 +83,10 @@ class RestoreRequest:
         mask_threshold: degradation threshold of the automatic mask, 0-1 (None: the bundle's default).
         max_megapixels: refuse outputs larger than this (None: the ``RSRESTORE_MAX_MEGAPIXELS`` environment
             variable, or no limit).
+        overviews: build internal overviews in every output (x2, x4, ... down to about 256 px; QGIS then pans
+            large outputs quickly). Costs roughly half the time of writing the output once more.
+        provenance: extra keys for the outputs' provenance (the plugin adds ``ALGORITHM``); the runtime records
+            the bundle, its checksum, steps, seed, options and the rest itself (:func:`provenance_of`).
     """
 
     input_path: str
@@ -107,6 +111,8 @@ class RestoreRequest:
     auto_mask: bool = False
     mask_threshold: float | None = None
     max_megapixels: float | None = None
+    provenance: Mapping[str, str] | None = None
+    overviews: bool = True
 
 
 #: environment variable with a default size limit for every run (output megapixels), e.g. on a shared server
@@ -460,6 +466,50 @@ def resolve_run(request: RestoreRequest) -> ResolvedRun:
     )
 
 
+def provenance_of(request: RestoreRequest, run: ResolvedRun, provider_msg: str) -> dict[str, str]:
+    """What made an output, for its ``RSRESTORE`` metadata domain (``gdalinfo -mdd RSRESTORE out.tif``): every
+    setting that changes the result, the bundle's identity (SHA-256 of its manifest, which holds the SHA-256 of
+    each network file), the runtime's version and the input's file name."""
+    import datetime as dt
+    import json
+
+    from rscore import __version__
+    from rscore.bundle.store import sha256_file
+
+    m = run.manifest
+    s = run.settings
+    mask = ("automatic" if run.auto_mask is not None else Path(request.mask_path).name if request.mask_path
+            else "none")
+    out = {
+        "ALGORITHM": "rscore.runtime.restore",
+        "RSRESTORE_VERSION": __version__,
+        "CREATED_UTC": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "INPUT": Path(request.input_path).name,
+        "INPUT_BANDS": ",".join(str(b) for b in run.bands),
+        "BUNDLE": m.name,
+        "BUNDLE_SHA256": sha256_file(run.bundle.root / "manifest.json"),
+        "TASK": m.task,
+        "PIPELINE": m.pipeline,
+        "STEPS": str(run.steps) if run.steps else "one pass",
+        "SEED": str(s.seed),
+        "SAMPLES": str(s.samples),
+        "SCALE_FACTOR": f"{s.scale_factor:g}",
+        "OPTIONS": json.dumps(dataclasses.asdict(run.options), sort_keys=True),
+        "TILE_SIZE_PX": str(s.tile_size_px),
+        "OVERLAP_PX": str(s.overlap_px),
+        "MASK": mask,
+        "DEVICE": request.device,
+        "EXECUTION": provider_msg,
+        "PRECISION": "float32",
+    }
+    if request.mask_threshold is not None:
+        out["MASK_THRESHOLD"] = f"{request.mask_threshold:g}"
+    if request.aux_path:
+        out["REFERENCE"] = Path(request.aux_path).name
+    out.update({str(k).upper(): str(v) for k, v in (request.provenance or {}).items()})
+    return out
+
+
 class _Inputs:
     """Every raster a run reads, opened on the grid it is read on (input; mask on the input grid; reference on
     the output grid), and closed (with their warp files) together."""
@@ -543,7 +593,7 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         fb.info(summary)
         main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
-                                          main_fb)
+                                          main_fb, provenance_of(request, run, provider_msg), request.overviews)
         if report.clipped_pixels:
             fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of "
                     f"{inputs.src.info.data_type} and were clipped (saturated or negative values)")

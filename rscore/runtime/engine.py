@@ -372,7 +372,8 @@ class TiledRunner:
 
     # ---- main loop ------------------------------------------------------------------------------
     def run(self, image_path: str | None, uncertainty_path: str | None = None,
-            extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None) -> EngineReport:
+            extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None,
+            provenance: dict[str, str] | None = None, overviews: bool = True) -> EngineReport:
         """Run every tile and commit the outputs (or delete them on error/cancel).
 
         Args:
@@ -381,6 +382,9 @@ class TiledRunner:
             uncertainty_path: per-pixel, per-band standard deviation over samples (Float32, physical units).
             extra_paths: manifest extra outputs -> paths (Float32).
             feedback: progress/cancel/info.
+            provenance: keys recorded in every output's ``RSRESTORE`` metadata domain (with ``OUTPUT``, the
+                output's role: image, uncertainty or an extra output's name).
+            overviews: build internal overviews in every output when it is finished.
 
         Raises:
             Cancelled: when feedback asks to stop (no output left behind).
@@ -412,7 +416,10 @@ class TiledRunner:
         try:
             for name, path, nb, dt, nd, desc in specs:
                 so = info.scale_offset if name == "image" else None
-                spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc, so)
+                meta = tuple(sorted({**(provenance or {}), "OUTPUT": name}.items()))
+                spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc, so,
+                                  color_interp=names if name == "image" else (), metadata=meta,
+                                  overviews=overviews)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             report = self._run_tiles(targets, fb)
             if report.tiles_skipped == report.tiles_total:

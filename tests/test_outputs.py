@@ -1,0 +1,154 @@
+"""What every output carries (issue 15): red/green/blue colour interpretation, provenance in the RSRESTORE
+metadata domain (readable with gdalinfo), internal overviews; and, in QGIS, a layer named after the input and
+the operation with a true-colour renderer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from rscore.bundle.store import sha256_file
+from rscore.raster.io import overview_factors
+from rscore.runtime import RestoreRequest, restore
+from tests.fixtures import rasters
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "models" / "demo-smooth-bgrn"
+
+
+@pytest.fixture(scope="module")
+def big_tif(tmp_path_factory) -> Path:
+    """4-band uint16 reflectance, 600 x 520 px: one overview level (x2)."""
+    return rasters.reflectance_uint16(tmp_path_factory.mktemp("outputs") / "scene.tif", rows=600, cols=520)
+
+
+def test_overview_factors():
+    assert overview_factors(255, 255) == [] and overview_factors(512, 300) == [2]
+    assert overview_factors(10980, 10980) == [2, 4, 8, 16, 32]
+
+
+def test_colour_interpretation_provenance_and_overviews(big_tif, tmp_path):
+    out = tmp_path / "restored.tif"
+    restore(RestoreRequest(str(big_tif), str(DEMO), str(out), seed=7, tile_size_px=256,
+                           provenance={"ALGORITHM": "rsrestore:restore"}))
+    ds = gdal.Open(str(out))
+    ci = [gdal.GetColorInterpretationName(ds.GetRasterBand(b + 1).GetColorInterpretation()) for b in range(4)]
+    assert ci == ["Blue", "Green", "Red", "Undefined"] and ds.GetRasterBand(4).GetDescription() == "nir"
+    assert [ds.GetRasterBand(b + 1).GetOverviewCount() for b in range(4)] == [1] * 4
+    assert ds.GetRasterBand(1).GetOverview(0).YSize == 300
+    meta = ds.GetMetadata("RSRESTORE")
+    assert meta["ALGORITHM"] == "rsrestore:restore" and meta["BUNDLE"] == "demo-smooth-bgrn"
+    assert meta["BUNDLE_SHA256"] == sha256_file(DEMO / "manifest.json")
+    assert meta["SEED"] == "7" and meta["TILE_SIZE_PX"] == "256" and meta["INPUT"] == "scene.tif"
+    assert meta["INPUT_BANDS"] == "1,2,3,4" and meta["SCALE_FACTOR"] == "1" and meta["MASK"] == "none"
+    assert meta["OUTPUT"] == "image" and meta["RSRESTORE_VERSION"] and meta["CREATED_UTC"].endswith("Z")
+    json.loads(meta["OPTIONS"])
+    assert not Path(str(out) + ".aux.xml").exists()  # everything inside the GeoTIFF
+    info = subprocess.run(["gdalinfo", "-mdd", "RSRESTORE", str(out)], capture_output=True, text=True, check=True)
+    assert "BUNDLE=demo-smooth-bgrn" in info.stdout and "ColorInterp=Red" in info.stdout
+    assert "Overviews: 260x300" in info.stdout
+
+
+def test_qgis_layer_name_and_true_colour_renderer(qgis_app, big_tif, tmp_path):
+    pytest.importorskip("qgis.core")
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+        QgsRasterLayer,
+    )
+
+    from qgis_plugin.algorithms.layers import apply_true_colour, true_colour_bands
+
+    out = tmp_path / "restored.tif"
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    context.setProject(QgsProject.instance())
+    context.addLayerToLoadOnCompletion(str(out), QgsProcessingContext.LayerDetails("x", QgsProject.instance(),
+                                                                                   "OUTPUT"))
+    alg = QgsApplication.processingRegistry().algorithmById("rsrestore:restore")
+    layer_in = QgsRasterLayer(str(big_tif), "Sentinel scene")
+    QgsProject.instance().addMapLayer(layer_in)
+    try:
+        _, ok = alg.run({"INPUT": layer_in.id(), "MODEL": str(DEMO), "OUTPUT": str(out)}, context, feedback, {},
+                        False)
+        assert ok
+        details = context.layerToLoadOnCompletionDetails(str(out))
+        assert details.name == "Sentinel scene - restored"
+        loaded = QgsRasterLayer(str(out), "as loaded")
+        details.postProcessor().postProcessLayer(loaded, context, feedback)
+        r = loaded.renderer()
+        assert loaded.name() == "Sentinel scene - restored"
+        assert (r.redBand(), r.greenBand(), r.blueBand()) == (3, 2, 1) == true_colour_bands(loaded)
+        ce = r.redContrastEnhancement()
+        ds = gdal.Open(str(out))  # keep the dataset alive while its band is read
+        red = ds.GetRasterBand(3).ReadAsArray()
+        assert np.percentile(red, 1) <= ce.minimumValue() < ce.maximumValue() <= np.percentile(red, 99.5)
+    finally:
+        QgsProject.instance().removeMapLayer(layer_in.id())
+    plain = rasters.write(tmp_path / "plain.tif", np.round(rasters.scene(4, 20, 20) * 1e4))
+    assert not apply_true_colour(QgsRasterLayer(str(plain), "plain"))  # no colour interpretation: left alone
+
+
+def test_window_for_area_snaps_outwards_and_clips():
+    from rscore.raster.extent import window_for_area
+    from rscore.raster.io import RasterError
+
+    gt = (500000.0, 10.0, 0.0, 4600000.0, 0.0, -10.0)
+    aw = window_for_area("POLYGON((500015 4599985, 500100 4599985, 500100 4599900, 500015 4599900, 500015 4599985))",
+                         gt, 100, 120)
+    assert (aw.window.row_off, aw.window.col_off, aw.window.rows, aw.window.cols) == (1, 1, 9, 9)
+    assert aw.covered_fraction == pytest.approx(1.0)
+    edges = window_for_area("POLYGON((500000 4600000, 500100 4600000, 500100 4599900, 500000 4599900, 500000 "
+                            "4600000))", gt, 100, 120)  # exactly on pixel edges: no extra pixel
+    assert (edges.window.rows, edges.window.cols) == (10, 10)
+    half = window_for_area("POLYGON((499900 4600000, 500100 4600000, 500100 4599900, 499900 4599900, 499900 "
+                           "4600000))", gt, 100, 120)
+    assert half.window.col_off == 0 and half.window.cols == 10 and half.covered_fraction == pytest.approx(0.5)
+    with pytest.raises(RasterError, match="does not overlap"):
+        window_for_area("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))", gt, 100, 120)
+    with pytest.raises(RasterError, match="north-up"):
+        window_for_area("POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))", (0, 1, 0.1, 0, 0, -1), 10, 10)
+
+
+def test_extent_in_another_crs_restores_only_that_window(qgis_app, big_tif, tmp_path):
+    from osgeo import osr
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+
+    # the input's pixels (rows 100-149, cols 200-259) as a lon/lat extent, slightly inside the pixel edges
+    utm, wgs = osr.SpatialReference(), osr.SpatialReference()
+    utm.ImportFromEPSG(32633)
+    wgs.ImportFromEPSG(4326)
+    wgs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    to_wgs = osr.CoordinateTransformation(utm, wgs)
+    x0, y1 = 500000.0 + 200 * 10 + 3, 4600000.0 - 100 * 10 - 3
+    x1, y0 = 500000.0 + 260 * 10 - 3, 4600000.0 - 150 * 10 + 3
+    lons, lats = zip(*[to_wgs.TransformPoint(x, y)[:2] for x in (x0, x1) for y in (y0, y1)])
+    # a lon/lat box around the UTM rectangle is a little larger than it: allow one pixel of growth per side
+    extent = f"{min(lons)},{max(lons)},{min(lats)},{max(lats)} [EPSG:4326]"
+    alg = QgsApplication.processingRegistry().algorithmById("rsrestore:restore")
+    out = tmp_path / "window.tif"
+    _, ok = alg.run({"INPUT": str(big_tif), "MODEL": str(DEMO), "EXTENT": extent, "OUTPUT": str(out)},
+                    QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    assert ok
+    ds = gdal.Open(str(out))
+    gt = ds.GetGeoTransform()
+    col0, row0 = round((gt[0] - 500000.0) / 10), round((4600000.0 - gt[3]) / 10)
+    assert 199 <= col0 <= 200 and 99 <= row0 <= 100 and gt[1] == 10.0 and gt[5] == -10.0
+    assert 60 <= ds.RasterXSize <= 62 and 50 <= ds.RasterYSize <= 52
+    meta = ds.GetMetadata("RSRESTORE")
+    assert meta["INPUT"] == "scene.tif" and meta["WINDOW"].startswith(f"col {col0}, row {row0}")
+    full = tmp_path / "full.tif"
+    restore(RestoreRequest(str(big_tif), str(DEMO), str(full)))
+    inner = gdal.Open(str(full)).ReadAsArray(col0 + 16, row0 + 16, 20, 10)
+    # away from the window's edges the pixels are the full run's (to a rounding step: tiles lie elsewhere)
+    assert np.abs(ds.ReadAsArray(16, 16, 20, 10).astype(int) - inner).max() <= 1
+    with pytest.raises(QgsProcessingException, match="does not overlap the input raster"):
+        alg.run({"INPUT": str(big_tif), "MODEL": str(DEMO), "EXTENT": "10,11,10,11 [EPSG:4326]",
+                 "OUTPUT": str(tmp_path / "none.tif")}, QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    assert not (tmp_path / "none.tif").exists()
