@@ -147,9 +147,12 @@ class CondEncoder(nn.Module):
 
 
 class SrDecoder(nn.Module):
-    """(z, bic, scale) -> HR: bic plus a residual from a U-Net over bic whose /8 bottleneck receives z.
+    """(z, bic, scale) -> HR: bic plus a residual from a U-Net over bic whose /8 bottleneck receives z, and
+    whose every decoder level receives z again (nearest-upsampled, 1x1 projection).
 
-    The output layer starts at zero, so a fresh decoder returns bicubic exactly.
+    The direct injections matter: with z only at the bottleneck, the decoder learnt to work from the bicubic
+    skips alone and ignored the latent (the autoencoder scored exactly as the regression path). The output
+    layer starts at zero, so a fresh decoder returns bicubic exactly.
     """
 
     def __init__(self, cfg: LdcsrConfig) -> None:
@@ -163,6 +166,7 @@ class SrDecoder(nn.Module):
         self.ups = nn.ModuleList([conv(ws[i + 1], ws[i]) for i in range(3)])
         self.merges = nn.ModuleList([nn.Conv2d(2 * ws[i], ws[i], 1) for i in range(3)])
         self.blocks = nn.ModuleList([ResBlock(ws[i], emb) for i in range(3)])
+        self.z_skips = nn.ModuleList([nn.Conv2d(cfg.latent_channels, ws[i], 1) for i in range(3)])
         self.out = conv(ws[0], cfg.bands)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -173,7 +177,8 @@ class SrDecoder(nn.Module):
         h = self.mid(levels[3] + self.z_in(z), emb)
         for i in (2, 1, 0):
             up = F.relu(self.ups[i](F.interpolate(h, scale_factor=2.0, mode="nearest")))
-            h = self.blocks[i](self.merges[i](torch.cat([up, levels[i]], dim=1)), emb)
+            zi = self.z_skips[i](F.interpolate(z, scale_factor=float(2 ** (3 - i)), mode="nearest"))
+            h = self.blocks[i](self.merges[i](torch.cat([up, levels[i]], dim=1)) + zi, emb)
         return y + self.out(h)
 
 
