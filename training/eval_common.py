@@ -64,6 +64,24 @@ class SuiteReport:
     images: tuple[Path, ...] = ()
 
 
+def evaluate_available(settings: EvalSettings, specs: Sequence[object], label: str,
+                       evaluate: Callable[[object], object]) -> tuple[list[object], list[str]]:
+    """``evaluate(spec)`` for every spec (with a ``name``) whose bundle is in ``settings.models_dir`` (and in
+    ``settings.only`` when given); returns the results and the names of the bundles that are missing."""
+    results, skipped = [], []
+    for spec in specs:
+        name = spec.name  # type: ignore[attr-defined]
+        if settings.only and name not in settings.only:
+            continue
+        if not (settings.models_dir / name / "manifest.json").is_file():
+            print(f"{label}: bundle {name} not found under {settings.models_dir}; skipped", flush=True)
+            skipped.append(name)
+            continue
+        print(f"{label}: evaluating {name}", flush=True)
+        results.append(evaluate(spec))
+    return results, skipped
+
+
 @dataclass(frozen=True)
 class Suite:
     """One task's evaluation: ``run(settings)`` returns its section of quality.md."""

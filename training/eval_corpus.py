@@ -43,6 +43,7 @@ from training.eval_common import (
     EvalSettings,
     RasterType,
     SuiteReport,
+    evaluate_available,
     fidelity_row,
     fmt,
     mean_of,
@@ -617,16 +618,8 @@ def run_suite(settings: EvalSettings, cfg: CorpusSuiteConfig) -> SuiteReport:
     """Every available bundle of ``cfg`` on its held-out scenes, plus real scenes."""
     for old in settings.images_dir.glob(f"{cfg.task}-*.png"):
         old.unlink()
-    results, skipped = [], []
-    for spec in cfg.bundles:
-        if settings.only and spec.name not in settings.only:
-            continue
-        if not (settings.models_dir / spec.name / "manifest.json").is_file():
-            print(f"{cfg.task}: bundle {spec.name} not found under {settings.models_dir}; skipped", flush=True)
-            skipped.append(spec.name)
-            continue
-        print(f"{cfg.task}: evaluating {spec.name}", flush=True)
-        results.append(evaluate_bundle(spec, cfg, settings))
+    results, skipped = evaluate_available(settings, cfg.bundles, cfg.task,
+                                          lambda spec: evaluate_bundle(spec, cfg, settings))
     images = tuple(p for r in results for p in r.strips)
     if not settings.quick:  # model cards read the summary: a smoke test must not replace the published figures
         write_summary(results, settings)

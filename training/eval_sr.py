@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from training.eval_common import (
     RASTER_TYPES,
     EvalSettings,
     SuiteReport,
+    evaluate_available,
     fidelity_row,
     fmt,
     read_raster,
@@ -305,18 +305,8 @@ def write_summary(results: Sequence[SrResult], settings: EvalSettings) -> Path:
 def run_sr(settings: EvalSettings, cfg: SrSuiteConfig = SrSuiteConfig()) -> SuiteReport:
     for old in settings.images_dir.glob("sr-*.png"):
         old.unlink()
-    results, skipped = [], []
-    for spec in cfg.bundles:
-        if settings.only and spec.name not in settings.only:
-            continue
-        if not (settings.models_dir / spec.name / "manifest.json").is_file():
-            print(f"sr: bundle {spec.name} not found under {settings.models_dir}; skipped", flush=True)
-            skipped.append(spec.name)
-            continue
-        print(f"sr: evaluating {spec.name}", flush=True)
-        t0 = time.perf_counter()
-        results.append(evaluate_bundle(spec, cfg, settings))
-        print(f"sr: {spec.name} in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    results, skipped = evaluate_available(settings, cfg.bundles, "sr",
+                                          lambda spec: evaluate_bundle(spec, cfg, settings))
     if not settings.quick:  # model cards read the summary: a smoke test must not replace the published figures
         write_summary(results, settings)
     return SuiteReport(suite_markdown(results, skipped, cfg, settings), tuple(p for r in results for p in r.strips))

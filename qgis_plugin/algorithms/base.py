@@ -146,7 +146,17 @@ def _help(param: QgsProcessingParameterDefinition, text: str, advanced: bool = F
     return param
 
 
-class RestoreAlgorithmBase(QgsProcessingAlgorithm):
+class AlgorithmBase(QgsProcessingAlgorithm):
+    """What every rsrestore algorithm shares: translation and instance creation."""
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
+        return type(self)()
+
+
+class RestoreAlgorithmBase(AlgorithmBase):
     """Common parameters: INPUT, BANDS, MODEL, STEPS, TILE_SIZE, OVERLAP, SEED, DEVICE, OUTPUT."""
 
     INPUT = "INPUT"
@@ -161,12 +171,6 @@ class RestoreAlgorithmBase(QgsProcessingAlgorithm):
     EXTENT = "EXTENT"
 
     # ---- identity ---------------------------------------------------------------------------------
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate(type(self).__name__, text)
-
-    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
-        return type(self)()
-
     def group(self) -> str:
         return self.tr("Restoration")
 

@@ -19,12 +19,11 @@ from qgis.core import (
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
 from rscore.bundle.catalog import CatalogEntry, find_bundles, install_zip
 from rscore.bundle.manifest import BundleError
 
-from .base import _PLUGIN_DIR, _help, model_roots, shipped_models_dirs, user_models_dir
+from .base import _PLUGIN_DIR, AlgorithmBase, _help, model_roots, shipped_models_dirs, user_models_dir
 
 #: the columns of the model list
 COLUMNS = ("name", "task", "algorithm", "bands", "resolution", "scales", "origin", "size_mb", "checksums", "quality",
@@ -67,13 +66,7 @@ def describe(entry: CatalogEntry, summaries: dict[str, Any], verify: bool) -> di
             "quality": quality_text(summaries.get(entry.name))}
 
 
-class _ModelsBase(QgsProcessingAlgorithm):
-    def tr(self, text: str) -> str:
-        return QCoreApplication.translate(type(self).__name__, text)
-
-    def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
-        return type(self)()
-
+class _ModelsBase(AlgorithmBase):
     def group(self) -> str:
         return self.tr("Models")
 
