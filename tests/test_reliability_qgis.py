@@ -51,7 +51,8 @@ def test_text_file_named_tif_is_not_a_raster(qgis_app, tmp_path):
 
 def test_help_takes_default_steps_from_the_shipped_manifests(qgis_app):
     """19. The help's default step counts are read from the shipped bundles."""
-    for alg, bundles in (("dehaze", ("dehaze-bgrn", "dehaze-rgb")), ("remove_clouds", ("clouds-bgrn", "clouds-rgb"))):
+    for alg, bundles in (("dehaze", ("dehaze-bgrn", "dehaze-rgb")), ("remove_clouds", ("clouds-bgrn", "clouds-rgb")),
+                         ("super_resolve", ("sr-bgrn", "sr-rgb"))):
         text = _alg(alg).shortHelpString()
         for b in bundles:
             steps = json.loads((ROOT / "models" / b / "manifest.json").read_text())["sampler"]["default_steps"]
