@@ -40,6 +40,9 @@ def build_folder(out_root: Path) -> Path:
     models = ROOT / "models"
     if models.is_dir():
         shutil.copytree(models, dest / "models", ignore=_SKIP)
+        summary = ROOT / "docs" / "quality_summary.json"  # held-out figures for rsrestore:models
+        if summary.is_file():
+            shutil.copy2(summary, dest / "models" / "quality_summary.json")
     return dest
 
 
