@@ -269,3 +269,13 @@ def test_wavelength_tables() -> None:
 
 GOLDEN_TAU = 0.10358080030956442
 GOLDEN_HAZE_MEAN = 0.17866849899291992
+
+
+def test_downsample_noise_levels_are_configurable_without_changing_the_draws():
+    from rscore.degradations.resample import sample_downsample_params
+
+    a = sample_downsample_params(np.random.default_rng(4))
+    b = sample_downsample_params(np.random.default_rng(4), noise_max=0.002, shot_fraction=0.0)
+    assert (a.factor, a.psf_sigma_lr_px) == (b.factor, b.psf_sigma_lr_px)
+    assert 0.0 <= b.noise_sigma <= 0.002 and b.photons_per_unit is None
+    assert b.noise_sigma == pytest.approx(a.noise_sigma * 0.1)

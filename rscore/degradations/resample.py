@@ -117,14 +117,19 @@ def downsample(image: np.ndarray, params: DownsampleParams, rng: np.random.Gener
 
 
 def sample_downsample_params(
-    rng: np.random.Generator, factor: float | None = None, factor_range: tuple[float, float] = (1.0, 8.0)
+    rng: np.random.Generator, factor: float | None = None, factor_range: tuple[float, float] = (1.0, 8.0),
+    noise_max: float = 0.02, shot_fraction: float = 0.5, min_photons_per_unit: float = 200.0,
 ) -> DownsampleParams:
-    """Draw a factor (log-uniform in ``factor_range`` unless given), PSF width and noise levels."""
+    """Draw a factor (log-uniform in ``factor_range`` unless given), PSF width and noise levels: Gaussian noise
+    uniform in [0, ``noise_max``], and shot noise for ``shot_fraction`` of the draws with a photon scale
+    log-uniform in [``min_photons_per_unit``, 20000]. The defaults are strong noise (the shipped SR bundles
+    learnt to denoise from them); the draws are the same whatever the values, so a seed gives the same pairs."""
     if factor is None:
         factor = float(np.exp(rng.uniform(np.log(factor_range[0]), np.log(factor_range[1]))))
     return DownsampleParams(
         factor=float(factor),
         psf_sigma_lr_px=float(rng.uniform(0.3, 0.7)),
-        noise_sigma=float(rng.uniform(0.0, 0.02)),
-        photons_per_unit=float(np.exp(rng.uniform(np.log(200.0), np.log(20000.0)))) if rng.random() < 0.5 else None,
+        noise_sigma=float(rng.uniform(0.0, noise_max)),
+        photons_per_unit=(float(np.exp(rng.uniform(np.log(min_photons_per_unit), np.log(20000.0))))
+                          if rng.random() < shot_fraction else None),
     )

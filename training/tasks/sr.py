@@ -70,12 +70,15 @@ class ScaledDecoder(nn.Module):
         return self.dec(x0 * self.z_std, y, scale)
 
 
-def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """(bicubic upsampling of the degraded LR, exact scale) for an HR patch (bands, P, P) and a target scale."""
+def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator, **noise: float
+            ) -> tuple[np.ndarray, float]:
+    """(bicubic upsampling of the degraded LR, exact scale) for an HR patch (bands, P, P) and a target scale;
+    ``noise``: the noise keywords of :func:`sample_downsample_params` (config ``data.lr_noise``)."""
     p = hr.shape[1]
     lr_px = max(2, int(round(p / s0)))
     s = p / lr_px
-    lr = quantize(downsample(hr, sample_downsample_params(rng, factor=min(max(s, 1.0), 8.0)), rng), domain)
+    params = sample_downsample_params(rng, factor=min(max(s, 1.0), 8.0), **noise)
+    lr = quantize(downsample(hr, params, rng), domain)
     bic = resample_window(lr, Window(0, 0, lr_px, lr_px), lr_px, lr_px, s, Window(0, 0, p, p), "bicubic")
     return bic, s
 
@@ -102,6 +105,8 @@ class SuperResolutionTask(ImageTask):
             "denoiser": LatentDenoiser(self.lcfg), "z_scale": LatentScale(),
         })
         self.augment = augment_config(cfg.data)
+        #: noise of the training down-sampling (``data.lr_noise``: noise_max, shot_fraction, min_photons_per_unit)
+        self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
         self.progress = 0.0
         self.vgg: nn.Module | None = None
         if float(cfg.loss.get("perceptual", 0.0)) > 0:
@@ -112,7 +117,8 @@ class SuperResolutionTask(ImageTask):
         vrng = np.random.default_rng(777)
         nval = int(cfg.data.get("val_patches", 8))
         hr = self.pool.patches("val", cfg.patch_px, nval, vrng)
-        pairs = [lr_pair(h, VAL_SCALES[i % len(VAL_SCALES)], self.domain, vrng) for i, h in enumerate(hr)]
+        pairs = [lr_pair(h, VAL_SCALES[i % len(VAL_SCALES)], self.domain, vrng, **self.lr_noise)
+                 for i, h in enumerate(hr)]
         self.val_hr = hr
         self.val_bic = np.stack([b for b, _ in pairs])
         self.val_scale = np.array([s for _, s in pairs], np.float32)
@@ -129,7 +135,7 @@ class SuperResolutionTask(ImageTask):
         hr = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng,
                                self.augment)
         lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
-        pairs = [lr_pair(h, float(np.exp(rng.uniform(lo, hi))), self.domain, rng) for h in hr]
+        pairs = [lr_pair(h, float(np.exp(rng.uniform(lo, hi))), self.domain, rng, **self.lr_noise) for h in hr]
         bic = np.stack([b for b, _ in pairs])
         return {"hr": self.norm(torch.from_numpy(hr)), "bic": self.norm(torch.from_numpy(bic)),
                 "scale": torch.tensor([s for _, s in pairs], dtype=torch.float32)}
