@@ -82,6 +82,21 @@ def evaluate_available(settings: EvalSettings, specs: Sequence[object], label: s
     return results, skipped
 
 
+def merge_summary(settings: EvalSettings, entries: dict[str, dict[str, object]]) -> Path:
+    """Merge bundle name -> headline figures into ``quality_summary.json`` (read by the model cards and
+    ``rsrestore:models``), each stamped with today's date (UTC); other bundles' entries are kept."""
+    import datetime as dt
+    import json
+
+    path = settings.out_dir / "quality_summary.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    data.update({name: {"date": date, **figures} for name, figures in entries.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
 @dataclass(frozen=True)
 class Suite:
     """One task's evaluation: ``run(settings)`` returns its section of quality.md."""

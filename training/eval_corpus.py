@@ -47,6 +47,7 @@ from training.eval_common import (
     fidelity_row,
     fmt,
     mean_of,
+    merge_summary,
     read_raster,
     rel,
     unseen_clouds,
@@ -628,23 +629,16 @@ def run_suite(settings: EvalSettings, cfg: CorpusSuiteConfig) -> SuiteReport:
 
 def write_summary(results: Sequence[BundleResult], settings: EvalSettings) -> Path:
     """Merge each bundle's headline figures into ``quality_summary.json`` (read by the model cards)."""
-    import datetime as dt
-    import json
-
-    path = settings.out_dir / "quality_summary.json"
-    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    entries: dict[str, dict[str, object]] = {}
     for res in results:
         d, inp = res.default.name, res.methods[0].name
-        data[res.name] = {
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), "scenes": len(res.scenes),
-            "default": d, "input_db": round(res.degraded_mean(inp), 2),
+        entries[res.name] = {
+            "scenes": len(res.scenes), "default": d, "input_db": round(res.degraded_mean(inp), 2),
             "gain_db": round(res.degraded_mean(d) - res.degraded_mean(inp), 2),
             "clean_mean_db": round(res.mean("clean", d, "psnr"), 2),
             "clean_worst_db": round(res.worst("clean", d, "psnr"), 2),
             "step_choice": step_table(res)[1]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return merge_summary(settings, entries)
 
 
 def run_dehaze(settings: EvalSettings, cfg: CorpusSuiteConfig = DEHAZE) -> SuiteReport:

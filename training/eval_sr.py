@@ -32,6 +32,7 @@ from training.eval_common import (
     evaluate_available,
     fidelity_row,
     fmt,
+    merge_summary,
     read_raster,
     rel,
     write_geotiff,
@@ -289,17 +290,8 @@ def headline(res: SrResult) -> str:
 
 def write_summary(results: Sequence[SrResult], settings: EvalSettings) -> Path:
     """Merge each bundle's headline into ``quality_summary.json`` (read by the model cards)."""
-    import datetime as dt
-    import json
-
-    path = settings.out_dir / "quality_summary.json"
-    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    for res in results:
-        data[res.name] = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), "scenes": len(res.scenes),
-                          "summary": headline(res)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return merge_summary(settings, {res.name: {"scenes": len(res.scenes), "summary": headline(res)}
+                                    for res in results})
 
 
 def run_sr(settings: EvalSettings, cfg: SrSuiteConfig = SrSuiteConfig()) -> SuiteReport:
