@@ -81,19 +81,20 @@ def stretch(ds: gdal.Dataset, bands: tuple[int, int, int], lo_hi: list[tuple[flo
     return (out * 255).round().astype(np.uint8), lo_hi
 
 
-def quicklook(inp: Path, outp: Path, bands: tuple[int, int, int], png: Path) -> None:
-    # each panel with its own stretch: a dehazed output is much darker than its hazy input
-    a, _ = stretch(gdal.Open(str(inp)), bands, None)
-    b, _ = stretch(gdal.Open(str(outp)), bands, None)
-    gap = np.full((3, a.shape[1], 8), 255, np.uint8)
-    img = np.concatenate([a, gap, b], axis=2)
+def save_panels(panels: list[np.ndarray], png: Path, gap_px: int = 8) -> None:
+    """8-bit RGB panels of equal height side by side, white gaps between them, as a PNG."""
+    gap = np.full((3, panels[0].shape[1], gap_px), 255, np.uint8)
+    img = np.concatenate([part for i, p in enumerate(panels) for part in ([gap, p] if i else [p])], axis=2)
     mem = gdal.GetDriverByName("MEM").Create("", img.shape[2], img.shape[1], 3, gdal.GDT_Byte)
     for i in range(3):
         mem.GetRasterBand(i + 1).WriteArray(img[i])
     gdal.GetDriverByName("PNG").CreateCopy(str(png), mem)
-    aux = Path(str(png) + ".aux.xml")
-    if aux.exists():
-        aux.unlink()
+    Path(str(png) + ".aux.xml").unlink(missing_ok=True)
+
+
+def quicklook(inp: Path, outp: Path, bands: tuple[int, int, int], png: Path) -> None:
+    # each panel with its own stretch: a dehazed output is much darker than its hazy input
+    save_panels([stretch(gdal.Open(str(p)), bands, None)[0] for p in (inp, outp)], png)
 
 
 def sr_example(out_dir: Path, factor: int = 4) -> DemoJob:
@@ -123,14 +124,7 @@ def sr_quicklook(job: DemoJob, out: Path, png: Path) -> None:
     mem = gdal.GetDriverByName("MEM").Create("", bic.shape[2], bic.shape[1], bic.shape[0], gdal.GDT_Float32)
     for b in range(bic.shape[0]):
         mem.GetRasterBand(b + 1).WriteArray(bic[b])
-    panels = [stretch(ds, job.rgb_bands, lo_hi)[0] for ds in (mem, sr_ds, gdal.Open(str(job.truth)))]
-    gap = np.full((3, panels[0].shape[1], 8), 255, np.uint8)
-    img = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=2)
-    png_ds = gdal.GetDriverByName("MEM").Create("", img.shape[2], img.shape[1], 3, gdal.GDT_Byte)
-    for i in range(3):
-        png_ds.GetRasterBand(i + 1).WriteArray(img[i])
-    gdal.GetDriverByName("PNG").CreateCopy(str(png), png_ds)
-    Path(str(png) + ".aux.xml").unlink(missing_ok=True)
+    save_panels([stretch(ds, job.rgb_bands, lo_hi)[0] for ds in (mem, sr_ds, gdal.Open(str(job.truth)))], png)
 
 
 def run_job(job: DemoJob, out_dir: Path) -> str:
