@@ -312,9 +312,8 @@ class RestoreAlgorithmBase(AlgorithmBase):
         return window_for_area(geom.asWkt(), ds.GetGeoTransform(), ds.RasterYSize, ds.RasterXSize)
 
     def with_extent(self, request: RestoreRequest, parameters: dict[str, Any], context: QgsProcessingContext,
-                    feedback: QgsProcessingFeedback, tmp_dir: str) -> RestoreRequest:
+                    feedback: QgsProcessingFeedback, layer: QgsRasterLayer, src: str, tmp_dir: str) -> RestoreRequest:
         """The request on a VRT of the EXTENT's window (unchanged without EXTENT)."""
-        layer, src = self.input_path(parameters, context)
         try:
             aw = self.area_window(parameters, context, layer, src)
         except RasterError as exc:
@@ -333,12 +332,13 @@ class RestoreAlgorithmBase(AlgorithmBase):
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
+        layer, src = self.input_path(parameters, context)
         with tempfile.TemporaryDirectory(prefix="rsrestore-extent-") as tmp_dir:
             request = self.with_extent(self.make_request(parameters, context), parameters, context, feedback,
-                                       tmp_dir)
-            return self.run_request(request, parameters, context, feedback)
+                                       layer, src, tmp_dir)
+            return self.run_request(request, layer.name(), context, feedback)
 
-    def run_request(self, request: RestoreRequest, parameters: dict[str, Any], context: QgsProcessingContext,
+    def run_request(self, request: RestoreRequest, input_name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> dict[str, Any]:
         notice = self.report_notice()
         if notice:
@@ -368,8 +368,7 @@ class RestoreAlgorithmBase(AlgorithmBase):
             raise QgsProcessingException(self.tr(
                 f"The model failed to run ({str(exc).splitlines()[0][:300]}). {hint} No output was written."
             )) from None
-        layer, _ = self.input_path(parameters, context)
-        style_on_load(context, request.output_path, f"{layer.name()} - {self.output_label(request)}")
+        style_on_load(context, request.output_path, f"{input_name} - {self.output_label(request)}")
         clear = f", {report.tiles_clear} tile(s) clear in the mask (copied)" if report.tiles_clear else ""
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
                                   f"{report.tiles_skipped} all-nodata tile(s) skipped{clear}"))
