@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import json
 import os
 import signal
 import tempfile
@@ -20,8 +22,9 @@ from typing import Any
 
 from osgeo import gdal
 
+from rscore import __version__
 from rscore.bundle.manifest import AutoMaskSpec, BundleError, Manifest
-from rscore.bundle.store import Bundle, load_bundle
+from rscore.bundle.store import Bundle, load_bundle, sha256_file
 from rscore.diffusion.loop import Cancelled
 from rscore.diffusion.plan import make_plan
 from rscore.pipelines import PIPELINE_CLASSES, Pipeline, PipelineOptions
@@ -470,12 +473,6 @@ def provenance_of(request: RestoreRequest, run: ResolvedRun, provider_msg: str) 
     """What made an output, for its ``RSRESTORE`` metadata domain (``gdalinfo -mdd RSRESTORE out.tif``): every
     setting that changes the result, the bundle's identity (SHA-256 of its manifest, which holds the SHA-256 of
     each network file), the runtime's version and the input's file name."""
-    import datetime as dt
-    import json
-
-    from rscore import __version__
-    from rscore.bundle.store import sha256_file
-
     m = run.manifest
     s = run.settings
     mask = ("automatic" if run.auto_mask is not None else Path(request.mask_path).name if request.mask_path
