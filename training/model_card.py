@@ -183,6 +183,13 @@ NOTES = {
 }
 
 
+_SR_HISTORY = (
+    "The run was started with a 75-min budget; at 59 min its validation had been flat for about 1,000 steps, so the "
+    "budget was lowered to the committed 60 min and the run resumed from its 55-min checkpoint (the cosine "
+    "learning-rate schedule follows the budget, so its last minutes ran at a lower rate). Two earlier runs were "
+    "abandoned: their decoder ignored the latent (the autoencoder scored exactly as the regression path), fixed by "
+    "injecting the latent at every decoder level and starting the encoder's log-variance at -8.")
+
 #: what a bundle's training went through beyond its config (resumes under changed code or settings)
 HISTORY = {
     "clouds-bgrn": (
@@ -193,28 +200,8 @@ HISTORY = {
         "the config as committed, to 160 min (34.8 dB on that crop) and then to the 185-min budget. That "
         "held-out scene's clean result guided these choices, so its no-harm figure is no longer a blind test "
         "(no test image was trained on)."),
-}
-
-
-_SR_HISTORY = (
-    "The run was started with a 75-min budget; at 59 min its validation had been flat for about 1,000 steps, so the "
-    "budget was lowered to the committed 60 min and the run resumed from its 55-min checkpoint (the cosine "
-    "learning-rate schedule follows the budget, so its last minutes ran at a lower rate). Two earlier runs were "
-    "abandoned: their decoder ignored the latent (the autoencoder scored exactly as the regression path), fixed by "
-    "injecting the latent at every decoder level and starting the encoder's log-variance at -8.")
-HISTORY["sr-bgrn"] = HISTORY["sr-rgb"] = _SR_HISTORY
-
-
-#: why a bundle misses its targets (the figures are in "Quality on held-out scenes" and docs/quality.md)
-SHORTFALLS = {
-    "dehaze-rgb": (
-        "**Does not meet the dehazing targets** (+4 dB on average, and 35 dB on every clean held-out crop). It "
-        "removes a good part of moderate and thick haze, but thin haze is barely touched, and one clean crop of "
-        "the held-out Pleiades scene came back below 35 dB (the model took it for hazy). Without a NIR band a "
-        "flat, low-contrast rendering of a clean scene and a veil of haze look alike; the dark-channel context "
-        "helps only where the scene has dark shadows nearby. The previous version of this bundle (no "
-        "dark-channel context, stronger augmentation) left every clean crop at >= 38 dB but gained only "
-        "+0.19 dB on hazy ones. Where the raster has a NIR band, use the 4-band `dehaze-bgrn`."),
+    "sr-bgrn": _SR_HISTORY,
+    "sr-rgb": _SR_HISTORY,
 }
 
 
@@ -228,15 +215,28 @@ _SR_COMMON = (
     "above most real products), so the model learnt to denoise; an input without noise (an area average, as in "
     "an overview, or `make demo`'s 40 m rendering of the Sentinel-2 sample) comes back softer than bicubic, with "
     "blotches on water (PSNR 0.1-0.6 dB below bicubic for BGRN, 0.05-1.2 dB for RGB on held-out scenes). "
-    "Much of the gain of the sensor-like rows is noise "
-    "removal. The next training must draw realistic noise levels.")
-SHORTFALLS["sr-bgrn"] = ("**Does not meet every super-resolution target.** PSNR is above bicubic at every scale "
-                         "on held-out scenes, by more than 0.5 dB at x4 on Sentinel-2 and very-high-resolution "
-                         "scenes, but by +0.46 dB at x2.5 on the very-high-resolution group. " + _SR_COMMON)
-SHORTFALLS["sr-rgb"] = ("**Does not meet every super-resolution target.** PSNR is 0.7-1.2 dB above bicubic at "
-                        "x2.5 and x4 on Sentinel-2 and very-high-resolution scenes, but at scale 1 a clean input "
-                        "does not come back unchanged in every crop (27.4 dB in the worst one): use scale factors "
-                        "above 1. " + _SR_COMMON)
+    "Much of the gain of the sensor-like rows is noise removal. The next training must draw realistic noise levels.")
+
+
+#: why a bundle misses its targets (the figures are in "Quality on held-out scenes" and docs/quality.md)
+SHORTFALLS = {
+    "dehaze-rgb": (
+        "**Does not meet the dehazing targets** (+4 dB on average, and 35 dB on every clean held-out crop). It "
+        "removes a good part of moderate and thick haze, but thin haze is barely touched, and one clean crop of "
+        "the held-out Pleiades scene came back below 35 dB (the model took it for hazy). Without a NIR band a "
+        "flat, low-contrast rendering of a clean scene and a veil of haze look alike; the dark-channel context "
+        "helps only where the scene has dark shadows nearby. The previous version of this bundle (no "
+        "dark-channel context, stronger augmentation) left every clean crop at >= 38 dB but gained only "
+        "+0.19 dB on hazy ones. Where the raster has a NIR band, use the 4-band `dehaze-bgrn`."),
+    "sr-bgrn": (
+        "**Does not meet every super-resolution target.** PSNR is above bicubic at every scale on held-out scenes, "
+        "by more than 0.5 dB at x4 on Sentinel-2 and very-high-resolution scenes, but by +0.46 dB at x2.5 on the "
+        "very-high-resolution group. " + _SR_COMMON),
+    "sr-rgb": (
+        "**Does not meet every super-resolution target.** PSNR is 0.7-1.2 dB above bicubic at x2.5 and x4 on "
+        "Sentinel-2 and very-high-resolution scenes, but at scale 1 a clean input does not come back unchanged in "
+        "every crop (27.4 dB in the worst one): use scale factors above 1. " + _SR_COMMON),
+}
 
 
 def _context_text(cfg: TrainConfig) -> str:
