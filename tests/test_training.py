@@ -196,7 +196,7 @@ def test_tiny_sr_run_trains_both_phases_and_exports_an_ldcsr_bundle(tmp_path, bg
     bundle = train_main(["--config", str(ROOT / "training" / "configs" / "tiny_sr_test.yaml"), "--runs", str(runs),
                          "--out", str(tmp_path / "models")])
     log = _rows(runs / "tiny-sr-test" / "log.csv")
-    assert "ae_l1" in log[0] and log[0]["ae_l1"] and log[-1]["chain_mse"]  # both phases ran
+    assert "ae_l1" in log[0] and log[0]["ae_l1"] and log[-1]["chain_mse"] and log[-1]["chain_l1"]  # both phases ran
     m = load_bundle(bundle).manifest
     assert m.pipeline == "ldcsr" and set(m.stages) == {"cond", "denoiser", "decoder"}
     assert m.latent.factor == 8 and m.tensor("denoiser", "x_t").grid == "latent" and m.training["z_std"] > 0

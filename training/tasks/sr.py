@@ -11,7 +11,11 @@ training and the plugin feed identical inputs.
 2. Latent diffusion: the latent ``z0 = mean / z_std`` (``z_std`` measured once when the phase starts and folded
    into the exported decoder); the condition encoder and the latent denoiser are trained DiffIR-style: start from
    ``q(x_T | z0)``, unroll every step of the sampling plan (the runtime's own loop and terms rule) with
-   gradients, loss ``MSE(chain output, z0) + MSE(c, z0)``. The autoencoder is frozen.
+   gradients, loss ``MSE(chain output, z0) + MSE(c, z0)``. The autoencoder is frozen. Optional image-space
+   terms (``loss.chain_l1``, ``loss.chain_perceptual``) decode the chain output and compare it with HR, so that
+   the chain is pushed towards latents that decode to sharp, textured images rather than the mean latent.
+
+``data.identity_fraction`` of the pairs are identity pairs (scale 1, the clean patch as its own LR).
 """
 
 from __future__ import annotations
@@ -73,8 +77,12 @@ class ScaledDecoder(nn.Module):
 def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator, **noise: float
             ) -> tuple[np.ndarray, float]:
     """(bicubic upsampling of the degraded LR, exact scale) for an HR patch (bands, P, P) and a target scale;
-    ``noise``: the noise keywords of :func:`sample_downsample_params` (config ``data.lr_noise``)."""
+    ``noise``: the noise keywords of :func:`sample_downsample_params` (config ``data.lr_noise``). A scale of
+    exactly 1 is the identity pair (the clean patch itself, no blur, no noise): a clean raster at scale 1 must
+    come back unchanged."""
     p = hr.shape[1]
+    if s0 == 1.0:
+        return hr.copy(), 1.0
     lr_px = max(2, int(round(p / s0)))
     s = p / lr_px
     params = sample_downsample_params(rng, factor=min(max(s, 1.0), 8.0), **noise)
@@ -107,6 +115,8 @@ class SuperResolutionTask(ImageTask):
         self.augment = augment_config(cfg.data)
         #: noise of the training down-sampling (``data.lr_noise``: noise_max, shot_fraction, min_photons_per_unit)
         self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
+        #: fraction of training pairs that are identity pairs (scale 1, LR = the clean HR patch)
+        self.identity_fraction = float(cfg.data.get("identity_fraction", 0.0))
         self.progress = 0.0
         self.vgg: nn.Module | None = None
         if float(cfg.loss.get("perceptual", 0.0)) > 0:
@@ -135,7 +145,10 @@ class SuperResolutionTask(ImageTask):
         hr = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng,
                                self.augment)
         lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
-        pairs = [lr_pair(h, float(np.exp(rng.uniform(lo, hi))), self.domain, rng, **self.lr_noise) for h in hr]
+        # the identity draw is skipped when the fraction is 0, so older configs keep their exact pairs
+        scales = [1.0 if self.identity_fraction > 0 and rng.random() < self.identity_fraction
+                  else float(np.exp(rng.uniform(lo, hi))) for _ in hr]
+        pairs = [lr_pair(h, s, self.domain, rng, **self.lr_noise) for h, s in zip(hr, scales, strict=True)]
         bic = np.stack([b for b, _ in pairs])
         return {"hr": self.norm(torch.from_numpy(hr)), "bic": self.norm(torch.from_numpy(bic)),
                 "scale": torch.tensor([s for _, s in pairs], dtype=torch.float32)}
@@ -176,7 +189,19 @@ class SuperResolutionTask(ImageTask):
         z0 = mean / zs.std
         c = nets["cond"](bic, scale).float()
         x0 = self.unroll(nets, z0, c, scale).float()
-        return {"chain_mse": (x0 - z0).pow(2).mean(), "cond_mse": (c - z0).pow(2).mean()}
+        res = {"chain_mse": (x0 - z0).pow(2).mean(), "cond_mse": (c - z0).pow(2).mean()}
+        # image-space terms on the decoded chain output (the autoencoder frozen, gradients pass through the
+        # decoder to the chain): without them the chain converges to the mean latent, i.e. the regression path
+        w_l1, w_p = float(self.cfg.loss.get("chain_l1", 0.0)), float(self.cfg.loss.get("chain_perceptual", 0.0))
+        if w_l1 > 0 or w_p > 0:
+            nets["enc"].requires_grad_(False)
+            nets["dec"].requires_grad_(False)
+            out = nets["dec"](x0 * zs.std, bic, scale).float()
+            if w_l1 > 0:
+                res["chain_l1"] = w_l1 * (out - hr).abs().mean()
+            if w_p > 0 and self.vgg is not None:
+                res["chain_perceptual"] = w_p * self.vgg(self._rgb_pm1(out), self._rgb_pm1(hr))
+        return res
 
     # ---- validation -----------------------------------------------------------------------------
     def restore_torch(self, nets: nn.ModuleDict, bic_phys: np.ndarray, scale: np.ndarray, seed: int = 0
