@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from rscore.degradations.resample import downsample, sample_downsample_params
+from rscore.degradations.resample import SENSOR_NOISE, downsample, sample_downsample_params
 from rscore.metrics.fidelity import psnr
 from rscore.tiling.grid import Window
 from rscore.tiling.resample import resample_window
@@ -59,7 +59,7 @@ def s2_pair(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     ds = gdal.Open(str(SAMPLES / "s2_l1c_bgrn_512.tif"))
     hr = ds.ReadAsArray(140, 100, 128, 128).astype(np.float32) * 1e-4
     rng = np.random.default_rng(11)
-    lr = np.round(downsample(hr, sample_downsample_params(rng, factor=4.0), rng) * 1e4) / 1e4
+    lr = np.round(downsample(hr, sample_downsample_params(rng, factor=4.0, **SENSOR_NOISE), rng) * 1e4) / 1e4
     bic = resample_window(lr, Window(0, 0, 32, 32), 32, 32, 4.0, Window(0, 0, 128, 128), "bicubic")
     gt = ds.GetGeoTransform()
     path = rasters.write(tmp_path_factory.mktemp("sr_s2") / "lr_s2.tif", np.round(lr * 1e4), "UInt16",

@@ -206,3 +206,14 @@ def test_tiny_sr_run_trains_both_phases_and_exports_an_ldcsr_bundle(tmp_path, bg
     rep = restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), scale_factor=2.5, tile_size_px=96))
     ds = gdal.Open(str(out))
     assert (ds.RasterYSize, ds.RasterXSize) == (375, 425) and rep.steps == 4
+
+
+def test_shipped_sr_configs_train_on_the_realistic_sensor_noise_the_evaluation_uses():
+    """The SR evaluation's sensor-like down-sampler and the shipped SR configs use the same noise levels."""
+    from rscore.degradations.resample import SENSOR_NOISE
+    from training.config import TrainConfig
+
+    for name in ("sr_bgrn", "sr_rgb"):
+        cfg = TrainConfig.load(ROOT / "training" / "configs" / f"{name}.yaml")
+        assert {k: float(v) for k, v in cfg.data["lr_noise"].items()} == SENSOR_NOISE, name
+        assert 0.0 < float(cfg.data["identity_fraction"]) < 0.2

@@ -2,7 +2,7 @@
 with the condition alone, no diffusion) at scales 2-8 on held-out scenes, plus the clean-input check at scale 1.
 
 Crops of ``CROP_PX`` (divisible by every scale, so every LR grid is exact) are down-sampled two ways: the
-sensor-like generator the training uses (fresh seeds), and a plain area average that no training pair has
+sensor-like generator with realistic noise (``SENSOR_NOISE``, fresh seeds), and a plain area average that no training pair has
 (an aggregated product: no optical blur, no noise). Each LR crop is written as a GeoTIFF and restored with
 :func:`rscore.runtime.restore`, the plugin's path; bicubic is the engine's own resampler, i.e. the model input.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rscore.bundle.store import load_bundle
-from rscore.degradations.resample import area_resample, downsample, sample_downsample_params
+from rscore.degradations.resample import SENSOR_NOISE, area_resample, downsample, sample_downsample_params
 from rscore.runtime import RestoreRequest, restore
 from rscore.tiling.grid import Window
 from rscore.tiling.resample import resample_window
@@ -49,7 +49,7 @@ CROP_PX = 240
 PSNR_TARGET_SCALES, GAIN_TARGET_DB = (2.5, 4.0), 0.5
 LPIPS_TARGET_SCALES = (2.0, 3.0, 4.0, 6.0, 8.0)
 NO_HARM_DB = 35.0
-DOWNSAMPLERS = {"sensor": "sensor-like (training generator, fresh seeds)",
+DOWNSAMPLERS = {"sensor": "sensor-like (Gaussian PSF, area, realistic noise; fresh seeds)",
                 "area": "area average (unseen: no blur, no noise)"}
 METHODS = ("bicubic", "regression", "sr")
 METHOD_LABELS = {"bicubic": "bicubic", "regression": "regression (one pass)", "sr": "SR (default steps)"}
@@ -117,7 +117,7 @@ def group_of(scene: str) -> str:
 def low_resolution(hr: np.ndarray, scale: float, how: str, rng: np.random.Generator) -> np.ndarray:
     if how == "area":
         return area_resample(hr, scale)
-    return downsample(hr, sample_downsample_params(rng, factor=scale), rng)
+    return downsample(hr, sample_downsample_params(rng, factor=scale, **SENSOR_NOISE), rng)
 
 
 def bicubic(lr: np.ndarray, scale: float) -> np.ndarray:

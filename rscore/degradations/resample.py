@@ -116,6 +116,12 @@ def downsample(image: np.ndarray, params: DownsampleParams, rng: np.random.Gener
     return lr.astype(np.float32)
 
 
+#: realistic sensor noise for :func:`sample_downsample_params`: Gaussian up to 0.003 of full scale (Sentinel-2's
+#: noise is about 0.001-0.003 reflectance at typical radiance) and shot noise on 30 % of the draws with at least
+#: 2000 photons per unit. The defaults of the function (0.02) are a stress far above real sensors.
+SENSOR_NOISE: dict[str, float] = {"noise_max": 0.003, "shot_fraction": 0.3, "min_photons_per_unit": 2000.0}
+
+
 def sample_downsample_params(
     rng: np.random.Generator, factor: float | None = None, factor_range: tuple[float, float] = (1.0, 8.0),
     noise_max: float = 0.02, shot_fraction: float = 0.5, min_photons_per_unit: float = 200.0,
