@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rscore.bundle import load_bundle  # noqa: E402
+from rscore.bundle.quality import QUALITY_FILE, load_quality_summaries, quality_text  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 
 #: prose per task: method, architecture and design choices (numbers are filled in from the artefacts)
@@ -272,20 +273,13 @@ def _augment_text(cfg: TrainConfig) -> str:
 
 def _quality_summary(name: str) -> str:
     """The bundle's line of docs/quality_summary.json (written by ``make eval``), in words."""
-    import json
-
-    path = ROOT / "docs" / "quality_summary.json"
+    path = ROOT / "docs" / QUALITY_FILE
     if not path.is_file():
         return "Not evaluated yet: run `make eval`."
-    s = json.loads(path.read_text(encoding="utf-8")).get(name)
+    s = load_quality_summaries([path]).get(name)
     if not s:
         return "Not in the last `make eval` run."
-    if "summary" in s:  # suites whose headline is not a gain over a degraded input (super-resolution)
-        return f"`make eval` ({s['date']}): {s['summary']}"
-    return (f"`make eval` ({s['date']}): on {s['scenes']} held-out test scenes, the default ({s['default']}) "
-            f"changes the mean PSNR of degraded inputs by **{s['gain_db']:+.2f} dB** (input {s['input_db']:.2f} "
-            f"dB); clean inputs come back at {s['clean_mean_db']:.2f} dB on average and **{s['clean_worst_db']:.2f} "
-            f"dB** in the worst crop. Step choice: {s['step_choice']}")
+    return f"`make eval` ({s['date']}): {quality_text(s, detailed=True)}"
 
 
 def _last_row(path: Path) -> dict[str, str]:

@@ -4,7 +4,6 @@ into the user's models folder after verifying it."""
 from __future__ import annotations
 
 import csv
-import json
 from typing import Any
 
 from qgis.core import (
@@ -22,6 +21,7 @@ from qgis.core import (
 
 from rscore.bundle.catalog import CatalogEntry, find_bundles, install_zip
 from rscore.bundle.manifest import BundleError
+from rscore.bundle.quality import QUALITY_FILE, load_quality_summaries, quality_text
 
 from .base import _PLUGIN_DIR, AlgorithmBase, _help, model_roots, shipped_models_dirs, user_models_dir
 
@@ -31,25 +31,13 @@ COLUMNS = ("name", "task", "algorithm", "bands", "resolution", "scales", "origin
 
 
 def quality_summaries() -> dict[str, Any]:
-    """Held-out quality figures per bundle (``quality_summary.json`` shipped beside the models, or the source
-    checkout's docs/)."""
-    for p in [d / "quality_summary.json" for d in shipped_models_dirs()] + [
-            _PLUGIN_DIR.parent / "docs" / "quality_summary.json"]:
-        if p.is_file():
-            try:
-                return json.loads(p.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                return {}
-    return {}
+    """Held-out quality figures per bundle (shipped beside the models, or the source checkout's docs/)."""
+    return load_quality_summaries([d / QUALITY_FILE for d in shipped_models_dirs()]
+                                  + [_PLUGIN_DIR.parent / "docs" / QUALITY_FILE])
 
 
-def quality_text(summary: dict[str, Any] | None) -> str:
-    if not summary:
-        return "not evaluated"
-    if "summary" in summary:
-        return f"{summary['date']}: {summary['summary']}"
-    return (f"{summary['date']}: {summary['gain_db']:+.2f} dB on degraded held-out crops, clean inputs "
-            f"{summary['clean_worst_db']:.2f} dB in the worst crop")
+def _quality(summary: dict[str, Any] | None) -> str:
+    return f"{summary['date']}: {quality_text(summary)}" if summary else "not evaluated"
 
 
 def describe(entry: CatalogEntry, summaries: dict[str, Any], verify: bool) -> dict[str, str]:
@@ -63,7 +51,7 @@ def describe(entry: CatalogEntry, summaries: dict[str, Any], verify: bool) -> di
     return {**row, "task": m.task, "algorithm": f"rsrestore:{m.task}", "bands": ", ".join(m.input.names),
             "resolution": f"{m.native_resolution_m:g} m" if m.native_resolution_m else "any", "scales": scales,
             "checksums": entry.checksum_status() if verify else "not checked",
-            "quality": quality_text(summaries.get(entry.name))}
+            "quality": _quality(summaries.get(entry.name))}
 
 
 class _ModelsBase(AlgorithmBase):
