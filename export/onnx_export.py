@@ -65,6 +65,8 @@ def example_inputs(manifest: Manifest, stage: str, names: Sequence[str], rows: i
             out[n] = lo + (hi - lo) * torch.rand(1, generator=g)
         elif spec.grid == "scalar":
             out[n] = torch.rand(1, generator=g)
+        elif n == "aux_valid":  # a validity mask: 0 or 1
+            out[n] = (torch.rand(1, 1, *grid_shape(manifest, spec.grid, rows, cols), generator=g) > 0.3).float()
         else:
             out[n] = torch.randn(1, spec.channels, *grid_shape(manifest, spec.grid, rows, cols), generator=g)
     return out

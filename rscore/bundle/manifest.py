@@ -299,7 +299,7 @@ class Manifest:
     def tensor(self, stage: str, name: str) -> TensorSpec:
         """Grid and channels of input or output ``name`` of ``stage``: as declared, else the schema-1 default
         (``t``/``scale`` scalars; ``y`` on the input grid with resample "none", else on the output grid; ``aux``
-        on the output grid with the aux bands; an extra output one channel; anything else the output bands on
+        on the output grid with the aux bands, ``aux_valid`` there with one channel; an extra output one channel; anything else the output bands on
         the output grid)."""
         declared = self.stages[stage].tensors.get(name)
         if declared is not None:
@@ -310,6 +310,8 @@ class Manifest:
             return TensorSpec("input" if self.resample == "none" else "output", self.input.count)
         if name == "aux":
             return TensorSpec("output", (self.aux or self.input).count)
+        if name == "aux_valid":
+            return TensorSpec("output", 1)
         if name in self.extra_outputs:
             return TensorSpec("output", 1)
         return TensorSpec("output", self.output.count)

@@ -42,8 +42,9 @@ PHASES: tuple[str, ...] = ("tile", "step", "sample")
 _STREAMS_PER_SAMPLE = 1 << 20
 
 #: every name a stage may read (``x0``: the loop's result, for ``"sample"`` stages; ``scale``: the output / input
-#: pixel-size ratio, shape (1,); ``c``: a condition computed by a tile stage)
-STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "x_t", "t", "coarse", "c", "x0", "scale"})
+#: pixel-size ratio, shape (1,); ``c``: a condition computed by a tile stage; ``aux_valid``: 1 where the
+#: auxiliary raster has data, 0 outside its footprint and at its nodata, shape (1, rows, cols))
+STAGE_INPUTS: frozenset[str] = frozenset({"y", "aux", "aux_valid", "x_t", "t", "coarse", "c", "x0", "scale"})
 
 
 class Stage(Protocol):
@@ -179,7 +180,9 @@ class TileContext:
     Attributes:
         y: degraded input in model units, float32 (bands, rows, cols), padded: on the output grid, or on the input
             grid when the bundle's resample is "none" (then ``in_row_off``/``in_col_off`` place it).
-        aux: co-registered auxiliary input in model units (on the output grid, ``out_shape``) or None.
+        aux: co-registered auxiliary input in model units (on the output grid, ``out_shape``) or None; 0 (the
+            band mean) where it has no data.
+        aux_valid: float32 (1, rows, cols), 1 where ``aux`` has data, else 0 (None without ``aux``).
         row_off, col_off: global output-grid position of the padded window's first pixel (negative inside edge
             padding).
         seed: user seed.
@@ -205,6 +208,7 @@ class TileContext:
     in_row_off: int | None = None
     in_col_off: int | None = None
     latent_factor: int = 1
+    aux_valid: np.ndarray | None = None
 
     def window(self, grid: str) -> tuple[int, int, int, int]:
         """(row offset, column offset, rows, cols) of this tile on ``grid`` ("input", "output" or "latent")."""
@@ -285,6 +289,8 @@ class Pipeline:
         avail: dict[str, np.ndarray] = {"y": ctx.y, "scale": np.array([ctx.scale], dtype=np.float32)}
         if ctx.aux is not None:
             avail["aux"] = ctx.aux
+        if ctx.aux_valid is not None:
+            avail["aux_valid"] = ctx.aux_valid
         for name, outs in tile.items():
             avail.update({(name if k == "x" else k): v for k, v in outs.items()})
         avail.update(arrays)

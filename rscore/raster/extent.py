@@ -90,3 +90,47 @@ def window_vrt(src_path: str, window: Window, vrt_path: Path) -> Path:
         raise RasterError(f"cannot make a window of {src_path}: {gdal.GetLastErrorMsg()}")
     ds = None
     return vrt_path
+
+
+def coverage_of(path: str, geotransform: Sequence[float], rows: int, cols: int, crs_wkt: str,
+                densify: int = 32) -> float:
+    """Share (0-1) of a grid's footprint (``geotransform``, ``rows`` x ``cols``, in ``crs_wkt``) that the raster
+    at ``path`` covers, computed with shapely in the grid's CRS (the raster's footprint reprojected, its edges
+    densified to ``densify`` points). A raster without georeferencing counts as on the grid when it has the same
+    size (the engine reads it so), else as covering nothing.
+
+    Raises:
+        RasterError: the raster cannot be opened, or its footprint cannot be reprojected.
+    """
+    from osgeo import osr
+    from shapely.geometry import Polygon
+
+    ds = gdal.Open(path)
+    if ds is None:
+        raise RasterError(f"cannot open {path!r} as a raster")
+    gt_o, r_o, c_o, crs_o = ds.GetGeoTransform(can_return_null=True), ds.RasterYSize, ds.RasterXSize, ds.GetProjection()
+    ds = None
+    grid = footprint(geotransform, rows, cols)
+    if gt_o is None:
+        return 1.0 if (r_o, c_o) == (rows, cols) else 0.0
+    pts = []
+    for (px0, py0), (px1, py1) in zip(((0, 0), (c_o, 0), (c_o, r_o), (0, r_o)),
+                                      ((c_o, 0), (c_o, r_o), (0, r_o), (0, 0)), strict=True):
+        for k in range(densify):
+            f = k / densify
+            px, py = px0 + f * (px1 - px0), py0 + f * (py1 - py0)
+            pts.append((gt_o[0] + px * gt_o[1] + py * gt_o[2], gt_o[3] + px * gt_o[4] + py * gt_o[5]))
+    if crs_o and crs_wkt:
+        src, dst = osr.SpatialReference(), osr.SpatialReference()
+        src.ImportFromWkt(crs_o)
+        dst.ImportFromWkt(crs_wkt)
+        if not src.IsSame(dst):
+            for s in (src, dst):
+                s.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+            tr = osr.CoordinateTransformation(src, dst)
+            try:
+                pts = [tuple(p[:2]) for p in tr.TransformPoints(pts)]
+            except RuntimeError as exc:
+                raise RasterError(f"cannot reproject the footprint of {path!r} into the output CRS: {exc}") from None
+    other = Polygon(pts).buffer(0)
+    return float(grid.intersection(other).area / grid.area) if grid.area > 0 else 0.0

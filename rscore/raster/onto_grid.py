@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from osgeo import gdal
 
 from rscore.raster.io import InputRaster, RasterError
+from rscore.tiling.grid import Window
 
 #: resampling onto the grid: "max" for masks (a target pixel is marked when any source pixel inside it is, so a
 #: finer mask loses no cloud), "bilinear" for images
@@ -36,15 +38,25 @@ class TargetGrid:
 
 
 class GridRaster(InputRaster):
-    """An :class:`InputRaster` that also owns the ``/vsimem/`` files it was warped through."""
+    """An :class:`InputRaster` that also owns the ``/vsimem/`` files it was warped through; with ``alpha_band``
+    (the warp's alpha, after the selected bands), pixels outside the source's footprint are invalid too."""
 
-    def __init__(self, path: str, bands: Sequence[int] | None, owned: list[str]) -> None:
+    def __init__(self, path: str, bands: Sequence[int] | None, owned: list[str], alpha_band: int | None = None
+                 ) -> None:
         self._owned = owned
+        self._alpha = alpha_band
         try:
             super().__init__(path, bands, require_crs=False)
         except BaseException:
             self._unlink()
             raise
+
+    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray]:
+        values, valid = super().read(win)
+        if self._alpha is not None:
+            alpha = self._ds.GetRasterBand(self._alpha).ReadAsArray(win.col_off, win.row_off, win.cols, win.rows)
+            valid &= alpha > 0
+        return values, valid
 
     def _unlink(self) -> None:
         for v in self._owned:
@@ -65,8 +77,10 @@ def same_crs(a_wkt: str, b_wkt: str) -> bool:
     return bool(a.IsSame(b))
 
 
-def _warp(path: str, bands: Sequence[int] | None, grid: TargetGrid, resample: str, what: str) -> list[str]:
-    """VRTs in /vsimem/ (band selection, then the warp onto the grid); the last one is the warped raster."""
+def _warp(path: str, bands: Sequence[int] | None, grid: TargetGrid, resample: str, what: str,
+          alpha: bool = False) -> list[str]:
+    """VRTs in /vsimem/ (band selection, then the warp onto the grid, with an alpha band after the image bands
+    when ``alpha``); the last one is the warped raster."""
     x0, pw, rot1, y0, rot2, ph = grid.geotransform
     if rot1 != 0.0 or rot2 != 0.0:
         raise RasterError(
@@ -76,7 +90,7 @@ def _warp(path: str, bands: Sequence[int] | None, grid: TargetGrid, resample: st
     bounds = (x0, y0 + grid.rows * ph, x0 + grid.cols * pw, y0)
     vrt = f"/vsimem/rsrestore_grid_{os.getpid()}_{time.monotonic_ns()}.vrt"
     opts = gdal.WarpOptions(format="VRT", outputBounds=bounds, width=grid.cols, height=grid.rows,
-                            dstSRS=grid.crs_wkt, resampleAlg=resample, multithread=False)
+                            dstSRS=grid.crs_wkt, resampleAlg=resample, multithread=False, dstAlpha=alpha)
     made: list[str] = []
     try:
         src = gdal.Open(path)
@@ -100,12 +114,14 @@ def _warp(path: str, bands: Sequence[int] | None, grid: TargetGrid, resample: st
 
 
 def open_onto_grid(path: str, bands: Sequence[int] | None, grid: TargetGrid, resample: GridResample,
-                   what: str, option: str) -> InputRaster:
+                   what: str, option: str, footprint: bool = False) -> InputRaster:
     """``path`` (its ``bands``, 1-based; None = all) readable on ``grid``.
 
     Args:
         what: how messages name the raster ("mask raster", "reference raster").
         option: the parameter that gives it, for the fix in messages ("MASK", "REFERENCE").
+        footprint: grid pixels outside the raster's footprint read as invalid (an image that must not be taken
+            for data where it has none); otherwise they read as 0.
 
     Raises:
         RasterError: it does not exist, cannot be read, has no georeferencing and another size, or cannot be
@@ -126,5 +142,8 @@ def open_onto_grid(path: str, bands: Sequence[int] | None, grid: TargetGrid, res
         raise RasterError(
             f"the {what} {path!r} has no georeferencing and a different size ({info.cols} x {info.rows}) from the "
             f"grid it must cover ({grid.cols} x {grid.rows}); give a {option} on that grid or a georeferenced one")
-    made = _warp(path, bands, grid, resample, what)
-    return GridRaster(made[-1], None, made)
+    made = _warp(path, bands, grid, resample, what, alpha=footprint)
+    if not footprint:
+        return GridRaster(made[-1], None, made)
+    count = len(bands) if bands else info.band_count
+    return GridRaster(made[-1], list(range(1, count + 1)), made, alpha_band=count + 1)

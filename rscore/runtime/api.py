@@ -28,6 +28,7 @@ from rscore.bundle.store import Bundle, load_bundle, sha256_file
 from rscore.diffusion.loop import Cancelled
 from rscore.diffusion.plan import make_plan
 from rscore.pipelines import PIPELINE_CLASSES, Pipeline, PipelineOptions
+from rscore.raster.extent import coverage_of
 from rscore.raster.io import InputRaster, check_output_path
 from rscore.raster.onto_grid import TargetGrid, open_onto_grid
 from rscore.runtime.automask import threshold_mask
@@ -120,6 +121,8 @@ class RestoreRequest:
 
 #: environment variable with a default size limit for every run (output megapixels), e.g. on a shared server
 MAX_MPX_ENV = "RSRESTORE_MAX_MEGAPIXELS"
+#: least share of the output extent an auxiliary (reference) raster must cover
+AUX_MIN_COVERAGE = 0.5
 
 
 def _max_megapixels(request: RestoreRequest) -> float | None:
@@ -362,6 +365,7 @@ class ResolvedRun:
         settings: tiling, scale, seed and samples for the engine.
         auto_mask: the automatic mask's settings, when the bundle finds the pixels to restore itself.
         input_grid: the input raster's grid; output_grid: the output grid (input / scale factor).
+        aux_coverage: share of the output grid that the auxiliary (reference) raster covers (None without one).
     """
 
     bundle: Bundle
@@ -372,6 +376,7 @@ class ResolvedRun:
     auto_mask: AutoMaskSpec | None
     input_grid: TargetGrid
     output_grid: TargetGrid
+    aux_coverage: float | None = None
 
     @property
     def manifest(self) -> Manifest:
@@ -461,11 +466,20 @@ def resolve_run(request: RestoreRequest) -> ResolvedRun:
                               size_multiple=tiling.size_multiple, scale_factor=scale, seed=int(request.seed),
                               samples=int(request.samples))
     gt = tuple(info.geotransform)
+    out_gt = out.geotransform(gt)
+    aux_coverage = None
+    if request.aux_path:
+        aux_coverage = coverage_of(request.aux_path, out_gt, out.rows, out.cols, info.crs_wkt)
+        if aux_coverage < AUX_MIN_COVERAGE:
+            raise RequestError(
+                f"the reference raster overlaps only {100 * aux_coverage:.0f} % of the output extent (at least "
+                f"{100 * AUX_MIN_COVERAGE:.0f} % is needed); choose a reference over the same place (check its CRS), "
+                "or restrict the input to the part the reference covers (EXTENT)")
     return ResolvedRun(
         bundle=bundle, bands=bands, steps=steps, options=options, settings=settings,
         auto_mask=_auto_mask_spec(m, request) if request.auto_mask else None,
         input_grid=TargetGrid(info.rows, info.cols, gt, info.crs_wkt),
-        output_grid=TargetGrid(out.rows, out.cols, out.geotransform(gt), info.crs_wkt),
+        output_grid=TargetGrid(out.rows, out.cols, out_gt, info.crs_wkt), aux_coverage=aux_coverage,
     )
 
 
@@ -525,7 +539,7 @@ class _Inputs:
                                        "MASK (or none)")
         if request.aux_path:
             self.aux = open_onto_grid(request.aux_path, request.aux_bands, run.output_grid, "bilinear",
-                                      "reference raster", "reference raster")
+                                      "reference raster", "reference raster", footprint=True)
             aux_spec = m.aux or m.input
             if len(self.aux.bands) != aux_spec.count:
                 raise RequestError(f"model {m.name!r} needs a reference raster with {aux_spec.count} band(s) "
@@ -581,6 +595,9 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         )
         if inputs.src.info.scale_offset is not None:
             summary += "; using the raster's own band scale/offset to reach physical units"
+        if run.aux_coverage is not None:
+            summary += (f"; reference covers {100 * run.aux_coverage:.0f} % of the output"
+                        + (" (outside it the model runs without one)" if run.aux_coverage < 0.999 else ""))
         if masked_fraction is not None:
             assert am is not None
             summary += (f"; automatic mask: {masked_fraction * 100:.1f} % of the valid pixels restored (degradation "

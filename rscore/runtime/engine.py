@@ -336,12 +336,13 @@ class TiledRunner:
         raw, valid = self.mask.read(win)
         return valid & (raw[0] != 0)
 
-    def _read_aux(self, work: Window) -> np.ndarray | None:
+    def _read_aux(self, work: Window) -> tuple[np.ndarray, np.ndarray] | None:
+        """Model-unit auxiliary input and its validity (float32 (1, rows, cols)) on ``work``, or None."""
         if self.aux is None or self.aux_bands is None:
             return None
         raw, valid = self.aux.read(work)
         assert self._aux_radiometry is not None
-        return self._model_units(raw, valid, self.aux_bands, *self._aux_radiometry)
+        return self._model_units(raw, valid, self.aux_bands, *self._aux_radiometry), valid[None].astype(np.float32)
 
     # ---- value conversion -----------------------------------------------------------------------
     def _to_raster_units(self, phys: np.ndarray, valid: np.ndarray, data_type: str,
@@ -507,18 +508,20 @@ class TiledRunner:
         core_valid = valid[core.slices(work)]
         if not core_valid.any():
             return None
-        aux = self._read_aux(work)
+        aux_read = self._read_aux(work)
         if not self.native_input:
             y = _pad_reflect(y, pads)
-        if aux is not None:
-            aux = _pad_reflect(aux, pads)
+        aux = aux_valid = None
+        if aux_read is not None:
+            aux, aux_valid = (_pad_reflect(a, pads) for a in aux_read)
         row_off, col_off = r0, c0
         crop = (slice(None), slice(core.row_off - row_off, core.row_end - row_off),
                 slice(core.col_off - col_off, core.col_end - col_off))
         samples = []
         extras: dict[str, np.ndarray] = {}
         for k in range(self.s.samples):
-            ctx = TileContext(y=y, aux=aux, row_off=row_off, col_off=col_off, seed=self.s.seed, sample_index=k,
+            ctx = TileContext(y=y, aux=aux, aux_valid=aux_valid, row_off=row_off, col_off=col_off, seed=self.s.seed,
+                              sample_index=k,
                               should_stop=fb.is_canceled, on_eval=tick, scale=self.s.scale_factor,
                               out_shape=(r1 - r0, c1 - c0), in_row_off=in_off[0], in_col_off=in_off[1],
                               latent_factor=self.latent_factor)
