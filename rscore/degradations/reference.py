@@ -133,3 +133,21 @@ def sample_reference_params(rng: np.random.Generator, bands: int) -> ReferencePa
         shift_px=(float(rng.uniform(-3, 3)), float(rng.uniform(-3, 3))),
         noise_sigma=float(rng.uniform(0.0, 0.01)),
     )
+
+
+def change_patches(reference: np.ndarray, donor: np.ndarray, fraction: float, scale_px: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Changes between the dates: blobs covering about ``fraction`` of the reference (a smooth random field
+    thresholded at that quantile, blob size ~``scale_px`` pixels) replaced by ``donor`` (another place, same
+    shape and units): new buildings, cleared forest, a harvested field.
+
+    Returns:
+        (changed reference float32 (bands, rows, cols), changed mask bool (rows, cols)).
+    """
+    if donor.shape != reference.shape:
+        raise ValueError(f"donor shape {donor.shape} differs from the reference's {reference.shape}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    field = fractal_field(reference.shape[1:], rng, scale_px)
+    changed = field > np.quantile(field, 1.0 - fraction) if fraction > 0 else np.zeros(field.shape, bool)
+    return np.where(changed[None], donor, reference).astype(np.float32), changed

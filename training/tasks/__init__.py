@@ -25,5 +25,12 @@ def _super_resolve(cfg: TrainConfig) -> Any:
     return SuperResolutionTask(cfg)
 
 
+def _reference_super_resolve(cfg: TrainConfig) -> Any:
+    from training.tasks.refsr import ReferenceSrTask
+
+    return ReferenceSrTask(cfg)
+
+
 TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze, "remove_clouds": _remove_clouds,
-                                                  "super_resolve": _super_resolve}
+                                                  "super_resolve": _super_resolve,
+                                                  "reference_super_resolve": _reference_super_resolve}

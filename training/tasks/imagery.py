@@ -81,6 +81,41 @@ class Pool:
         return out
 
 
+    def other_dates(self) -> dict[int, list[int]]:
+        """Scene index -> the other scenes of the same place and grid (names ``<place>_<date>``, equal shapes):
+        real pairs of dates for reference-based training."""
+        out: dict[int, list[int]] = {}
+        for k, name in enumerate(self.names):
+            place = name.rsplit("_", 1)[0]
+            sib = [j for j, other in enumerate(self.names) if j != k and "_" in name and
+                   other.rsplit("_", 1)[0] == place and self.arrays[j].shape == self.arrays[k].shape]
+            if sib:
+                out[k] = sib
+        return out
+
+    def date_pair(self, split: str, patch_px: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        """(patch, the same window on another date of the same place), or None when the pool has no such
+        scenes (or 20 draws found no window valid on both dates)."""
+        pairs = {k: v for k, v in self.other_dates().items() if k in self.scenes_for(split, patch_px)}
+        if not pairs:
+            return None
+        for _ in range(20):
+            k = int(rng.choice(sorted(pairs)))
+            j = int(rng.choice(pairs[k]))
+            try:
+                patch = sample_patches(self.arrays[k], split, patch_px, 1, rng, self.split_config, self.valid[k],
+                                       holdout=self._holdout(k))[0]
+            except ValueError:
+                continue
+            win = (slice(None), slice(patch.row0, patch.row0 + patch_px), slice(patch.col0, patch.col0 + patch_px))
+            if self.valid[j][win[1:]].all():
+                ref = self.arrays[j][win].astype(np.float32)
+                if self.render and self.render[k]:
+                    return render_rgb8(patch.pixels, rng), render_rgb8(ref, rng)
+                return patch.pixels, ref
+        return None
+
+
 def render_rgb8(reflectance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A reflectance patch as an 8-bit product would show it: a linear stretch whose white point is drawn
     between 0.2 and 0.5 reflectance (products differ), an optional gamma, clipped to [0, 1]."""

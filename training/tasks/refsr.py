@@ -1,0 +1,215 @@
+"""Reference-based super-resolution after TTRD3 (METHODS.md section 5; networks in :mod:`rscore.models.ttrd3`).
+
+Pairs: a clean HR patch, its LR (the super-resolution task's sensor-like down-sampling at a real scale, then the
+engine's own bicubic upsampling: :func:`training.tasks.sr.lr_pair`) and a reference on the HR grid, one of:
+
+- ``date``: the same window on another date of the same place (real pairs of the pool, when it has any);
+- ``synthetic``: the HR patch "on another date" (:func:`rscore.degradations.reference.make_reference`: seasonal
+  and radiometric change, misregistration up to 3 px, noise), with changed blobs pasted from another place on
+  part of them (:func:`change_patches`), so that the model learns when not to copy;
+- ``unrelated``: another place altogether (the reference must then be ignored);
+- ``missing``: no valid reference, or only part of one (outside its footprint the model is plain SR).
+
+Losses: the one-pass estimate (texture net) L1 + VGG feature loss; RDDM (residual and noise prediction) from the
+one-pass estimate: L1 on the residual and on the noise, VGG feature loss on the one-step estimate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rscore.bundle.manifest import ScaleRange, TensorSpec
+from rscore.degradations.reference import change_patches, make_reference, sample_reference_params
+from rscore.diffusion.plan import SamplerConfig, make_plan
+from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, TextureNet, Ttrd3Config
+from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
+from training.config import TrainConfig
+from training.tasks.common import ImageTask
+from training.tasks.imagery import augment_config, augmented_patches, quantize
+from training.tasks.sr import lr_pair
+
+#: reference kinds and their default shares of the training pairs (config ``data.reference_mix``)
+REFERENCE_MIX = {"date": 0.15, "synthetic": 0.55, "unrelated": 0.15, "missing": 0.15}
+#: scales of the validation pairs
+VAL_SCALES = (2.0, 3.0, 4.0, 6.0)
+
+
+class ReferenceSrTask(ImageTask):
+    """Data, losses, validation and export of the reference-based SR bundle."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.patch_px % MATCH_FACTOR:
+            raise ValueError(f"patch_px must be a multiple of {MATCH_FACTOR}, got {cfg.patch_px}")
+        super().__init__(cfg, lambda c, rng: c)
+        m = cfg.model
+        n = len(self.bands)
+        self.tcfg = Ttrd3Config(n, match_channels=int(m.get("match_channels", 16)),
+                                texture_channels=int(m.get("texture_channels", 8)), width=int(m.get("width", 16)),
+                                search_radius=int(m.get("search_radius", 3)), top_k=int(m.get("top_k", 4)))
+        self.sampler = SamplerConfig("rddm", num_timesteps=int(m.get("num_timesteps", 1000)),
+                                     default_steps=int(m.get("default_steps", 5)), eta=0.0,
+                                     beta_bar_T_sq=float(m.get("beta_bar_T_sq", 0.01)))
+        self.tables = ForwardTables.from_config(self.sampler)
+        self.scale_range = tuple(float(v) for v in m.get("scale_range", (1.0, 8.0)))
+        self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg), "denoiser": RefDenoiser(self.tcfg)})
+        self.augment = augment_config(cfg.data)
+        self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
+        mix = {**REFERENCE_MIX, **(cfg.data.get("reference_mix") or {})}
+        unknown = sorted(set(mix) - set(REFERENCE_MIX))
+        if unknown:
+            raise ValueError(f"data.reference_mix: unknown kind(s) {unknown}; known {sorted(REFERENCE_MIX)}")
+        self.mix_kinds = tuple(mix)
+        p = np.array([float(mix[k]) for k in self.mix_kinds])
+        self.mix_p = p / p.sum()
+        self.vgg: nn.Module | None = None
+        if float(cfg.loss.get("perceptual", 0.0)) > 0:
+            from rscore.metrics.lpips import VGGFeatureLoss
+
+            self.vgg = VGGFeatureLoss(n_layers=int(cfg.loss.get("vgg_layers", 2)))
+        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        vrng = np.random.default_rng(777)
+        nval = int(cfg.data.get("val_patches", 8))
+        self.val = {kind: self._pairs("val", nval, vrng, kind, [VAL_SCALES[i % len(VAL_SCALES)] for i in range(nval)])
+                    for kind in ("synthetic", "unrelated")}
+
+    # ---- data -----------------------------------------------------------------------------------
+    def _reference(self, hr: np.ndarray, kind: str, split: str, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hr, reference, validity (1, P, P)) for one pair of ``kind`` ("date" may replace ``hr``)."""
+        p = hr.shape[-1]
+        valid = np.ones((1, p, p), np.float32)
+        if kind == "date":
+            pair = self.pool.date_pair(split, p, rng)
+            if pair is not None:
+                return pair[0], pair[1], valid
+            kind = "synthetic"  # no multi-date scene in this pool
+        if kind == "synthetic":
+            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0]), self.pool.wavelengths_nm, rng).image
+            if rng.random() < 0.5:
+                donor = self.pool.patches(split, p, 1, rng)[0]
+                ref, _ = change_patches(ref, donor, float(rng.uniform(0.05, 0.5)), float(rng.uniform(8, p)), rng)
+        elif kind == "unrelated":
+            ref = self.pool.patches(split, p, 1, rng)[0]
+        else:  # missing: none at all, or only part (a random half-plane of the patch)
+            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0]), self.pool.wavelengths_nm, rng).image
+            if rng.random() < 0.5:
+                valid[:] = 0.0
+            else:
+                yy, xx = np.mgrid[0:p, 0:p] - (p - 1) / 2
+                ang = rng.uniform(0, 2 * np.pi)
+                valid[0] = (np.cos(ang) * xx + np.sin(ang) * yy > rng.uniform(-p / 4, p / 4)).astype(np.float32)
+        ref = quantize(np.clip(ref, 0.0, None), self.domain)
+        return hr, ref * valid, valid
+
+    def _pairs(self, split: str, n: int, rng: np.random.Generator, kind: str | None = None,
+               scales: list[float] | None = None) -> dict[str, np.ndarray]:
+        """n pairs in physical units: hr, bic (the model's y), ref, valid, scale."""
+        if split == "train":
+            hrs = augmented_patches(self.pool, "train", self.cfg.patch_px, n, self.domain, rng, self.augment)
+        else:
+            hrs = self.pool.patches(split, self.cfg.patch_px, n, rng)
+        lo, hi = np.log(self.scale_range[0]), np.log(self.scale_range[1])
+        out: dict[str, list[Any]] = {"hr": [], "bic": [], "ref": [], "valid": [], "scale": []}
+        for i, hr in enumerate(hrs):
+            k = kind or str(rng.choice(self.mix_kinds, p=self.mix_p))
+            hr, ref, valid = self._reference(hr, k, split, rng)
+            s0 = scales[i] if scales else float(np.exp(rng.uniform(lo, hi)))
+            bic, s = lr_pair(hr, s0, self.domain, rng, **self.lr_noise)
+            for key, v in zip(out, (hr, bic, ref, valid, s), strict=True):
+                out[key].append(v)
+        return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+    def _model_units(self, pairs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        valid = torch.from_numpy(pairs["valid"])
+        # the engine's convention: invalid reference pixels are 0 in model units (the band mean)
+        return {"hr": self.norm(torch.from_numpy(pairs["hr"])), "bic": self.norm(torch.from_numpy(pairs["bic"])),
+                "ref": self.norm(torch.from_numpy(pairs["ref"])) * valid, "valid": valid,
+                "scale": torch.from_numpy(pairs["scale"])}
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return self._model_units(self._pairs("train", self.cfg.batch_size, rng))
+
+    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
+        top = 1.0 if self.domain == "rgb8" else 0.5
+        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
+
+    # ---- losses ---------------------------------------------------------------------------------
+    def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hr, bic, ref, valid, scale = (batch[k] for k in ("hr", "bic", "ref", "valid", "scale"))
+        coarse, c = nets["coarse"](bic, ref, valid, scale)
+        coarse = coarse.float()
+        w = float(self.cfg.loss.get("perceptual", 0.0))
+        out = {"coarse_l1": (coarse - hr).abs().mean()}
+        if self.vgg is not None and w > 0:
+            out["coarse_perceptual"] = w * self.vgg(self._rgb_pm1(coarse), self._rgb_pm1(hr))
+        y0 = coarse.detach()
+        t = torch.randint(1, self.sampler.num_timesteps + 1, (hr.shape[0],))
+        eps = torch.randn_like(hr)
+        x_t = self.tables.q_sample(hr, y0, t, eps)
+        res, eps_hat = nets["denoiser"](x_t, bic, y0, c, self.tables.t_model(t), scale)
+        out["res_l1"] = (res.float() - (y0 - hr)).abs().mean()
+        out["eps_l1"] = float(self.cfg.loss.get("eps", 0.1)) * (eps_hat.float() - eps).abs().mean()
+        if self.vgg is not None and w > 0:
+            out["perceptual"] = w * self.vgg(self._rgb_pm1(y0 - res.float()), self._rgb_pm1(hr))
+        return out
+
+    # ---- validation -----------------------------------------------------------------------------
+    def restore_torch(self, nets: nn.ModuleDict, t: dict[str, torch.Tensor], steps: int | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(one-pass estimate, sampled output) in physical units for a batch in model units."""
+        plan = make_plan(self.sampler, steps or self.sampler.default_steps)
+        with torch.no_grad():
+            coarse, c = nets["coarse"](t["bic"], t["ref"], t["valid"], t["scale"])
+            outs = []
+            for i in range(coarse.shape[0]):
+                sl = slice(i, i + 1)
+
+                def den(x, tt, sl=sl):  # noqa: ANN001, ANN202
+                    res, eps = nets["denoiser"](x, t["bic"][sl], coarse[sl], c[sl], tt, t["scale"][sl])
+                    return {"res": res, "eps": eps}
+
+                outs.append(sample_torch(plan, coarse[sl], den, seeded_noise(plan, tuple(coarse[sl].shape), i),
+                                         "rddm"))
+            full = torch.cat(outs)
+        return self.denorm(coarse).numpy(), self.denorm(full).numpy()
+
+    def validate(self, nets: nn.ModuleDict) -> dict[str, float]:
+        nets.eval()
+        row: dict[str, float] = {}
+        for kind, pairs in self.val.items():
+            t = self._model_units(pairs)
+            hr = pairs["hr"]
+            coarse, full = self.restore_torch(nets, t)
+            _, plain = self.restore_torch(nets, {**t, "ref": torch.zeros_like(t["ref"]),
+                                                 "valid": torch.zeros_like(t["valid"])})
+            if kind == "synthetic":
+                row["psnr_bicubic"] = self.mean_psnr(hr, pairs["bic"])
+                row["psnr_no_reference"] = self.mean_psnr(hr, plain)
+            row[f"psnr_{kind}_coarse"] = self.mean_psnr(hr, coarse)
+            row[f"psnr_{kind}"] = self.mean_psnr(hr, full)
+        return row
+
+    # ---- export ---------------------------------------------------------------------------------
+    def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
+        from export.bundle_writer import build_bundle
+        from export.onnx_export import StageExport
+
+        nets = nets.float().eval()
+        stages = {
+            "coarse": StageExport(nets["coarse"], ("y", "aux", "aux_valid", "scale"), ("x", "c"), "coarse.onnx"),
+            "denoiser": StageExport(nets["denoiser"], ("x_t", "y", "coarse", "c", "t", "scale"), ("res", "eps"),
+                                    "denoiser.onnx"),
+        }
+        cs = TensorSpec("output", self.tcfg.cond_channels)
+        lo, hi = self.scale_range
+        manifest = self.manifest(
+            "reference_super_resolve", "rddm", stages, nets, info, default_tile_px=512,
+            size_multiple=MATCH_FACTOR, tensors={"coarse": {"c": cs}, "denoiser": {"c": cs}},
+            sampler=self.sampler, scale=ScaleRange(lo, hi, min(max(4.0, lo), hi)), resample="bicubic")
+        bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
+        return bundle.root
