@@ -166,6 +166,31 @@ def toy_ldcsr(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     return build_bundle(out / "toy-ldcsr", m, st)[0]
 
 
+def toy_refsr(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Reference-based super-resolution with the real TTRD3-style networks (:mod:`rscore.models.ttrd3`) at tiny
+    widths and seeded random weights (output layers included, so that the reference changes the result): the
+    engine's reference path (warping, validity, coverage, fallback) end to end. Not trained."""
+    import torch
+
+    from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, TextureNet, Ttrd3Config
+
+    cfg = Ttrd3Config(len(bands), match_channels=8, texture_channels=4, width=8, search_radius=2, top_k=3)
+    torch.manual_seed(0)
+    tex, den = TextureNet(cfg), RefDenoiser(cfg)
+    with torch.no_grad():
+        for out_conv in (tex.head.out, den.net.out):
+            out_conv.weight.normal_(0.0, 0.05)
+    st = {"coarse": StageExport(tex, ("y", "aux", "aux_valid", "scale"), ("x", "c"), "coarse.onnx"),
+          "denoiser": StageExport(den, ("x_t", "y", "coarse", "c", "t", "scale"), ("res", "eps"), "denoiser.onnx")}
+    cs = TensorSpec("output", cfg.cond_channels)
+    sampler = SamplerConfig("rddm", num_timesteps=1000, default_steps=3, eta=0.0, beta_bar_T_sq=0.01)
+    m = _manifest("toy-refsr", "Toy reference-based super-resolution (engine test)", "rddm", st, bands, sampler,
+                  TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=32, size_multiple=MATCH_FACTOR),
+                  tensors={"coarse": {"c": cs}, "denoiser": {"c": cs}}, scale=ScaleRange(1.0, 8.0, 4.0),
+                  resample="bicubic", mean=0.1, std=0.1)
+    return build_bundle(out / "toy-refsr", m, st)[0]
+
+
 def blur_rddm(out: Path, bands: tuple[str, ...] = BGRN, name: str = "blur-rddm") -> Bundle:
     """Deterministic RDDM whose residual is y - blur(y): a mild smoothing, receptive margin 2 px."""
     st = {"denoiser": StageExport(BlurResidualRddm(len(bands)), ("x_t", "y", "t"), ("res",), "denoiser.onnx")}
@@ -203,6 +228,7 @@ BUILDERS: dict[str, Callable[[Path], Bundle]] = {
     "toy-de": toy_de,
     "toy-de-mask": toy_de_mask,
     "toy-ldcsr": toy_ldcsr,
+    "toy-refsr": toy_refsr,
     "blur-rddm": blur_rddm,
     "tiny-conv": tiny_conv,
     "demo": demo,

@@ -2,10 +2,11 @@
 
 from .dehaze import DehazeAlgorithm
 from .models import InstallModelAlgorithm, ListModelsAlgorithm
+from .reference_super_resolve import ReferenceSuperResolveAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
 from .restore import RestoreAlgorithm
 from .super_resolve import SuperResolveAlgorithm
 
 #: explicit list, no folder scanning
 ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm, SuperResolveAlgorithm,
-              ListModelsAlgorithm, InstallModelAlgorithm)
+              ReferenceSuperResolveAlgorithm, ListModelsAlgorithm, InstallModelAlgorithm)
