@@ -1,0 +1,137 @@
+"""rsrestore:reference_super_resolve: parameters, a run through the Processing API with a reference on another
+CRS, refusal of a reference elsewhere (checkParameterValues passes, the run fails naming the overlap, nothing
+written), qgis_process, and a modeler chain that super-resolves with a reference then dehazes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from tests.conftest import run_qgis_process
+from tests.fixtures import rasters
+
+pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
+pytestmark = pytest.mark.qgis
+
+PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "REFERENCE", "REFERENCE_BANDS", "SCALE", "TARGET_RESOLUTION",
+          "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+GT_HR = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
+GT_LR = (500000.0, 40.0, 0.0, 4100000.0, 0.0, -40.0)
+
+
+def _alg():
+    from qgis.core import QgsApplication
+
+    return QgsApplication.processingRegistry().algorithmById("rsrestore:reference_super_resolve")
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("refsr_alg")
+    hr = rasters.scene(4, 96, 96, seed=8)
+    lr = hr.reshape(4, 24, 4, 24, 4).mean(axis=(2, 4))
+    ref = rasters.write(d / "ref_utm.tif", np.round(hr * 1e4), "UInt16", geotransform=GT_HR, epsg=32633)
+    ll = d / "ref_ll.tif"
+    gdal.Warp(str(ll), str(ref), dstSRS="EPSG:4326")
+    # 6 bands, blue, green, red, NIR as bands 6, 2, 4, 1: REFERENCE_BANDS picks them
+    filler = rasters.scene(2, 96, 96, seed=9)
+    six = np.concatenate([hr[3:4], hr[1:2], filler[0:1], hr[2:3], filler[1:2], hr[0:1]])
+    return {"lr": rasters.write(d / "lr.tif", np.round(lr * 1e4), "UInt16", geotransform=GT_LR, epsg=32633),
+            "ref": ref, "ref_ll": ll,
+            "ref_six": rasters.write(d / "ref_six.tif", np.round(six * 1e4), "UInt16", geotransform=GT_HR,
+                                     epsg=32633),
+            "away": rasters.write(d / "away.tif", np.round(hr * 1e4), "UInt16",
+                                  geotransform=(520000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0), epsg=32633)}
+
+
+def test_parameters(qgis_app):
+    from qgis.core import QgsProcessingParameterDefinition
+
+    alg = _alg()
+    assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
+    assert not alg.parameterDefinition("REFERENCE").flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert alg.parameterDefinition("REFERENCE_BANDS").flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert "at least half of the output extent" in alg.shortHelpString()
+    assert "plain super-resolution" in alg.shortHelpString()
+
+
+def test_processing_run_with_a_reference_on_another_crs_and_reference_bands(qgis_app, bundles, pair, tmp_path):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        lines: list[str] = []
+
+        def pushInfo(self, info: str) -> None:  # noqa: N802 - QGIS API
+            self.lines.append(info)
+
+    out, out6 = tmp_path / "out.tif", tmp_path / "out6.tif"
+    fb = Log()
+    params = {"INPUT": str(pair["lr"]), "MODEL_FOLDER": str(bundles["toy-refsr"]), "REFERENCE": str(pair["ref_ll"]),
+              "SCALE": 4.0, "OUTPUT": str(out)}
+    ok, msg = _alg().checkParameterValues(params, QgsProcessingContext())
+    assert ok, msg
+    res, ok = _alg().run(params, QgsProcessingContext(), fb, {}, False)
+    assert ok and res["OUTPUT"] == str(out)
+    ds = gdal.Open(str(out))
+    assert (ds.RasterYSize, ds.RasterXSize, ds.RasterCount) == (96, 96, 4)
+    np.testing.assert_allclose(ds.GetGeoTransform(), GT_HR)
+    assert any("reference covers 100 % of the output" in line for line in fb.lines)
+    assert ds.GetMetadataItem("REFERENCE", "RSRESTORE") == "ref_ll.tif"
+    # REFERENCE_BANDS picks blue, green, red, NIR out of six bands: the same result as the 4-band reference
+    _alg().run({**params, "REFERENCE": str(pair["ref_six"]), "REFERENCE_BANDS": [6, 2, 4, 1], "OUTPUT": str(out6)},
+               QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    _alg().run({**params, "REFERENCE": str(pair["ref"]), "OUTPUT": str(tmp_path / "out4.tif")},
+               QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    np.testing.assert_array_equal(gdal.Open(str(out6)).ReadAsArray(),
+                                  gdal.Open(str(tmp_path / "out4.tif")).ReadAsArray())
+
+
+def test_qgis_process_refuses_a_reference_elsewhere_and_a_modeler_chain_runs(qgis_env, bundles, pair, tmp_path):
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+        QgsProcessingModelOutput,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
+    assert "rsrestore:reference_super_resolve" in run_qgis_process(qgis_env, "list").stdout
+    bad = tmp_path / "bad.tif"
+    r = run_qgis_process(qgis_env, "run", "rsrestore:reference_super_resolve", "--", f"INPUT={pair['lr']}",
+                         f"REFERENCE={pair['away']}", f"MODEL_FOLDER={bundles['toy-refsr']}", f"OUTPUT={bad}")
+    assert r.returncode == 1 and "overlaps only 0 %" in r.stdout + r.stderr and not bad.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("bad", ".bad"))]
+
+    model = QgsProcessingModelAlgorithm("refsr_then_dehaze", "rsrestore tests")
+    for name in ("coarse", "reference"):
+        model.addModelParameter(QgsProcessingParameterRasterLayer(name, name), QgsProcessingModelParameter(name))
+    sr = QgsProcessingModelChildAlgorithm("rsrestore:reference_super_resolve")
+    sr.setChildId("refsr")
+    sr.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("coarse")])
+    sr.addParameterSources("REFERENCE", [QgsProcessingModelChildParameterSource.fromModelParameter("reference")])
+    sr.addParameterSources("MODEL_FOLDER",
+                           [QgsProcessingModelChildParameterSource.fromStaticValue(str(bundles["toy-refsr"]))])
+    sr.addParameterSources("SCALE", [QgsProcessingModelChildParameterSource.fromStaticValue(2.0)])
+    model.addChildAlgorithm(sr)
+    dh = QgsProcessingModelChildAlgorithm("rsrestore:dehaze")
+    dh.setChildId("dehaze")
+    dh.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("refsr", "OUTPUT")])
+    out = QgsProcessingModelOutput("result")
+    out.setChildOutputName("OUTPUT")
+    out.setChildId("dehaze")
+    dh.setModelOutputs({"result": out})
+    model.addChildAlgorithm(dh)
+    model_file = tmp_path / "refsr_then_dehaze.model3"
+    assert model.toFile(str(model_file))
+    result = tmp_path / "chain.tif"
+    r = run_qgis_process(qgis_env, "run", str(model_file), "--", f"coarse={pair['lr']}",
+                         f"reference={pair['ref']}", f"dehaze:result={result}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    dst = gdal.Open(str(result))
+    assert (dst.RasterYSize, dst.RasterXSize, dst.RasterCount) == (48, 48, 4)
+    np.testing.assert_allclose(dst.GetGeoTransform(), (500000.0, 20.0, 0.0, 4100000.0, 0.0, -20.0))
