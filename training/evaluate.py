@@ -48,11 +48,18 @@ def run_sr(settings: EvalSettings) -> SuiteReport:
     return run(settings)
 
 
+def run_refsr(settings: EvalSettings) -> SuiteReport:
+    from training.eval_refsr import run_refsr as run
+
+    return run(settings)
+
+
 #: One suite per task, in report order. Codec enhancement adds its own here.
 SUITES: dict[str, Suite] = {
     "dehaze": Suite("Dehazing", run_dehaze),
     "clouds": Suite("Cloud removal", run_clouds),
     "sr": Suite("Super-resolution", run_sr),
+    "refsr": Suite("Reference-based super-resolution", run_refsr),
 }
 
 

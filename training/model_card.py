@@ -109,6 +109,28 @@ section *Latent super-resolution*), our own lean implementation (`rscore/models/
 * No size embedding: tiled inference sees many window sizes for one raster, so it would make the result depend
   on the tiling.
 """,
+    "reference_super_resolve": """\
+## Method
+After TTRD3 (reference-based super-resolution with sparse texture transfer and residual diffusion; formulation in
+docs/architecture.md, section *Reference-based super-resolution*), our own implementation
+(`rscore/models/ttrd3.py`), everything on the output grid:
+
+* **Texture stage, once per tile** (`TextureNet`): multi-scale feature aggregation blocks (MFAB: parallel
+  depthwise 3x3, 5x5, 7x7, channel attention from a 7x7 local mean, spatial attention) build matching features at
+  1/4 resolution of the bicubic input and of the reference low-passed to the input's resolution (Gaussian blurs of
+  std s/2 mixed by log2 of the scale s: the "down-up" reference). Each position is matched by cosine similarity
+  against a 7 x 7 search window of reference cells (+-12 output pixels: the rasters are co-registered), the top 4
+  matches are kept (fixed k, deterministic) and softmax-weighted, and the reference's full-resolution features
+  and pixels are transferred from them, times a confidence (calibrated best similarity x the reference's
+  validity). Memory grows with the tile area, not its square. A small U-Net over the bicubic input, into which
+  the transferred texture enters at full, 1/2 and 1/4 resolution through bias-free convolutions, gives the
+  one-pass estimate.
+* **Residual diffusion** (RDDM, residual and noise prediction, deterministic, 5 steps) from the one-pass
+  estimate, with a U-Net of the same shape reading `x_t`, the bicubic input, the estimate and the texture.
+* **Fallback**: where the reference has no data (outside its footprint, nodata), the transferred texture and the
+  confidence are exactly 0, and both networks compute what they compute without a reference: plain
+  super-resolution, with no invented texture.
+""",
 }
 
 #: what the degradations paragraph says per task (after the common patch/augmentation sentence)
@@ -138,6 +160,14 @@ DEGRADATIONS = {
         "a Gaussian optical blur of 0.3-0.7 LR pixels (a sensor's MTF), area resampling to the LR grid, signal-"
         "dependent noise, and quantisation to the raster type; the bicubic input is the runtime's own resampler. "
         "Scale 1 (no degradation) is part of the range, so a clean input at scale 1 must come back unchanged."),
+    "reference_super_resolve": lambda cfg: (
+        "Low-resolution inputs as for super-resolution (sensor-like down-sampling at a real scale, realistic "
+        "noise). References on the HR grid, by kind: "
+        + ", ".join(f"{100 * float(v):g} % {k}" for k, v in (cfg.data.get("reference_mix") or {}).items())
+        + " - *synthetic*: the HR patch on another date (`rscore.degradations.reference`: seasonal change weighted "
+        "by vegetation, per-band gain and offset, misregistration up to 3 px, noise), half of them with 5-50 % of "
+        "the patch replaced by blobs of another place (changes between the dates); *unrelated*: another place; "
+        "*missing*: no valid reference, or only half of the patch; *date*: real pairs of acquisitions."),
 }
 
 #: validation columns per task: (header, final_validation key)
@@ -153,6 +183,12 @@ VALIDATION = {
     "super_resolve": ("sensor-like down-sampling at scales 2, 2.5, 4 and 8",
                       (("bicubic", "psnr_bicubic"), ("autoencoder (knows the HR latent)", "psnr_autoencoder"),
                        ("regression (one pass)", "psnr_regression"), ("diffusion (default steps)", "psnr_diffusion"))),
+    "reference_super_resolve": ("sensor-like down-sampling at scales 2, 3, 4 and 6, synthetic other-date and "
+                                "unrelated references",
+                                (("bicubic", "psnr_bicubic"), ("no reference", "psnr_no_reference"),
+                                 ("other date: one pass", "psnr_synthetic_coarse"),
+                                 ("other date (default steps)", "psnr_synthetic"),
+                                 ("unrelated reference", "psnr_unrelated"))),
 }
 
 #: history and limitations per task
@@ -181,6 +217,16 @@ NOTES = {
         "modest and plausible, not the true sub-pixel ground; it cannot resolve objects that the input does not "
         "show at all. Inputs that were sharpened, pan-sharpened or compressed differ from the training "
         "down-sampling and may get less or odd detail. Scales above 8 are refused."),
+    "reference_super_resolve": (
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights.",
+        "Trained on 2 CPU cores, on synthetic other-date references: the corpus has one real pair of dates "
+        "(Bouconne forest), held out for the evaluation. The reference must be co-registered within about 12 "
+        "output pixels (the search window); larger offsets find no match and give plain super-resolution. Texture "
+        "is transferred where it matches the input at the input's resolution; changes smaller than an input pixel "
+        "(a new small building inside one 10 m pixel) cannot be told apart and may be copied from the reference. "
+        "Across the edge of the reference's footprint, the result changes from reference-guided to plain "
+        "super-resolution over about 20 output pixels."),
 }
 
 

@@ -51,6 +51,8 @@ class Scene:
     biomes: tuple[str, ...] = ()
     sensor: str = ""
     use: str = "split"
+    date: str = ""
+    place: str = ""
 
 
 def dn_to_value(dn: np.ndarray, radiometry: Radiometry, gain: Sequence[float] | None = None) -> np.ndarray:
@@ -148,6 +150,8 @@ def _read_scene(spec: SourceSpec, scene: SceneSpec, cache_dir: Path) -> Scene:
         biomes=tuple(scene.biomes),
         sensor=spec.sensor,
         use=spec.use,
+        date=scene.date,
+        place=scene.place,
     )
 
 

@@ -34,6 +34,7 @@ class Pool:
         holdouts: per scene, ``"blocks"`` or the split it is held out for (``rscore.data.splits.Holdout``).
         render: per scene, True when a reflectance scene is shown as an 8-bit product (domain ``rgb8``): each
             patch gets its own display stretch (:func:`render_rgb8`).
+        acquisitions: per scene, (place, date, geotransform) as its source declares them ("" / None unknown).
     """
 
     arrays: tuple[np.ndarray, ...]
@@ -45,6 +46,7 @@ class Pool:
     split_config: SplitConfig
     holdouts: tuple[str, ...] = ()
     render: tuple[bool, ...] = ()
+    acquisitions: tuple[tuple[str, str, tuple[float, ...] | None], ...] = ()
 
     def _holdout(self, k: int) -> Any:
         return self.holdouts[k] if self.holdouts else "blocks"
@@ -82,13 +84,15 @@ class Pool:
 
 
     def other_dates(self) -> dict[int, list[int]]:
-        """Scene index -> the other scenes of the same place and grid (names ``<place>_<date>``, equal shapes):
-        real pairs of dates for reference-based training."""
+        """Scene index -> the other acquisitions of the same scene: same declared place, another declared date,
+        the same grid (geotransform and size). Real pairs of dates for reference-based training."""
         out: dict[int, list[int]] = {}
-        for k, name in enumerate(self.names):
-            place = name.rsplit("_", 1)[0]
-            sib = [j for j, other in enumerate(self.names) if j != k and "_" in name and
-                   other.rsplit("_", 1)[0] == place and self.arrays[j].shape == self.arrays[k].shape]
+        acq = self.acquisitions
+        for k in range(len(acq)):
+            place, date, gt = acq[k]
+            sib = [j for j in range(len(acq)) if j != k and place and date and gt is not None
+                   and acq[j][0] == place and acq[j][1] and acq[j][1] != date and acq[j][2] == gt
+                   and self.arrays[j].shape == self.arrays[k].shape]
             if sib:
                 out[k] = sib
         return out
@@ -159,6 +163,7 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
     names: list[str] = []
     holdouts: list[str] = []
     render: list[bool] = []
+    acquisitions: list[tuple[str, str, tuple[float, ...] | None]] = []
     for src in data["sources"]:
         if src == "synthetic":
             a = synthetic_scene(len(bands), 3 * cfg.block_px, 3 * cfg.block_px, seed=len(arrays))
@@ -167,6 +172,7 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
             names.append("synthetic")
             holdouts.append("blocks")
             render.append(False)
+            acquisitions.append(("", "", None))
             continue
         if SOURCES[src].use == "evaluation_only":
             raise ValueError(f"source {src!r} is evaluation-only (real degradations, no clean target); "
@@ -179,13 +185,14 @@ def load_pool(data: dict[str, Any], bands: Sequence[str], cache_dir: Path = DEFA
             names.append(sc.name)
             holdouts.append(sc.holdout)
             render.append(domain == "rgb8" and sc.radiometry != "rgb8")
+            acquisitions.append((sc.place, sc.date, tuple(sc.geotransform) if sc.geotransform else None))
     if not arrays:
         raise ValueError(f"no scene of {data['sources']} has bands {list(bands)}; run training/fetch_data.py")
     sizes = np.array([float(v.sum()) for v in valid], np.float64)
     weights = np.sqrt(sizes) / np.sqrt(sizes).sum()  # big scenes count more, small ones still appear
     wl = tuple(GENERIC_NM[b] for b in bands)
     return Pool(tuple(arrays), tuple(valid), tuple(names), weights, tuple(bands), wl, cfg, tuple(holdouts),
-                tuple(render))
+                tuple(render), tuple(acquisitions))
 
 
 def augment_config(data: dict[str, Any]) -> AugmentConfig | None:
