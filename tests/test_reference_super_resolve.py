@@ -12,6 +12,7 @@ from osgeo import gdal
 
 from tests.conftest import run_qgis_process
 from tests.fixtures import rasters
+from tests.fixtures.modeler import then_dehaze
 
 pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
 pytestmark = pytest.mark.qgis
@@ -90,15 +91,6 @@ def test_processing_run_with_a_reference_on_another_crs_and_reference_bands(qgis
 
 
 def test_qgis_process_refuses_a_reference_elsewhere_and_a_modeler_chain_runs(qgis_env, bundles, pair, tmp_path):
-    from qgis.core import (
-        QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelChildParameterSource,
-        QgsProcessingModelOutput,
-        QgsProcessingModelParameter,
-        QgsProcessingParameterRasterLayer,
-    )
-
     assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
     assert "rsrestore:reference_super_resolve" in run_qgis_process(qgis_env, "list").stdout
     bad = tmp_path / "bad.tif"
@@ -107,27 +99,9 @@ def test_qgis_process_refuses_a_reference_elsewhere_and_a_modeler_chain_runs(qgi
     assert r.returncode == 1 and "overlaps only 0 %" in r.stdout + r.stderr and not bad.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(("bad", ".bad"))]
 
-    model = QgsProcessingModelAlgorithm("refsr_then_dehaze", "rsrestore tests")
-    for name in ("coarse", "reference"):
-        model.addModelParameter(QgsProcessingParameterRasterLayer(name, name), QgsProcessingModelParameter(name))
-    sr = QgsProcessingModelChildAlgorithm("rsrestore:reference_super_resolve")
-    sr.setChildId("refsr")
-    sr.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("coarse")])
-    sr.addParameterSources("REFERENCE", [QgsProcessingModelChildParameterSource.fromModelParameter("reference")])
-    sr.addParameterSources("MODEL_FOLDER",
-                           [QgsProcessingModelChildParameterSource.fromStaticValue(str(bundles["toy-refsr"]))])
-    sr.addParameterSources("SCALE", [QgsProcessingModelChildParameterSource.fromStaticValue(2.0)])
-    model.addChildAlgorithm(sr)
-    dh = QgsProcessingModelChildAlgorithm("rsrestore:dehaze")
-    dh.setChildId("dehaze")
-    dh.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("refsr", "OUTPUT")])
-    out = QgsProcessingModelOutput("result")
-    out.setChildOutputName("OUTPUT")
-    out.setChildId("dehaze")
-    dh.setModelOutputs({"result": out})
-    model.addChildAlgorithm(dh)
-    model_file = tmp_path / "refsr_then_dehaze.model3"
-    assert model.toFile(str(model_file))
+    model_file = then_dehaze(tmp_path / "refsr_then_dehaze.model3", "rsrestore:reference_super_resolve",
+                             {"INPUT": "coarse", "REFERENCE": "reference"},
+                             {"MODEL_FOLDER": str(bundles["toy-refsr"]), "SCALE": 2.0})
     result = tmp_path / "chain.tif"
     r = run_qgis_process(qgis_env, "run", str(model_file), "--", f"coarse={pair['lr']}",
                          f"reference={pair['ref']}", f"dehaze:result={result}")

@@ -13,24 +13,11 @@ from osgeo import gdal
 from rscore.runtime import RestoreRequest, restore
 from rscore.runtime.api import RequestError
 from tests.fixtures import rasters
+from tests.fixtures.feedback import Log
 
 #: 10 m high-resolution grid; the low-resolution input has 40 m pixels (scale 4)
 GT_HR = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 GT_LR = (500000.0, 40.0, 0.0, 4100000.0, 0.0, -40.0)
-
-
-class _Log:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def set_progress(self, fraction: float) -> None:
-        pass
-
-    def is_canceled(self) -> bool:
-        return False
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def scene(tmp_path_factory) -> dict[str, Path]:
 
 
 def _run(bundles, scene, ref: str, out: Path, **kw) -> tuple[np.ndarray, list[str]]:
-    log = _Log()
+    log = Log()
     restore(RestoreRequest(str(scene["lr"]), str(bundles["toy-refsr"]), str(out), scale_factor=4.0,
                            aux_path=str(scene[ref]), **kw), log)
     return gdal.Open(str(out)).ReadAsArray().astype(np.float64), log.lines

@@ -20,6 +20,7 @@ from rscore.bundle import BundleError, load_bundle
 from rscore.raster.io import RasterError
 from rscore.runtime import RequestError, RestoreRequest, restore
 from tests.fixtures import rasters
+from tests.fixtures.feedback import Log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,22 +37,6 @@ def _copy_bundle(src: Path, dst: Path, edit=None) -> Path:
         edit(data)
         path.write_text(json.dumps(data))
     return dst
-
-
-class Log:
-    """Feedback that records info lines."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def set_progress(self, fraction: float) -> None:
-        pass
-
-    def is_canceled(self) -> bool:
-        return False
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
 
 
 # ---- 1. OUTPUT is an existing directory --------------------------------------------------------------------

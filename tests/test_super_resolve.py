@@ -15,6 +15,7 @@ from rscore.tiling.grid import Window
 from rscore.tiling.resample import resample_window
 from tests.conftest import run_qgis_process
 from tests.fixtures import rasters
+from tests.fixtures.modeler import then_dehaze
 
 pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `make install`)")
 pytestmark = pytest.mark.qgis
@@ -125,15 +126,6 @@ def test_shipped_bgrn_model_beats_bicubic_on_a_held_out_crop(qgis_app, s2_pair, 
 
 
 def test_qgis_process_and_modeler_chain_super_resolve_then_dehaze(qgis_env, s2_pair, tmp_path):
-    from qgis.core import (
-        QgsProcessingModelAlgorithm,
-        QgsProcessingModelChildAlgorithm,
-        QgsProcessingModelChildParameterSource,
-        QgsProcessingModelOutput,
-        QgsProcessingModelParameter,
-        QgsProcessingParameterRasterLayer,
-    )
-
     assert run_qgis_process(qgis_env, "plugins", "enable", "rsrestore").returncode == 0
     assert "rsrestore:super_resolve" in run_qgis_process(qgis_env, "list").stdout
     path, _, _ = s2_pair
@@ -142,24 +134,8 @@ def test_qgis_process_and_modeler_chain_super_resolve_then_dehaze(qgis_env, s2_p
                          f"OUTPUT={bad}")
     assert r.returncode == 1 and "outside 1-8" in r.stdout + r.stderr and not bad.exists()
 
-    model = QgsProcessingModelAlgorithm("sr_then_dehaze", "rsrestore tests")
-    model.addModelParameter(QgsProcessingParameterRasterLayer("coarse", "Coarse raster"),
-                            QgsProcessingModelParameter("coarse"))
-    sr = QgsProcessingModelChildAlgorithm("rsrestore:super_resolve")
-    sr.setChildId("sr")
-    sr.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("coarse")])
-    sr.addParameterSources("SCALE", [QgsProcessingModelChildParameterSource.fromStaticValue(2.0)])
-    model.addChildAlgorithm(sr)
-    dh = QgsProcessingModelChildAlgorithm("rsrestore:dehaze")
-    dh.setChildId("dehaze")
-    dh.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("sr", "OUTPUT")])
-    out = QgsProcessingModelOutput("result")
-    out.setChildOutputName("OUTPUT")
-    out.setChildId("dehaze")
-    dh.setModelOutputs({"result": out})
-    model.addChildAlgorithm(dh)
-    model_file = tmp_path / "sr_then_dehaze.model3"
-    assert model.toFile(str(model_file))
+    model_file = then_dehaze(tmp_path / "sr_then_dehaze.model3", "rsrestore:super_resolve", {"INPUT": "coarse"},
+                             {"SCALE": 2.0})
     result = tmp_path / "chain.tif"
     r = run_qgis_process(qgis_env, "run", str(model_file), "--", f"coarse={path}", f"dehaze:result={result}")
     assert r.returncode == 0, r.stdout + r.stderr

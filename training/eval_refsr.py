@@ -199,8 +199,8 @@ def table(res: RefSrResult) -> str:
             pr, lr_ = res.mean("psnr", method="refsr", reference=kind, **w), res.mean("lpips", method="refsr",
                                                                                      reference=kind, **w)
             lines.append(f"| {label} | ×{s:g} | {len(rows)} | {fmt(p['bicubic'], 2)} | {fmt(p['plain'], 2)} | "
-                         f"{fmt(pr, 2)} | {pr - p['bicubic']:+.2f} | {pr - p['plain']:+.2f} | {fmt(lp['bicubic'], 3)} | "
-                         f"{fmt(lp['plain'], 3)} | {fmt(lr_, 3)} | "
+                         f"{fmt(pr, 2)} | {pr - p['bicubic']:+.2f} | {pr - p['plain']:+.2f} | "
+                         f"{fmt(lp['bicubic'], 3)} | {fmt(lp['plain'], 3)} | {fmt(lr_, 3)} | "
                          f"{fmt(res.mean('seconds', method='refsr', reference=kind, **w) / mpx, 2)} |")
     return "\n".join(lines)
 

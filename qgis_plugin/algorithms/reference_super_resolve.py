@@ -64,13 +64,7 @@ class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
         super().add_task_parameters()
 
     def reference_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
-        layer = self.parameterAsRasterLayer(parameters, self.REFERENCE, context)
-        if layer is None:
-            raise QgsProcessingException(self.tr("REFERENCE is missing or could not be loaded; choose a raster."))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(self.tr(
-                "REFERENCE must be a file-based raster (GDAL provider); export the layer to GeoTIFF first."))
-        return layer.source().split("|")[0]
+        return self.file_raster(parameters, self.REFERENCE, context, "Reference raster")[1]
 
     def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
         return {**super().extra_request_fields(parameters, context),

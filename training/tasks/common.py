@@ -46,6 +46,22 @@ class ImageTask:
     def denorm(self, model: torch.Tensor) -> torch.Tensor:
         return model * self._std_t + self._mean_t
 
+    def init_perceptual(self) -> None:
+        """``self.vgg``: the VGG16 feature loss when ``loss.perceptual`` > 0, else None. Tasks call it at a fixed
+        point of their construction (its layers draw from torch's RNG before loading their weights, so moving it
+        would change a seeded run)."""
+        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        self.vgg: nn.Module | None = None
+        if float(self.cfg.loss.get("perceptual", 0.0)) > 0:
+            from rscore.metrics.lpips import VGGFeatureLoss
+
+            self.vgg = VGGFeatureLoss(n_layers=int(self.cfg.loss.get("vgg_layers", 2)))
+
+    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
+        """Model units -> red, green, blue in [-1, 1] for the VGG loss (reflectance 0-0.5 or 8-bit 0-1 spans it)."""
+        top = 1.0 if self.domain == "rgb8" else 0.5
+        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
+
     def mean_psnr(self, clean: np.ndarray, est: np.ndarray) -> float:
         """Mean PSNR over a batch, data range 1 (8-bit) or 0.5 (reflectance)."""
         from rscore.metrics.fidelity import psnr

@@ -73,13 +73,8 @@ class DehazeTask(ImageTask):
                                                  context_px=int(m.get("context_px", 0)))),
             "denoiser": ResidualDenoiser(UNetConfig(n, width=int(m.get("denoiser_width", 16)))),
         })
-        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
         self.augment = augment_config(cfg.data)
-        self.vgg: nn.Module | None = None
-        if float(cfg.loss.get("perceptual", 0.0)) > 0:
-            from rscore.metrics.lpips import VGGFeatureLoss
-
-            self.vgg = VGGFeatureLoss(n_layers=int(cfg.loss.get("vgg_layers", 2)))
+        self.init_perceptual()
         vrng = np.random.default_rng(777)
         nval = int(cfg.data.get("val_patches", 12))
         clean = self.pool.patches("val", int(cfg.data.get("val_patch_px", 128)), nval, vrng)
@@ -111,11 +106,6 @@ class DehazeTask(ImageTask):
         hazy = np.stack([c if k else self._haze(c, rng) for c, k in zip(clean, is_clear)])
         return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy)),
                 "clear": torch.from_numpy(is_clear.astype(np.float32))}
-
-    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
-        """Model units -> RGB in [-1, 1] for the VGG loss (reflectance 0-0.5 or 8-bit 0-1 spans it)."""
-        top = 1.0 if self.domain == "rgb8" else 0.5
-        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
 
     # ---- losses ---------------------------------------------------------------------------------
     def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

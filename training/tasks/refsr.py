@@ -66,12 +66,7 @@ class ReferenceSrTask(ImageTask):
         self.mix_kinds = tuple(mix)
         p = np.array([float(mix[k]) for k in self.mix_kinds])
         self.mix_p = p / p.sum()
-        self.vgg: nn.Module | None = None
-        if float(cfg.loss.get("perceptual", 0.0)) > 0:
-            from rscore.metrics.lpips import VGGFeatureLoss
-
-            self.vgg = VGGFeatureLoss(n_layers=int(cfg.loss.get("vgg_layers", 2)))
-        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        self.init_perceptual()
         vrng = np.random.default_rng(777)
         nval = int(cfg.data.get("val_patches", 8))
         self.val = {kind: self._pairs("val", nval, vrng, kind, [VAL_SCALES[i % len(VAL_SCALES)] for i in range(nval)])
@@ -133,10 +128,6 @@ class ReferenceSrTask(ImageTask):
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         return self._model_units(self._pairs("train", self.cfg.batch_size, rng))
-
-    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
-        top = 1.0 if self.domain == "rgb8" else 0.5
-        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
 
     # ---- losses ---------------------------------------------------------------------------------
     def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

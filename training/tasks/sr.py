@@ -118,12 +118,7 @@ class SuperResolutionTask(ImageTask):
         #: fraction of training pairs that are identity pairs (scale 1, LR = the clean HR patch)
         self.identity_fraction = float(cfg.data.get("identity_fraction", 0.0))
         self.progress = 0.0
-        self.vgg: nn.Module | None = None
-        if float(cfg.loss.get("perceptual", 0.0)) > 0:
-            from rscore.metrics.lpips import VGGFeatureLoss
-
-            self.vgg = VGGFeatureLoss(n_layers=int(cfg.loss.get("vgg_layers", 2)))
-        self.rgb_idx = [self.bands.index(b) for b in ("red", "green", "blue")]
+        self.init_perceptual()
         vrng = np.random.default_rng(777)
         nval = int(cfg.data.get("val_patches", 8))
         hr = self.pool.patches("val", cfg.patch_px, nval, vrng)
@@ -152,10 +147,6 @@ class SuperResolutionTask(ImageTask):
         bic = np.stack([b for b, _ in pairs])
         return {"hr": self.norm(torch.from_numpy(hr)), "bic": self.norm(torch.from_numpy(bic)),
                 "scale": torch.tensor([s for _, s in pairs], dtype=torch.float32)}
-
-    def _rgb_pm1(self, model: torch.Tensor) -> torch.Tensor:
-        top = 1.0 if self.domain == "rgb8" else 0.5
-        return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
 
     # ---- losses ---------------------------------------------------------------------------------
     def unroll(self, nets: nn.ModuleDict, z0: torch.Tensor, c: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
