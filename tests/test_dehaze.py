@@ -18,7 +18,7 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
-PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE",
+PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG",
           "OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
@@ -56,7 +56,7 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE"}
+    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG"}
     assert alg.parameterDefinition("MODEL_FOLDER").flags() & QgsProcessingParameterDefinition.FlagOptional
     model = alg.parameterDefinition("MODEL")
     assert model.defaultValue() == "auto" and model.options()[:3] == ["auto", "dehaze-bgrn", "dehaze-rgb"]

@@ -54,6 +54,31 @@ def test_colour_interpretation_provenance_and_overviews(big_tif, tmp_path):
     assert "Overviews: 260x300" in info.stdout
 
 
+def test_cloud_optimised_layout_keeps_pixels_provenance_and_atomicity(big_tif, tmp_path):
+    """cog=True: a valid COG (checked with GDAL's own validator), the same pixels and overviews as the plain
+    tiled output, the provenance as RSRESTORE_* default-domain items, and no temporary file left behind."""
+    from osgeo_utils.samples.validate_cloud_optimized_geotiff import validate
+
+    from rscore.raster.io import read_provenance
+
+    plain, cog = tmp_path / "plain.tif", tmp_path / "cog.tif"
+    restore(RestoreRequest(str(big_tif), str(DEMO), str(plain), seed=3))
+    restore(RestoreRequest(str(big_tif), str(DEMO), str(cog), seed=3, cog=True))
+    errors, warnings, _ = validate(str(cog), full_check=True)
+    assert errors == [] and warnings == []
+    a, b = gdal.Open(str(plain)), gdal.Open(str(cog))
+    np.testing.assert_array_equal(a.ReadAsArray(), b.ReadAsArray())
+    np.testing.assert_array_equal(a.GetRasterBand(1).GetOverview(0).ReadAsArray(),
+                                  b.GetRasterBand(1).GetOverview(0).ReadAsArray())
+    assert b.GetRasterBand(1).GetBlockSize() == [512, 512]
+    assert gdal.GetColorInterpretationName(b.GetRasterBand(3).GetColorInterpretation()) == "Red"
+    p_plain, p_cog = read_provenance(plain), read_provenance(cog)
+    assert p_cog["BUNDLE"] == "demo-smooth-bgrn" and b.GetMetadataItem("RSRESTORE_SEED") == "3"
+    assert {k: v for k, v in p_cog.items() if k != "CREATED_UTC"} == {
+        k: v for k, v in p_plain.items() if k != "CREATED_UTC"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]
+
+
 def test_qgis_layer_name_and_true_colour_renderer(qgis_app, big_tif, tmp_path):
     pytest.importorskip("qgis.core")
     from qgis.core import (

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.qgis
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo-smooth-bgrn"
-PARAMS = ["INPUT", "BANDS", "MODEL", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+PARAMS = ["INPUT", "BANDS", "MODEL", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG", "OUTPUT"]
 
 
 def _alg(qgis_app):
@@ -37,7 +37,7 @@ def test_algorithm_parameters_and_help(qgis_app):
     names = [p.name() for p in alg.parameterDefinitions()]
     assert names == PARAMS
     advanced = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert advanced == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE"}
+    assert advanced == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG"}
     assert all(p.help() for p in alg.parameterDefinitions() if p.name() != "OUTPUT")
     assert "temporary file" in alg.shortHelpString() and alg.displayName() == "Restore raster with a model bundle"
 

@@ -18,7 +18,7 @@ pytest.importorskip("qgis.core", reason="python3-qgis is not installed (run `mak
 pytestmark = pytest.mark.qgis
 
 PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "REFERENCE", "REFERENCE_BANDS", "SCALE", "TARGET_RESOLUTION",
-          "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+          "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG", "OUTPUT"]
 GT_HR = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 GT_LR = (500000.0, 40.0, 0.0, 4100000.0, 0.0, -40.0)
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.qgis
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "ETA", "MASK", "MASK_BAND", "AUTO_MASK", "MASK_THRESHOLD",
-          "SAMPLES", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "OUTPUT", "UNCERTAINTY_OUTPUT"]
+          "SAMPLES", "EXTENT", "STEPS", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG", "OUTPUT", "UNCERTAINTY_OUTPUT"]
 BGRN_NM = (490.0, 560.0, 665.0, 842.0)
 RGB_NM = (665.0, 560.0, 490.0)
 
@@ -69,7 +69,7 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "MASK_BAND", "MASK_THRESHOLD"}
+    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG", "MASK_BAND", "MASK_THRESHOLD"}
     assert alg.parameterDefinition("AUTO_MASK").defaultValue() is True
     for name in ("MODEL_FOLDER", "MASK", "UNCERTAINTY_OUTPUT", "ETA", "MASK_THRESHOLD"):
         assert alg.parameterDefinition(name).flags() & QgsProcessingParameterDefinition.FlagOptional

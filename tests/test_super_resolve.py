@@ -23,7 +23,7 @@ pytestmark = pytest.mark.qgis
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "SCALE", "TARGET_RESOLUTION", "EXTENT", "STEPS", "TILE_SIZE",
-          "OVERLAP", "SEED", "DEVICE", "OUTPUT"]
+          "OVERLAP", "SEED", "DEVICE", "COG", "OUTPUT"]
 #: gain over bicubic of the shipped sr-bgrn on the held-out crop below: measured +0.46 dB (default 4 steps, seed
 #: 0); pinned with a margin for onnxruntime versions
 GAIN_X4_PIN = 0.3
@@ -75,7 +75,7 @@ def test_parameters(qgis_app):
     alg = _alg()
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMS
     adv = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
-    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE"}
+    assert adv == {"MODEL_FOLDER", "TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG"}
     assert alg.parameterDefinition("MODEL_FOLDER").flags() & QgsProcessingParameterDefinition.FlagOptional
     assert alg.parameterDefinition("SCALE").defaultValue() == 4.0
 

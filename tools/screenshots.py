@@ -40,6 +40,10 @@ DIALOGS = {
     "rsrestore:remove_clouds": ("guide-dialog-remove-clouds", {"INPUT": str(SAMPLES / "l8_cloudy_refl_bgrn.tif")}),
     "rsrestore:super_resolve": ("guide-dialog-super-resolve", {"INPUT": str(SAMPLES / "s2_l1c_bgrn_512.tif"),
                                                                "SCALE": 2.5}),
+    "rsrestore:reference_super_resolve": (
+        "guide-dialog-reference-super-resolve",
+        {"INPUT": str(SAMPLES / "s2_bouconne_20181115_bgrn.tif"),
+         "REFERENCE": str(SAMPLES / "s2_bouconne_20180708_bgrn.tif"), "SCALE": 2.0}),
     "rsrestore:models": ("guide-dialog-models", {}),
 }
 

@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -167,6 +168,7 @@ class RestoreAlgorithmBase(AlgorithmBase):
     OVERLAP = "OVERLAP"
     SEED = "SEED"
     DEVICE = "DEVICE"
+    COG = "COG"
     OUTPUT = "OUTPUT"
     EXTENT = "EXTENT"
 
@@ -222,6 +224,11 @@ class RestoreAlgorithmBase(AlgorithmBase):
             QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0),
             self.tr("auto: NVIDIA GPU through onnxruntime-gpu when available, else CPU; cpu; cuda (falls back to "
                     "CPU with a message when no GPU runtime is installed)."), advanced=True))
+        self.addParameter(_help(
+            QgsProcessingParameterBoolean(self.COG, self.tr("Cloud-optimised GeoTIFF (COG layout)"), False),
+            self.tr("Write the output as a cloud-optimised GeoTIFF (512 px tiles, overviews before the image), "
+                    "for web servers and object stores; costs one more copy of the file at the end. The "
+                    "provenance is then in the default metadata domain as RSRESTORE_* items."), advanced=True))
         self.add_output_parameters()
 
     def add_model_parameters(self) -> None:
@@ -284,6 +291,7 @@ class RestoreAlgorithmBase(AlgorithmBase):
             overlap_px=self.optional_int(parameters, self.OVERLAP, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            cog=self.parameterAsBoolean(parameters, self.COG, context),
             provenance={"ALGORITHM": self.id() or f"rsrestore:{self.name()}"},
             **self.extra_request_fields(parameters, context),
         )

@@ -292,6 +292,10 @@ class OutputSpec:
     metadata: tuple[tuple[str, str], ...] = ()
     #: build internal overviews (x2, x4, ... down to about OVERVIEW_MIN_PX) when the file is finished
     overviews: bool = True
+    #: cloud-optimised layout (COG: 512 px tiles, overviews after the headers, the image last), made by a copy
+    #: when the file is finished. GDAL's copy keeps only the default metadata domain, so the provenance keys are
+    #: then written there as ``RSRESTORE_<key>`` (:func:`read_provenance` reads either form)
+    cog: bool = False
 
 
 #: band names that GDAL has a colour interpretation for: QGIS then shows red, green, blue as such by default
@@ -301,6 +305,21 @@ COLOR_INTERP = {"red": gdal.GCI_RedBand, "green": gdal.GCI_GreenBand, "blue": gd
 METADATA_DOMAIN = "RSRESTORE"
 #: overviews are built down to the last level whose larger side is at least this many pixels
 OVERVIEW_MIN_PX = 256
+#: tile size of the cloud-optimised layout
+COG_BLOCK_PX = 512
+
+
+def read_provenance(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The provenance keys of an rsrestore output: the ``RSRESTORE`` metadata domain, or the ``RSRESTORE_``
+    items of the default domain (cloud-optimised outputs); {} for any other raster."""
+    ds, _ = _open(str(path))
+    if ds is None:
+        return {}
+    found = dict(ds.GetMetadata(METADATA_DOMAIN) or {})
+    if not found:
+        prefix = METADATA_DOMAIN + "_"
+        found = {k[len(prefix):]: v for k, v in (ds.GetMetadata() or {}).items() if k.startswith(prefix)}
+    return found
 
 
 def overview_factors(rows: int, cols: int, min_px: int = OVERVIEW_MIN_PX) -> list[int]:
@@ -401,6 +420,34 @@ class OutputRaster:
         ds = None
         if not ok:
             raise RasterError(f"the written {self.final.name} cannot be read back ({err}); is the disk full?")
+        if self.spec.cog:
+            self._to_cog()
+
+    def _to_cog(self) -> None:
+        """Rewrite the finished temporary file in the cloud-optimised layout (its overviews copied, not rebuilt),
+        through a second temporary file that replaces the first."""
+        src = gdal.Open(str(self.tmp), gdal.GA_Update)
+        if self.spec.metadata:
+            src.SetMetadata({f"{METADATA_DOMAIN}_{k}": str(v) for k, v in self.spec.metadata})
+        opts = ["TILED=YES", "COPY_SRC_OVERVIEWS=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
+                f"BLOCKXSIZE={COG_BLOCK_PX}", f"BLOCKYSIZE={COG_BLOCK_PX}"]
+        if self.spec.data_type not in ("Float32", "Float64"):
+            opts.append("PREDICTOR=2")
+        cog = partial_path(self.final)  # a second hidden sibling, swept like the first if the process dies
+        gdal.ErrorReset()
+        try:
+            out = gdal.GetDriverByName("GTiff").CreateCopy(str(cog), src, options=opts)
+            ok = out is not None and not _failed()
+            out = None
+        except RuntimeError:
+            ok = False
+        src = None
+        if not ok:
+            msg = _last_error("unknown write error")
+            cog.unlink(missing_ok=True)
+            raise RasterError(f"writing the cloud-optimised {self.final.name} failed ({msg}); is the disk full?")
+        Path(str(self.tmp) + ".aux.xml").unlink(missing_ok=True)
+        os.replace(cog, self.tmp)
 
     def publish(self) -> Path:
         """Move the finished file to the requested path (replacing an older file and its stale .aux.xml)."""

@@ -89,6 +89,9 @@ class RestoreRequest:
             variable, or no limit).
         overviews: build internal overviews in every output (x2, x4, ... down to about 256 px; QGIS then pans
             large outputs quickly). Costs roughly half the time of writing the output once more.
+        cog: write the outputs as cloud-optimised GeoTIFFs (512 px tiles, overviews first): one more copy of
+            each file when it is finished, still published atomically. The provenance keys then sit in the
+            default metadata domain as ``RSRESTORE_<key>`` (GDAL's copy drops other domains).
         provenance: extra keys for the outputs' provenance (the plugin adds ``ALGORITHM``); the runtime records
             the bundle, its checksum, steps, seed, options and the rest itself (:func:`provenance_of`).
     """
@@ -117,6 +120,7 @@ class RestoreRequest:
     max_megapixels: float | None = None
     provenance: Mapping[str, str] | None = None
     overviews: bool = True
+    cog: bool = False
 
 
 #: environment variable with a default size limit for every run (output megapixels), e.g. on a shared server
@@ -607,7 +611,8 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         fb.info(summary)
         main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
-                                          main_fb, provenance_of(request, run, provider_msg), request.overviews)
+                                          main_fb, provenance_of(request, run, provider_msg), request.overviews,
+                                          request.cog)
         if report.clipped_pixels:
             fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of "
                     f"{inputs.src.info.data_type} and were clipped (saturated or negative values)")

@@ -374,7 +374,7 @@ class TiledRunner:
     # ---- main loop ------------------------------------------------------------------------------
     def run(self, image_path: str | None, uncertainty_path: str | None = None,
             extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None,
-            provenance: dict[str, str] | None = None, overviews: bool = True) -> EngineReport:
+            provenance: dict[str, str] | None = None, overviews: bool = True, cog: bool = False) -> EngineReport:
         """Run every tile and commit the outputs (or delete them on error/cancel).
 
         Args:
@@ -386,6 +386,7 @@ class TiledRunner:
             provenance: keys recorded in every output's ``RSRESTORE`` metadata domain (with ``OUTPUT``, the
                 output's role: image, uncertainty or an extra output's name).
             overviews: build internal overviews in every output when it is finished.
+            cog: write every output in the cloud-optimised layout (:class:`OutputSpec`).
 
         Raises:
             Cancelled: when feedback asks to stop (no output left behind).
@@ -420,7 +421,7 @@ class TiledRunner:
                 meta = tuple(sorted({**(provenance or {}), "OUTPUT": name}.items()))
                 spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc, so,
                                   color_interp=names if name == "image" else (), metadata=meta,
-                                  overviews=overviews)
+                                  overviews=overviews, cog=cog)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             report = self._run_tiles(targets, fb)
             if report.tiles_skipped == report.tiles_total:
