@@ -9,7 +9,8 @@ scale), ``aux`` the reference warped onto the same grid, ``aux_valid`` where the
    are co-registered, so a window is enough and memory grows with the tile area, not its square), keeps the top-k
    matches (a fixed k: deterministic), and transfers the reference's features and pixels from the matched
    positions, weighted by a confidence (similarity and validity). Its outputs are ``c`` (transferred texture
-   times confidence, plus the confidence) and ``x``, a one-pass estimate.
+   times confidence, plus the confidence) and ``x``, a one-pass estimate: the input plus a residual plus a
+   learnt, per-pixel share of the transferred detail (the reference pixels minus their low-pass at the scale).
 2. :class:`RefDenoiser` (once per step): residual diffusion (RDDM, residual and noise prediction) from the
    one-pass estimate, conditioned on ``y`` and ``c``.
 
@@ -152,7 +153,8 @@ class TextureNet(nn.Module):
         self.log_tau = nn.Parameter(torch.tensor(math.log(0.05)))
         self.conf_a = nn.Parameter(torch.tensor(8.0))
         self.conf_b = nn.Parameter(torch.tensor(-4.0))
-        self.head = RefUNet(cfg, in_extra=0, emb_kind="scale", out_channels=cfg.bands)
+        # a residual and a per-pixel, per-band gate on the reference's transferred detail
+        self.head = RefUNet(cfg, in_extra=0, emb_kind="scale", out_channels=2 * cfg.bands)
 
     def offsets(self) -> list[tuple[int, int]]:
         r = self.cfg.search_radius
@@ -186,8 +188,14 @@ class TextureNet(nn.Module):
 
     def forward(self, y: torch.Tensor, aux: torch.Tensor, aux_valid: torch.Tensor, scale: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-pass estimate ``y + residual + gate * detail``, where ``detail`` is the transferred reference
+        pixels minus their low-pass at the scale (what the input cannot show), and the texture ``c``."""
         c = self.transfer(y, aux, aux_valid, scale)
-        return y + self.head(y, c, self.head.embed(scale=scale)), c
+        n, t = self.cfg.bands, self.cfg.texture_channels
+        pixels = c[:, t : t + n]
+        detail = pixels - self.lowpass(pixels, scale)
+        res, gate = self.head(y, c, self.head.embed(scale=scale)).chunk(2, dim=1)
+        return y + res + torch.sigmoid(gate) * detail, c
 
 
 class RefUNet(nn.Module):
