@@ -162,27 +162,37 @@ class TextureNet(nn.Module):
 
     def transfer(self, y: torch.Tensor, aux: torch.Tensor, aux_valid: torch.Tensor, scale: torch.Tensor
                  ) -> torch.Tensor:
-        """``c`` = (transferred reference features and pixels) x confidence, and the confidence (N, C, H, W)."""
-        r, f = self.cfg.search_radius, MATCH_FACTOR
+        """``c`` = (transferred reference features and pixels) x confidence, and the confidence (N, C, H, W).
+
+        The top-k matches are gathered, not summed over the whole window: the reference's values are cut into
+        4 x 4 cells (pixel-unshuffle) and the k chosen cells of each position are read with one index_select
+        (an ONNX Gather), so memory stays a few times the tile's size whatever the window."""
+        r, f, kk = self.cfg.search_radius, MATCH_FACTOR, self.cfg.top_k
+        side = 2 * r + 1
         aux = aux * aux_valid
         q = self.match(y)
         k = F.pad(self.match(self.lowpass(aux, scale)), (r, r, r, r))
         valid4 = F.pad((self.pool(aux_valid) > 0.999).float(), (r, r, r, r))
-        offs = self.offsets()
         # similarities within the window; an invalid reference cell never wins (-2 is below any cosine)
         sims = torch.cat([(q * _shift(k, r, dy, dx)).sum(dim=1, keepdim=True) - 2.0 * (1.0 - _shift(valid4, r, dy, dx))
-                          for dy, dx in offs], dim=1)
-        kth = torch.topk(sims, self.cfg.top_k, dim=1).values[:, -1:]
-        best = sims.amax(dim=1, keepdim=True)
-        e = torch.exp((sims - best) / torch.exp(self.log_tau)) * (sims >= kth).float()
-        w = e / e.sum(dim=1, keepdim=True)
+                          for dy, dx in self.offsets()], dim=1)
+        top, idx = torch.topk(sims, kk, dim=1)  # (N, k, h, w), best first
+        best = top[:, :1]
+        e = torch.exp((top - best) / torch.exp(self.log_tau))
+        wts = e / e.sum(dim=1, keepdim=True)
         conf4 = torch.sigmoid(self.conf_a * best + self.conf_b) * (best > -0.5).float()
         values = torch.cat([self.tex_block(F.relu(self.tex_stem(aux))), aux], dim=1)
-        vp = F.pad(values, (f * r, f * r, f * r, f * r))
-        up = F.interpolate(w, scale_factor=float(f), mode="nearest")
-        out = torch.zeros_like(values)
-        for i, (dy, dx) in enumerate(offs):
-            out = out + up[:, i : i + 1] * _shift(vp, f * r, f * dy, f * dx)
+        n, _, h, w = q.shape
+        hp, wp = h + 2 * r, w + 2 * r
+        # flat index of each chosen cell in the padded grids of the whole batch
+        rows = torch.arange(h, device=q.device).view(1, 1, h, 1)
+        cols = torch.arange(w, device=q.device).view(1, 1, 1, w)
+        batch = torch.arange(n, device=q.device).view(n, 1, 1, 1) * (hp * wp)
+        flat = (batch + (rows + torch.div(idx, side, rounding_mode="floor")) * wp + cols + idx % side).reshape(-1)
+        cells = F.pad(F.pixel_unshuffle(values, f), (r, r, r, r))  # (N, C * f * f, hp, wp)
+        cu = cells.shape[1]
+        picked = cells.transpose(0, 1).reshape(cu, n * hp * wp).index_select(1, flat).reshape(cu, n, kk, h, w)
+        out = F.pixel_shuffle((picked.permute(1, 2, 0, 3, 4) * wts.unsqueeze(2)).sum(dim=1), f)
         conf = F.interpolate(conf4, scale_factor=float(f), mode="nearest") * aux_valid
         return torch.cat([out * conf, conf], dim=1)
 
