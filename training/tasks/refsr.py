@@ -39,6 +39,18 @@ REFERENCE_MIX = {"date": 0.15, "synthetic": 0.55, "unrelated": 0.15, "missing": 
 VAL_SCALES = (2.0, 3.0, 4.0, 6.0)
 
 
+class ResidualOnly(nn.Module):
+    """Export wrapper: the denoiser's residual head alone (the sampler derives the noise term from it)."""
+
+    def __init__(self, denoiser: RefDenoiser) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
+                scale: torch.Tensor) -> torch.Tensor:
+        return self.denoiser(x_t, y, coarse, c, t, scale)[0]
+
+
 class ReferenceSrTask(ImageTask):
     """Data, losses, validation and export of the reference-based SR bundle."""
 
@@ -56,6 +68,11 @@ class ReferenceSrTask(ImageTask):
                                      beta_bar_T_sq=float(m.get("beta_bar_T_sq", 0.01)))
         self.tables = ForwardTables.from_config(self.sampler)
         self.scale_range = tuple(float(v) for v in m.get("scale_range", (1.0, 8.0)))
+        #: noise term of the sampler at inference: "predicted" (the denoiser's eps head) or "derived" (eps from
+        #: x_t, the start and the predicted residual, the RDDM identity); the eps head is trained either way
+        self.eps_mode = str(m.get("eps_at_inference", "predicted"))
+        if self.eps_mode not in ("predicted", "derived"):
+            raise ValueError(f"model.eps_at_inference must be 'predicted' or 'derived', got {self.eps_mode!r}")
         self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg), "denoiser": RefDenoiser(self.tcfg)})
         self.augment = augment_config(cfg.data)
         self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
@@ -162,7 +179,7 @@ class ReferenceSrTask(ImageTask):
 
                 def den(x, tt, sl=sl):  # noqa: ANN001, ANN202
                     res, eps = nets["denoiser"](x, t["bic"][sl], coarse[sl], c[sl], tt, t["scale"][sl])
-                    return {"res": res, "eps": eps}
+                    return {"res": res} if self.eps_mode == "derived" else {"res": res, "eps": eps}
 
                 outs.append(sample_torch(plan, coarse[sl], den, seeded_noise(plan, tuple(coarse[sl].shape), i),
                                          "rddm"))
@@ -191,10 +208,11 @@ class ReferenceSrTask(ImageTask):
         from export.onnx_export import StageExport
 
         nets = nets.float().eval()
+        den_outputs = ("res",) if self.eps_mode == "derived" else ("res", "eps")
         stages = {
             "coarse": StageExport(nets["coarse"], ("y", "aux", "aux_valid", "scale"), ("x", "c"), "coarse.onnx"),
-            "denoiser": StageExport(nets["denoiser"], ("x_t", "y", "coarse", "c", "t", "scale"), ("res", "eps"),
-                                    "denoiser.onnx"),
+            "denoiser": StageExport(ResidualOnly(nets["denoiser"]) if self.eps_mode == "derived" else nets["denoiser"],
+                                    ("x_t", "y", "coarse", "c", "t", "scale"), den_outputs, "denoiser.onnx"),
         }
         cs = TensorSpec("output", self.tcfg.cond_channels)
         lo, hi = self.scale_range
