@@ -457,8 +457,10 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
         count = len(bands) if bands else layer.bandCount()
         name = self.default_bundles.get(count)
         if name is None:
+            kinds = {4: "4 bands (blue, green, red, NIR reflectance)", 3: "3 bands (8-bit red, green, blue)"}
+            shipped = " or ".join(kinds[k] for k in sorted(self.default_bundles, reverse=True))
             raise QgsProcessingException(self.tr(
-                f"{self.displayName()} needs 4 bands (blue, green, red, NIR reflectance) or 3 bands (8-bit red, "
-                f"green, blue), but {'the selected bands are' if bands else 'the raster has'} {count} band(s). "
-                f"Choose 4 or 3 bands in that order with BANDS, or a Model (or MODEL_FOLDER) made for your bands."))
+                f"{self.displayName()} needs {shipped}, but {'the selected bands are' if bands else 'the raster has'} "
+                f"{count} band(s). Choose {' or '.join(str(k) for k in sorted(self.default_bundles, reverse=True))} "
+                "bands in that order with BANDS, or a Model (or MODEL_FOLDER) made for your bands."))
         return str(shipped_bundle(name))

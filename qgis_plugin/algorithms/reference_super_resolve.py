@@ -24,7 +24,8 @@ class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
     REFERENCE = "REFERENCE"
     REFERENCE_BANDS = "REFERENCE_BANDS"
 
-    default_bundles = {4: "refsr-bgrn", 3: "refsr-rgb"}
+    #: the 8-bit RGB bundle is not trained yet (docs/models/refsr-bgrn.md): 3-band inputs need a MODEL_FOLDER
+    default_bundles = {4: "refsr-bgrn"}
     task = "reference_super_resolve"
 
     def name(self) -> str:
@@ -43,12 +44,13 @@ class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
             f"({self.default_steps_text()}). Content that changed between the dates matches badly and is not "
             "copied.\n\n"
             "REFERENCE: any CRS, resolution and extent; it is warped onto the output grid. Its own data type and "
-            "value scale are used (uint16 reflectance x 10000, float reflectance, or 8-bit for the RGB model) and "
-            "its nodata is honoured. It must cover at least half of the output extent, otherwise the run is "
+            "value scale are used (uint16 reflectance x 10000 or float reflectance) and its nodata is honoured. It must cover at least half of the output extent, otherwise the run is "
             "refused; outside its footprint (and where it is nodata) the result is plain super-resolution, with no "
             "invented texture. The log says how much of the output it covers. REFERENCE_BANDS: its bands in the "
             "model's order (blue, green, red, NIR, or red, green, blue), when it has more bands or another order.\n"
-            "Inputs, SCALE, TARGET_RESOLUTION and the output grid are as in 'Super-resolve (any scale)'."
+            "Inputs: 4-band reflectance rasters (blue, green, red, NIR) for the shipped model; an 8-bit RGB model "
+            "is not shipped yet (give one with MODEL_FOLDER). SCALE, TARGET_RESOLUTION and the output grid are as "
+            "in 'Super-resolve (any scale)'."
         )
 
     def add_task_parameters(self) -> None:

@@ -31,7 +31,8 @@ from torch import nn
 from rscore.models.blocks import LocalMean, TimeEmbedding, conv
 from rscore.models.ldcsr import ResBlock, ScaleEmbedding
 
-#: output pixels per matching cell; windows must be aligned to it (the manifest's size multiple)
+#: the networks' deepest stride (the U-Nets' 1/4 level, the coarsest matching grid): tile windows are aligned to
+#: it (the manifest's size multiple)
 MATCH_FACTOR = 4
 
 
@@ -44,8 +45,10 @@ class Ttrd3Config:
         match_channels: channels of the matching features at 1/4 resolution.
         texture_channels: channels of the transferred reference features (full resolution).
         width: U-Net width of the one-pass head and of the denoiser (full resolution; 2x at 1/2 and 1/4).
-        search_radius: matching window radius in 1/4-resolution cells (3: +-12 output pixels).
+        search_radius: matching window radius in matching cells (3 cells of 4 px: +-12 output pixels).
         top_k: matches kept per position.
+        match_factor: output pixels per matching cell (1, 2 or 4): the precision of the transfer. With 4 a
+            reference misregistered by 1-3 px cannot be aligned (its detail lands off by that much).
     """
 
     bands: int
@@ -54,6 +57,11 @@ class Ttrd3Config:
     width: int = 16
     search_radius: int = 3
     top_k: int = 4
+    match_factor: int = 4
+
+    def __post_init__(self) -> None:
+        if self.match_factor not in (1, 2, 4):
+            raise ValueError(f"match_factor must be 1, 2 or 4, got {self.match_factor}")
 
     @property
     def cond_channels(self) -> int:
@@ -117,13 +125,14 @@ class ScaleLowPass(nn.Module):
 
 
 class MatchEncoder(nn.Module):
-    """Image -> unit-norm matching features at 1/4 resolution."""
+    """Image -> unit-norm matching features at 1/``factor`` resolution (two 3x3 convolutions, strided while the
+    factor asks for it, then an MFAB)."""
 
-    def __init__(self, bands: int, c: int) -> None:
+    def __init__(self, bands: int, c: int, factor: int = 4) -> None:
         super().__init__()
         self.stem = conv(bands, c // 2)
-        self.down1 = conv(c // 2, c, 3, stride=2)
-        self.down2 = conv(c, c, 3, stride=2)
+        self.down1 = conv(c // 2, c, 3, stride=2 if factor >= 2 else 1)
+        self.down2 = conv(c, c, 3, stride=2 if factor >= 4 else 1)
         self.block = MFAB(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,10 +154,10 @@ class TextureNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.lowpass = ScaleLowPass(cfg.bands)
-        self.match = MatchEncoder(cfg.bands, cfg.match_channels)
+        self.match = MatchEncoder(cfg.bands, cfg.match_channels, cfg.match_factor)
         self.tex_stem = conv(cfg.bands, cfg.texture_channels)
         self.tex_block = MFAB(cfg.texture_channels)
-        self.pool = nn.AvgPool2d(MATCH_FACTOR)
+        self.pool = nn.AvgPool2d(cfg.match_factor)
         #: similarity temperature and confidence calibration (learnt)
         self.log_tau = nn.Parameter(torch.tensor(math.log(0.05)))
         self.conf_a = nn.Parameter(torch.tensor(8.0))
@@ -167,15 +176,19 @@ class TextureNet(nn.Module):
         The top-k matches are gathered, not summed over the whole window: the reference's values are cut into
         4 x 4 cells (pixel-unshuffle) and the k chosen cells of each position are read with one index_select
         (an ONNX Gather), so memory stays a few times the tile's size whatever the window."""
-        r, f, kk = self.cfg.search_radius, MATCH_FACTOR, self.cfg.top_k
+        r, f, kk = self.cfg.search_radius, self.cfg.match_factor, self.cfg.top_k
         side = 2 * r + 1
         aux = aux * aux_valid
         q = self.match(y)
         k = F.pad(self.match(self.lowpass(aux, scale)), (r, r, r, r))
-        valid4 = F.pad((self.pool(aux_valid) > 0.999).float(), (r, r, r, r))
+        # (the size-1 forms of pooling, unshuffling and upsampling are skipped: they export wrongly to ONNX)
+        valid4 = F.pad(((self.pool(aux_valid) if f > 1 else aux_valid) > 0.999).float(), (r, r, r, r))
         # similarities within the window; an invalid reference cell never wins (-2 is below any cosine)
+        # plus a tiny preference for small offsets, distinct per offset: ties (flat areas, where the features
+        # are alike) are then broken the same way by torch and onnxruntime, towards no shift
+        offs = self.offsets()
         sims = torch.cat([(q * _shift(k, r, dy, dx)).sum(dim=1, keepdim=True) - 2.0 * (1.0 - _shift(valid4, r, dy, dx))
-                          for dy, dx in self.offsets()], dim=1)
+                          - 1e-4 * (dy * dy + dx * dx + i / len(offs)) for i, (dy, dx) in enumerate(offs)], dim=1)
         top, idx = torch.topk(sims, kk, dim=1)  # (N, k, h, w), best first
         best = top[:, :1]
         e = torch.exp((top - best) / torch.exp(self.log_tau))
@@ -189,11 +202,14 @@ class TextureNet(nn.Module):
         cols = torch.arange(w, device=q.device).view(1, 1, 1, w)
         batch = torch.arange(n, device=q.device).view(n, 1, 1, 1) * (hp * wp)
         flat = (batch + (rows + torch.div(idx, side, rounding_mode="floor")) * wp + cols + idx % side).reshape(-1)
-        cells = F.pad(F.pixel_unshuffle(values, f), (r, r, r, r))  # (N, C * f * f, hp, wp)
+        cells = F.pad(F.pixel_unshuffle(values, f) if f > 1 else values, (r, r, r, r))  # (N, C * f * f, hp, wp)
         cu = cells.shape[1]
         picked = cells.transpose(0, 1).reshape(cu, n * hp * wp).index_select(1, flat).reshape(cu, n, kk, h, w)
-        out = F.pixel_shuffle((picked.permute(1, 2, 0, 3, 4) * wts.unsqueeze(2)).sum(dim=1), f)
-        conf = F.interpolate(conf4, scale_factor=float(f), mode="nearest") * aux_valid
+        out = (picked.permute(1, 2, 0, 3, 4) * wts.unsqueeze(2)).sum(dim=1)
+        if f > 1:
+            out = F.pixel_shuffle(out, f)
+            conf4 = F.interpolate(conf4, scale_factor=float(f), mode="nearest")
+        conf = conf4 * aux_valid
         return torch.cat([out * conf, conf], dim=1)
 
     def forward(self, y: torch.Tensor, aux: torch.Tensor, aux_valid: torch.Tensor, scale: torch.Tensor

@@ -62,7 +62,8 @@ class ReferenceSrTask(ImageTask):
         n = len(self.bands)
         self.tcfg = Ttrd3Config(n, match_channels=int(m.get("match_channels", 16)),
                                 texture_channels=int(m.get("texture_channels", 8)), width=int(m.get("width", 16)),
-                                search_radius=int(m.get("search_radius", 3)), top_k=int(m.get("top_k", 4)))
+                                search_radius=int(m.get("search_radius", 3)), top_k=int(m.get("top_k", 4)),
+                                match_factor=int(m.get("match_factor", 4)))
         self.sampler = SamplerConfig("rddm", num_timesteps=int(m.get("num_timesteps", 1000)),
                                      default_steps=int(m.get("default_steps", 5)), eta=0.0,
                                      beta_bar_T_sq=float(m.get("beta_bar_T_sq", 0.01)))
