@@ -5,7 +5,9 @@
 Writes the restored GeoTIFFs and PNG side-by-side quicklooks (input | output) under ``out/``, checks that
 each output kept the input's CRS, geotransform, band count and data type (super-resolution: the exact finer
 grid), and prints a summary. The super-resolution example starts from the Sentinel-2 sample averaged to 40 m,
-so its picture shows bicubic | super-resolved | the 10 m truth. Runs with QGIS's own Python (no torch).
+so its picture shows bicubic | super-resolved | the 10 m truth; the reference-based one super-resolves a 40 m
+rendering of a November scene with the July acquisition of the same place as its reference. Runs with QGIS's
+own Python (no torch).
 """
 
 from __future__ import annotations
@@ -97,21 +99,44 @@ def quicklook(inp: Path, outp: Path, bands: tuple[int, int, int], png: Path) -> 
     save_panels([stretch(gdal.Open(str(p)), bands, None)[0] for p in (inp, outp)], png)
 
 
+def _coarse(truth: Path, out_dir: Path, stem: str, factor: int) -> tuple[Path, Path]:
+    """(``truth`` cropped to a multiple of ``factor`` pixels, that crop area-averaged by ``factor``), under
+    ``out_dir``: a coarser sensor's view of the same ground, and the truth on its exact finer grid."""
+    src = gdal.Open(str(truth))
+    cols, rows = src.RasterXSize // factor * factor, src.RasterYSize // factor * factor
+    hr = truth
+    if (cols, rows) != (src.RasterXSize, src.RasterYSize):
+        hr = out_dir / f"{stem}_truth.tif"
+        gdal.Translate(str(hr), src, srcWin=[0, 0, cols, rows], creationOptions=["COMPRESS=DEFLATE"])
+    lr = out_dir / f"{stem}_x{factor}_coarse.tif"
+    gdal.Translate(str(lr), gdal.Open(str(hr)), width=cols // factor, height=rows // factor, resampleAlg="average",
+                   creationOptions=["COMPRESS=DEFLATE"])
+    for p in (lr, hr):
+        Path(str(p) + ".aux.xml").unlink(missing_ok=True)
+    return hr, lr
+
+
 def sr_example(out_dir: Path, factor: int = 4) -> DemoJob:
     """The super-resolution job: the Sentinel-2 sample area-averaged by ``factor`` (a coarser sensor), written
     under ``out_dir``, to be super-resolved back to 10 m and compared with the sample itself."""
-    truth = ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif"
-    src = gdal.Open(str(truth))
-    lr = out_dir / f"s2_x{factor}_coarse.tif"
-    gdal.Translate(str(lr), src, width=src.RasterXSize // factor, height=src.RasterYSize // factor,
-                   resampleAlg="average", creationOptions=["COMPRESS=DEFLATE"])
-    Path(str(lr) + ".aux.xml").unlink(missing_ok=True)
+    truth, lr = _coarse(ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif", out_dir, "s2", factor)
     return DemoJob(name=f"s2_super_resolved_x{factor}", algorithm="rsrestore:super_resolve", input=lr,
                    params={"SCALE": str(factor), "SEED": "0"}, rgb_bands=(3, 2, 1), scale=float(factor), truth=truth)
 
 
+def refsr_example(out_dir: Path, factor: int = 4) -> DemoJob:
+    """The reference-based job: Bouconne forest in November 2018 averaged by ``factor``, super-resolved back to
+    10 m with the July 2018 acquisition of the same place as the reference (a real pair of dates)."""
+    samples = ROOT / "data" / "samples"
+    truth, lr = _coarse(samples / "s2_bouconne_20181115_bgrn.tif", out_dir, "bouconne_nov", factor)
+    return DemoJob(name=f"bouconne_reference_sr_x{factor}", algorithm="rsrestore:reference_super_resolve",
+                   input=lr, params={"REFERENCE": str(samples / "s2_bouconne_20180708_bgrn.tif"), "SCALE": str(factor),
+                                     "SEED": "0"}, rgb_bands=(3, 2, 1), scale=float(factor), truth=truth)
+
+
 def sr_quicklook(job: DemoJob, out: Path, png: Path) -> None:
-    """bicubic (the engine's own resampler) | super-resolved | truth, one stretch (the truth's) for all three."""
+    """bicubic (the engine's own resampler) | super-resolved | (the reference) | truth, one stretch (the
+    truth's) for all."""
     from rscore.tiling.grid import Window
     from rscore.tiling.resample import resample_window
 
@@ -124,7 +149,9 @@ def sr_quicklook(job: DemoJob, out: Path, png: Path) -> None:
     mem = gdal.GetDriverByName("MEM").Create("", bic.shape[2], bic.shape[1], bic.shape[0], gdal.GDT_Float32)
     for b in range(bic.shape[0]):
         mem.GetRasterBand(b + 1).WriteArray(bic[b])
-    save_panels([stretch(ds, job.rgb_bands, lo_hi)[0] for ds in (mem, sr_ds, gdal.Open(str(job.truth)))], png)
+    ref = [gdal.Open(job.params["REFERENCE"])] if "REFERENCE" in job.params else []
+    save_panels([stretch(ds, job.rgb_bands, lo_hi)[0] for ds in (mem, sr_ds, *ref, gdal.Open(str(job.truth)))],
+                png)
 
 
 def run_job(job: DemoJob, out_dir: Path) -> str:
@@ -159,7 +186,8 @@ def run_job(job: DemoJob, out_dir: Path) -> str:
     return (f"{job.name}: {job.algorithm} {dst.RasterXSize}x{dst.RasterYSize}x{dst.RasterCount} in {seconds:.1f} s "
             f"-> {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out} (+ {png.name}); "
             + ("CRS, geotransform, bands, dtype preserved" if job.scale == 1 else
-               f"CRS, bands, dtype preserved, exact x{job.scale:g} grid; picture: bicubic | super-resolved | truth"))
+               f"CRS, bands, dtype preserved, exact x{job.scale:g} grid; picture: bicubic | super-resolved | "
+               + ("reference | " if "REFERENCE" in job.params else "") + "truth"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     out_dir = args.out if args.out.is_absolute() else ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
-    for job in (*JOBS, sr_example(out_dir)):
+    for job in (*JOBS, sr_example(out_dir), refsr_example(out_dir)):
         print(run_job(job, out_dir))
 
 
