@@ -242,3 +242,12 @@ def test_tiny_refsr_run_trains_and_exports_a_reference_bundle(tmp_path, bgrn_tif
                            aux_path=str(bgrn_tif)))
     ds = gdal.Open(str(out))
     assert (ds.RasterYSize, ds.RasterXSize) == (375, 425)
+
+
+def test_refsr_config_trains_on_the_reference_quality_the_evaluation_uses():
+    from training.config import TrainConfig
+    from training.eval_refsr import REAL_PAIR_SOURCES, REFERENCE_NOISE_MAX
+
+    cfg = TrainConfig.load(ROOT / "training" / "configs" / "refsr_bgrn.yaml")
+    assert float(cfg.data["reference_noise_max"]) == REFERENCE_NOISE_MAX
+    assert not set(REAL_PAIR_SOURCES) & set(cfg.data["sources"])  # the real pairs stay held out
