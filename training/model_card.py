@@ -167,7 +167,8 @@ DEGRADATIONS = {
         "noise). References on the HR grid, by kind: "
         + ", ".join(f"{100 * float(v):g} % {k}" for k, v in (cfg.data.get("reference_mix") or {}).items())
         + " - *synthetic*: the HR patch on another date (`rscore.degradations.reference`: seasonal change weighted "
-        "by vegetation, per-band gain and offset, misregistration up to 3 px, noise), half of them with 5-50 % of "
+        "by vegetation, per-band gain and offset, misregistration up to 3 px, noise up to "
+        f"{float(cfg.data.get('reference_noise_max', 0.01)):g}), half of them with 5-50 % of "
         "the patch replaced by blobs of another place (changes between the dates); *unrelated*: another place; "
         "*missing*: no valid reference, or only half of the patch; *date*: real pairs of acquisitions."),
 }
