@@ -255,6 +255,15 @@ HISTORY = {
         "(no test image was trained on)."),
     "sr-bgrn": _SR_HISTORY,
     "sr-rgb": _SR_HISTORY,
+    "refsr-bgrn": (
+        "Third run of this session's design. The first (55 min, 1,681 steps) matched 4 x 4-pixel cells: it could "
+        "not align references misregistered by 1-3 px, and sampling with its predicted noise term left the start "
+        "noise in (validation 31.5 dB against 34.5 dB with the derived term); it is not shipped. The second "
+        "(full-resolution matching) was stopped after 400 steps when a check showed that the synthetic references' "
+        "noise (up to 0.01 reflectance) made their detail useless: adding the detail of a perfectly aligned "
+        "reference to bicubic gains +8.2 dB without that noise and loses 3.0 dB with it. This run trains with "
+        "references of good quality (noise up to 0.002) and full-resolution matching, for the 35 min that were "
+        "left in the session."),
 }
 
 
