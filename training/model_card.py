@@ -262,8 +262,10 @@ HISTORY = {
         "(full-resolution matching) was stopped after 400 steps when a check showed that the synthetic references' "
         "noise (up to 0.01 reflectance) made their detail useless: adding the detail of a perfectly aligned "
         "reference to bicubic gains +8.2 dB without that noise and loses 3.0 dB with it. This run trains with "
-        "references of good quality (noise up to 0.002) and full-resolution matching, for the 35 min that were "
-        "left in the session."),
+        "references of good quality (noise up to 0.002) and full-resolution matching. It was started with a 35-min "
+        "budget (the cosine learning-rate schedule followed it), stopped at 25.5 min for lack of session time, and "
+        "resumed from that checkpoint with the committed 26-min budget and `default_steps: 0`, which trained half a "
+        "minute more and exported (`--runs runs/v3` was its run folder)."),
 }
 
 
@@ -291,6 +293,14 @@ SHORTFALLS = {
         "**Does not meet the super-resolution targets.** PSNR is +0.53 dB over bicubic at x2.5 on "
         "very-high-resolution scenes, but +0.32 dB at x4 there and about 0 on the Sentinel-2 test blocks. "
         + _SR_COMMON),
+    "refsr-bgrn": (
+        "**Does not meet the reference-based targets.** At x4 on held-out crops it is +0.17 dB over plain "
+        "super-resolution (`sr-bgrn`) with a synthetic other-date reference and +0.05 dB with a real one (the "
+        "targets are +0.3 dB over plain SR and +1.0 dB over bicubic), with LPIPS better than plain SR in both, and "
+        "-0.10 dB with an unrelated reference (within the 0.2 dB allowed). It trained for 26 min (1,051 steps): the "
+        "texture stage has only begun to use the reference, whose aligned detail is worth several dB on validation. "
+        "The residual diffusion still loses 1.4 dB on validation, so the default is the one-pass texture stage "
+        "(`STEPS` runs the diffusion). A first version of this bundle should come from a longer run."),
     "sr-rgb": (
         "**Does not meet every super-resolution target.** PSNR is +0.5 to +1.3 dB over bicubic at x2.5 on "
         "Sentinel-2 and very-high-resolution scenes, but +0.1 / +0.4 dB at x4. " + _SR_COMMON),

@@ -29,7 +29,7 @@ from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, TextureNet, Ttrd3Config
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 from training.tasks.sr import lr_pair
 
@@ -175,7 +175,8 @@ class ReferenceSrTask(ImageTask):
     def restore_torch(self, nets: nn.ModuleDict, t: dict[str, torch.Tensor], steps: int | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """(one-pass estimate, sampled output) in physical units for a batch in model units."""
-        plan = make_plan(self.sampler, steps or self.sampler.default_steps)
+        # a bundle whose default is one pass (default_steps 0) is validated with VALIDATION_STEPS of sampling
+        plan = make_plan(self.sampler, steps or self.sampler.default_steps or VALIDATION_STEPS)
         with torch.no_grad():
             coarse, c = nets["coarse"](t["bic"], t["ref"], t["valid"], t["scale"])
             outs = []
