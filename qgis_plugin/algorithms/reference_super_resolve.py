@@ -40,7 +40,7 @@ class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
             "high-resolution REFERENCE of the same place from another date or sensor (an aerial orthophoto, a "
             "very-high-resolution satellite scene). A model after TTRD3 matches the input against the reference "
             "within a small search window, transfers the reference's texture only where it matches (the few best "
-            "matches, weighted by their confidence), and refines the result by residual diffusion in a few steps "
+            "matches, weighted by their confidence); residual diffusion can refine the result with STEPS "
             f"({self.default_steps_text()}). Content that changed between the dates matches badly and is not "
             "copied.\n\n"
             "REFERENCE: any CRS, resolution and extent; it is warped onto the output grid. Its own data type and "
