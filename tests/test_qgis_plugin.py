@@ -36,7 +36,8 @@ def test_algorithm_parameters_and_help(qgis_app):
     alg = _alg(qgis_app)
     names = [p.name() for p in alg.parameterDefinitions()]
     assert names == PARAMS
-    advanced = {p.name() for p in alg.parameterDefinitions() if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
+    advanced = {p.name() for p in alg.parameterDefinitions()
+                if p.flags() & QgsProcessingParameterDefinition.FlagAdvanced}
     assert advanced == {"TILE_SIZE", "OVERLAP", "SEED", "DEVICE", "COG"}
     assert all(p.help() for p in alg.parameterDefinitions() if p.name() != "OUTPUT")
     assert "temporary file" in alg.shortHelpString() and alg.displayName() == "Restore raster with a model bundle"

@@ -3,8 +3,9 @@ with the condition alone, no diffusion) at scales 2-8 on held-out scenes, plus t
 
 Crops of ``CROP_PX`` (divisible by every scale, so every LR grid is exact) are down-sampled two ways: the
 sensor-like generator with realistic noise (``SENSOR_NOISE``, fresh seeds), and a plain area average that no
-training pair has (an aggregated product: no optical blur, no noise). Each LR crop is written as a GeoTIFF and restored with
-:func:`rscore.runtime.restore`, the plugin's path; bicubic is the engine's own resampler, i.e. the model input.
+training pair has (an aggregated product: no optical blur, no noise). Each LR crop is written as a GeoTIFF and
+restored with :func:`rscore.runtime.restore`, the plugin's path; bicubic is the engine's own resampler, i.e. the
+model input.
 """
 
 from __future__ import annotations

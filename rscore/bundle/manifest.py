@@ -299,8 +299,8 @@ class Manifest:
     def tensor(self, stage: str, name: str) -> TensorSpec:
         """Grid and channels of input or output ``name`` of ``stage``: as declared, else the schema-1 default
         (``t``/``scale`` scalars; ``y`` on the input grid with resample "none", else on the output grid; ``aux``
-        on the output grid with the aux bands, ``aux_valid`` there with one channel; an extra output one channel; anything else the output bands on
-        the output grid)."""
+        on the output grid with the aux bands, ``aux_valid`` there with one channel; an extra output one channel;
+        anything else the output bands on the output grid)."""
         declared = self.stages[stage].tensors.get(name)
         if declared is not None:
             return declared
