@@ -149,7 +149,13 @@ def sr_quicklook(job: DemoJob, out: Path, png: Path) -> None:
     mem = gdal.GetDriverByName("MEM").Create("", bic.shape[2], bic.shape[1], bic.shape[0], gdal.GDT_Float32)
     for b in range(bic.shape[0]):
         mem.GetRasterBand(b + 1).WriteArray(bic[b])
-    ref = [gdal.Open(job.params["REFERENCE"])] if "REFERENCE" in job.params else []
+    ref = []
+    if "REFERENCE" in job.params:  # the reference as the engine sees it: warped onto the output grid
+        t = gdal.Open(str(job.truth))
+        g = t.GetGeoTransform()
+        ref = [gdal.Warp("", job.params["REFERENCE"], format="MEM", dstSRS=t.GetProjection(), width=t.RasterXSize,
+                         height=t.RasterYSize, outputBounds=(g[0], g[3] + t.RasterYSize * g[5],
+                                                             g[0] + t.RasterXSize * g[1], g[3]))]
     save_panels([stretch(ds, job.rgb_bands, lo_hi)[0] for ds in (mem, sr_ds, *ref, gdal.Open(str(job.truth)))],
                 png)
 
