@@ -56,6 +56,12 @@ class EvalSettings:
         return self.out_dir / "images"
 
 
+def mean_where(rows: Sequence[dict[str, object]], key: str, **where: object) -> float:
+    """Mean of ``key`` over the rows whose fields equal ``where`` (nan when none does)."""
+    vals = [float(r[key]) for r in rows if all(r[k] == v for k, v in where.items())]  # type: ignore[arg-type]
+    return float(np.mean(vals)) if vals else math.nan
+
+
 @dataclass(frozen=True)
 class SuiteReport:
     """A suite's markdown section and the image files it wrote."""

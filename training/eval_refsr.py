@@ -24,7 +24,6 @@ import numpy as np
 
 from rscore.bundle.store import load_bundle
 from rscore.degradations.reference import change_patches, make_reference, sample_reference_params
-from rscore.runtime import RestoreRequest, restore
 from training.config import TrainConfig
 from training.eval_common import (
     CONFIGS,
@@ -34,14 +33,14 @@ from training.eval_common import (
     evaluate_available,
     fidelity_row,
     fmt,
+    mean_where,
     merge_summary,
-    read_raster,
     rel,
     write_geotiff,
     write_strip,
 )
 from training.eval_corpus import TestScene
-from training.eval_sr import bicubic, eval_scenes, low_resolution
+from training.eval_sr import bicubic, eval_scenes, low_resolution, restore_crop
 from training.tasks.imagery import load_pool
 
 #: HR crop side (a multiple of every scale) and scales
@@ -93,15 +92,7 @@ class RefSrResult:
     strips: list[Path] = field(default_factory=list)
 
     def mean(self, key: str, **where: object) -> float:
-        vals = [float(r[key]) for r in self.rows if all(r[k] == v for k, v in where.items())]  # type: ignore[arg-type]
-        return float(np.mean(vals)) if vals else math.nan
-
-
-def _restore(src: Path, bundle: Path, out: Path, scale: float, device: str, ref: Path | None
-             ) -> tuple[np.ndarray, float]:
-    rep = restore(RestoreRequest(str(src), str(bundle), str(out), scale_factor=scale, seed=0, device=device,
-                                 aux_path=str(ref) if ref else None))
-    return read_raster(out), rep.seconds
+        return mean_where(self.rows, key, **where)
 
 
 def synthetic_reference(hr: np.ndarray, donor: np.ndarray, wavelengths_nm: Sequence[float],
@@ -159,7 +150,7 @@ def evaluate_bundle(spec: RefSrBundle, cfg: RefSrSuiteConfig, settings: EvalSett
                 gt = (_GT[0], _GT[1] * s, 0.0, _GT[3], 0.0, _GT[5] * s)
                 src = write_geotiff(tmp / f"lr{ci}_{j}.tif", rtype.quantise(lr), rtype.gdal_name, 32633, gt)
                 bic = rtype.physical(rtype.quantise(bicubic(lr, s)))
-                plain, secs_p = _restore(src, plain_dir, tmp / f"plain{ci}_{j}.tif", s, settings.device, None)
+                plain, secs_p = restore_crop(src, plain_dir, tmp / f"plain{ci}_{j}.tif", s, False, settings.device)
                 base = {"scene": scene, "group": group, "crop": ci, "scale": s}
                 res.rows.append({**base, "reference": "none", "method": "bicubic", "seconds": math.nan,
                                  **fidelity_row(hr, bic, rgb)})
@@ -168,7 +159,8 @@ def evaluate_bundle(spec: RefSrBundle, cfg: RefSrSuiteConfig, settings: EvalSett
                 for kind, ref in refs.items():
                     ref_tif = write_geotiff(tmp / f"ref{ci}_{kind}.tif", rtype.quantise(ref), rtype.gdal_name,
                                             32633, _GT)
-                    out, secs = _restore(src, bundle_dir, tmp / f"o{ci}_{j}_{kind}.tif", s, settings.device, ref_tif)
+                    out, secs = restore_crop(src, bundle_dir, tmp / f"o{ci}_{j}_{kind}.tif", s, False, settings.device,
+                                             ref_tif)
                     est = rtype.physical(out)
                     res.rows.append({**base, "reference": kind, "method": "refsr", "seconds": secs,
                                      **fidelity_row(hr, est, rgb)})

@@ -33,6 +33,7 @@ from training.eval_common import (
     evaluate_available,
     fidelity_row,
     fmt,
+    mean_where,
     merge_summary,
     read_raster,
     rel,
@@ -92,8 +93,7 @@ class SrResult:
     strips: list[Path] = field(default_factory=list)
 
     def mean(self, key: str, **where: object) -> float:
-        vals = [float(r[key]) for r in self.rows if all(r[k] == v for k, v in where.items())]  # type: ignore[arg-type]
-        return float(np.mean(vals)) if vals else math.nan
+        return mean_where(self.rows, key, **where)
 
 
 def eval_scenes(pool: Pool, crop_px: int) -> list[tuple[TestScene, str]]:
@@ -127,10 +127,11 @@ def bicubic(lr: np.ndarray, scale: float) -> np.ndarray:
     return resample_window(lr, Window(0, 0, rows, cols), rows, cols, scale, out, "bicubic")
 
 
-def _restore(src: Path, bundle: Path, out: Path, scale: float, one_pass: bool, device: str
-             ) -> tuple[np.ndarray, float]:
+def restore_crop(src: Path, bundle: Path, out: Path, scale: float, one_pass: bool, device: str,
+                 reference: Path | None = None) -> tuple[np.ndarray, float]:
+    """(output raster values, seconds) of one ``restore()`` call, seed 0 (with a reference for RefSR bundles)."""
     rep = restore(RestoreRequest(str(src), str(bundle), str(out), scale_factor=scale, seed=0, device=device,
-                                 options={"one_pass": one_pass}))
+                                 options={"one_pass": one_pass}, aux_path=str(reference) if reference else None))
     return read_raster(out), rep.seconds
 
 
@@ -156,7 +157,7 @@ def evaluate_bundle(spec: SrBundle, cfg: SrSuiteConfig, settings: EvalSettings) 
                 hr = rtype.physical(rtype.quantise(crop))
                 base = {"scene": sc.name, "group": group_of(sc.name), "kind": kind, "crop": i}
                 src = write_geotiff(tmp / f"clean{si}_{i}.tif", rtype.quantise(hr), rtype.gdal_name, 32633, _GT)
-                same, secs = _restore(src, bundle_dir, tmp / f"same{si}_{i}.tif", 1.0, False, settings.device)
+                same, secs = restore_crop(src, bundle_dir, tmp / f"same{si}_{i}.tif", 1.0, False, settings.device)
                 res.rows.append({**base, "how": "clean", "scale": 1.0, "method": "sr", "seconds": secs,
                                  **fidelity_row(hr, rtype.physical(same), rgb)})
                 for d, how in enumerate(DOWNSAMPLERS):
@@ -170,7 +171,7 @@ def evaluate_bundle(spec: SrBundle, cfg: SrSuiteConfig, settings: EvalSettings) 
                         outs = {"bicubic": (bic, math.nan)}
                         for m in ("regression", "sr"):
                             dst = tmp / f"o{si}_{i}_{d}_{j}_{m}.tif"
-                            raster, secs = _restore(src, bundle_dir, dst, s, m == "regression", settings.device)
+                            raster, secs = restore_crop(src, bundle_dir, dst, s, m == "regression", settings.device)
                             outs[m] = (rtype.physical(raster), secs)
                         for m, (est, secs) in outs.items():
                             res.rows.append({**base, "how": how, "scale": s, "method": m, "seconds": secs,
