@@ -332,6 +332,14 @@ def overview_factors(rows: int, cols: int, min_px: int = OVERVIEW_MIN_PX) -> lis
     return factors
 
 
+def _creation_options(data_type: str) -> list[str]:
+    """GTiff options of every output: tiled, DEFLATE (with the horizontal predictor for integer types)."""
+    opts = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
+    if data_type not in ("Float32", "Float64"):
+        opts.append("PREDICTOR=2")
+    return opts
+
+
 class OutputRaster:
     """A GeoTIFF written by windows into a temporary file.
 
@@ -347,9 +355,7 @@ class OutputRaster:
         self.final = final
         self.tmp = partial_path(final)
         self.spec = spec
-        opts = ["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]
-        if spec.data_type != "Float32" and spec.data_type != "Float64":
-            opts.append("PREDICTOR=2")
+        opts = _creation_options(spec.data_type)
         gdal.ErrorReset()
         try:
             ds = gdal.GetDriverByName("GTiff").Create(
@@ -429,10 +435,8 @@ class OutputRaster:
         src = gdal.Open(str(self.tmp), gdal.GA_Update)
         if self.spec.metadata:
             src.SetMetadata({f"{METADATA_DOMAIN}_{k}": str(v) for k, v in self.spec.metadata})
-        opts = ["TILED=YES", "COPY_SRC_OVERVIEWS=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER",
-                f"BLOCKXSIZE={COG_BLOCK_PX}", f"BLOCKYSIZE={COG_BLOCK_PX}"]
-        if self.spec.data_type not in ("Float32", "Float64"):
-            opts.append("PREDICTOR=2")
+        opts = [*_creation_options(self.spec.data_type), "COPY_SRC_OVERVIEWS=YES", f"BLOCKXSIZE={COG_BLOCK_PX}",
+                f"BLOCKYSIZE={COG_BLOCK_PX}"]
         cog = partial_path(self.final)  # a second hidden sibling, swept like the first if the process dies
         gdal.ErrorReset()
         try:
