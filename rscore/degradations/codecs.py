@@ -1,8 +1,8 @@
 """Lossy codec round trips through GDAL in memory (``/vsimem/``): JPEG, WebP (8-bit), JPEG 2000 (16-bit).
 
-8-bit codecs take images in [0, 1] and quantise them to uint8; JPEG 2000 takes reflectance and stores
-it as uint16 digital numbers ``round(reflectance * 10000)`` (the Sentinel-2 convention), lossy at a
-target compression ratio. Three-band images are encoded together (so JPEG/WebP apply their
+8-bit codecs take images in [0, 1] and quantise them to uint8; JPEG 2000 at 16 bits takes reflectance and
+stores it as uint16 digital numbers ``round(reflectance * 10000)`` (the Sentinel-2 convention), at 8 bits an
+image in [0, 1] as uint8, lossy at a target compression ratio. Three-band images are encoded together (so JPEG/WebP apply their
 colour transform and chroma subsampling, as they would on an RGB photo); any other band count is
 encoded band by band.
 """
@@ -10,6 +10,7 @@ encoded band by band.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,11 +36,13 @@ class CodecParams:
         quality: JPEG/WebP quality, 1–100 (ignored for jp2).
         compression_ratio: JPEG 2000 target ratio of uncompressed to compressed size, 2–100
             (ignored for jpeg/webp).
+        bits: sample size, 8 or 16; JPEG 2000 only (jpeg/webp are always 8-bit).
     """
 
     codec: Codec
     quality: int = 75
     compression_ratio: float = 10.0
+    bits: int = 16
 
     def __post_init__(self) -> None:
         if self.codec not in _DRIVERS:
@@ -48,6 +51,37 @@ class CodecParams:
             raise ValueError(f"quality must be in [1, 100], got {self.quality}")
         if not 1.0 < self.compression_ratio <= 1000.0:
             raise ValueError(f"compression_ratio must be in (1, 1000], got {self.compression_ratio}")
+        if self.bits not in (8, 16):
+            raise ValueError(f"bits must be 8 or 16, got {self.bits}")
+
+    @property
+    def eight_bit(self) -> bool:
+        """True when the codec stores 8-bit samples (image in [0, 1]); else 16-bit reflectance."""
+        return self.codec != "jp2" or self.bits == 8
+
+    def describe(self) -> str:
+        """Short label, e.g. ``jpeg q25`` or ``jp2 16-bit 1:40``."""
+        if self.codec == "jp2":
+            return f"jp2 {self.bits}-bit 1:{self.compression_ratio:g}"
+        return f"{self.codec} q{self.quality}"
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """A decoded image and the size of its encoded file.
+
+    Attributes:
+        image: float32 (bands, rows, cols) in the input's units.
+        encoded_bytes: bytes of the encoded file(s), headers included.
+    """
+
+    image: np.ndarray
+    encoded_bytes: int
+
+    @property
+    def bits_per_pixel(self) -> float:
+        """Encoded bits per pixel (all bands together)."""
+        return 8.0 * self.encoded_bytes / float(self.image.shape[1] * self.image.shape[2])
 
 
 def _driver(codec: Codec):  # noqa: ANN202 - osgeo types are not annotated
@@ -64,8 +98,8 @@ def _driver(codec: Codec):  # noqa: ANN202 - osgeo types are not annotated
     return driver
 
 
-def _roundtrip_array(dn: np.ndarray, codec: Codec, options: list[str]) -> np.ndarray:
-    """Encode (bands, rows, cols) integer DNs with one GDAL driver and decode them."""
+def _roundtrip_array(dn: np.ndarray, codec: Codec, options: list[str]) -> tuple[np.ndarray, int]:
+    """Encode (bands, rows, cols) integer DNs with one GDAL driver and decode them; also the encoded size."""
     from osgeo import gdal
 
     driver = _driver(codec)
@@ -80,43 +114,74 @@ def _roundtrip_array(dn: np.ndarray, codec: Codec, options: list[str]) -> np.nda
         if out is None:
             raise RuntimeError(f"GDAL {_DRIVERS[codec]} failed to encode a {dn.shape} {dn.dtype} array")
         out = None
+        size = int(gdal.VSIStatL(path).size)
         decoded = gdal.Open(path).ReadAsArray()
     finally:
         gdal.Unlink(path)
         aux = path + ".aux.xml"
         if gdal.VSIStatL(aux) is not None:
             gdal.Unlink(aux)
-    return np.asarray(decoded).reshape(dn.shape)
+    return np.asarray(decoded).reshape(dn.shape), size
 
 
-def compress(image: np.ndarray, params: CodecParams) -> np.ndarray:
-    """Round-trip an image through a lossy codec.
+def _by_band(dn: np.ndarray, codec: Codec, options: list[str], grey_rgb: bool = False) -> tuple[np.ndarray, int]:
+    """Each band encoded as its own file (as a grey RGB image with ``grey_rgb``)."""
+    outs, total = [], 0
+    for b in dn:
+        arr = np.repeat(b[None], 3, 0) if grey_rgb else b[None]
+        out, size = _roundtrip_array(arr, codec, options)
+        outs.append(out[0])
+        total += size
+    return np.stack(outs), total
+
+
+def roundtrip(image: np.ndarray, params: CodecParams) -> RoundTrip:
+    """Round-trip an image through a lossy codec and measure the encoded size.
 
     Args:
-        image: float32 (bands, rows, cols); [0, 1] for jpeg/webp, reflectance 0–6.5 for jp2.
+        image: float32 (bands, rows, cols); [0, 1] for 8-bit codecs, reflectance 0–6.5 for 16-bit JPEG 2000.
         params: Codec parameters.
 
     Returns:
-        float32 image of the same shape, in the same units, quantised to the codec's DN grid.
+        The decoded float32 image (same shape and units, quantised to the codec's DN grid) and the file size.
 
     Raises:
         RuntimeError: The GDAL driver is missing (message names it) or encoding failed.
     """
     check_image(image)
     if params.codec == "jp2":
-        dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 65535).astype(np.uint16)
         options = ["REVERSIBLE=NO", f"QUALITY={100.0 / params.compression_ratio:.4f}", "CODEC=JP2"]
-        return (_roundtrip_array(dn, "jp2", options) / REFLECTANCE_SCALE).astype(np.float32)
+        if params.bits == 16:
+            dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 65535).astype(np.uint16)
+            out, size = _roundtrip_array(dn, "jp2", options) if image.shape[0] == 3 else _by_band(dn, "jp2", options)
+            return RoundTrip((out / REFLECTANCE_SCALE).astype(np.float32), size)
+        dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+        out, size = _roundtrip_array(dn8, "jp2", options) if image.shape[0] == 3 else _by_band(dn8, "jp2", options)
+        return RoundTrip((out / 255.0).astype(np.float32), size)
     dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
     options = [f"QUALITY={int(params.quality)}"]
     if image.shape[0] == 3:
-        out = _roundtrip_array(dn8, params.codec, options)
-    elif params.codec == "webp":
-        # WebP stores 3 or 4 channels only: encode each band as a grey RGB image.
-        out = np.stack([_roundtrip_array(np.repeat(b[None], 3, 0), "webp", options)[0] for b in dn8])
+        out, size = _roundtrip_array(dn8, params.codec, options)
     else:
-        out = np.stack([_roundtrip_array(b[None], params.codec, options)[0] for b in dn8])
-    return (out / 255.0).astype(np.float32)
+        # WebP stores 3 or 4 channels only: each band is encoded as a grey RGB image.
+        out, size = _by_band(dn8, params.codec, options, grey_rgb=params.codec == "webp")
+    return RoundTrip((out / 255.0).astype(np.float32), size)
+
+
+def compress(image: np.ndarray, params: CodecParams) -> np.ndarray:
+    """The decoded image of :func:`roundtrip` (same arguments)."""
+    return roundtrip(image, params).image
+
+
+def sample_codec(rng: np.random.Generator, choices: Sequence[Sequence[object]], bits: int) -> CodecParams:
+    """Draw a codec and its strength from ``choices``: (codec, low, high) rows, one drawn uniformly; JPEG/WebP
+    quality uniform in [low, high] (integers), JPEG 2000 compression ratio log-uniform in [low, high] at
+    ``bits`` bits."""
+    codec, lo, hi = choices[int(rng.integers(len(choices)))]
+    if codec == "jp2":
+        ratio = float(np.exp(rng.uniform(np.log(float(lo)), np.log(float(hi)))))  # type: ignore[arg-type]
+        return CodecParams(codec="jp2", compression_ratio=ratio, bits=bits)
+    return CodecParams(codec=str(codec), quality=int(rng.integers(int(lo), int(hi) + 1)))  # type: ignore[arg-type]
 
 
 def sample_codec_params(rng: np.random.Generator, eight_bit: bool) -> CodecParams:

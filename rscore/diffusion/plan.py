@@ -41,6 +41,8 @@ class SamplerConfig:
         beta2_shape: RDDM noise variance shape (rddm only).
         beta_bar_T_sq: RDDM total noise variance bbar_T^2 (rddm only).
         ddpm_schedule: beta schedule name (ddim only).
+        posterior_noise: False drops the noise term of every step (deterministic posterior-mean steps: with
+            eta 1, each step moves to the mean of q(x_s | x_t, x0_hat)); only the start x_T is random.
     """
 
     family: SamplerFamily
@@ -51,6 +53,7 @@ class SamplerConfig:
     beta2_shape: RddmShape = "increased"
     beta_bar_T_sq: float = 0.01
     ddpm_schedule: DdpmSchedule = "linear"
+    posterior_noise: bool = True
 
     def __post_init__(self) -> None:
         if self.family not in ("rddm", "ddim"):
@@ -194,7 +197,7 @@ def _rddm_plan(config: SamplerConfig, taus: list[int]) -> SamplingPlan:
                 coef_res=float(-(ab_t - ab_s)),
                 coef_eps=float(-(bb_t - np.sqrt(bb_s**2 - sigma2))),
                 coef_x0=0.0,
-                coef_noise=sigma,
+                coef_noise=sigma if config.posterior_noise else 0.0,
                 x0_from_x=1.0,
                 x0_from_res=float(-ab_t),
                 x0_from_eps=float(-bb_t),
@@ -227,7 +230,7 @@ def _ddim_plan(config: SamplerConfig, taus: list[int]) -> SamplingPlan:
                 coef_res=0.0,
                 coef_eps=0.0,
                 coef_x0=float(np.sqrt(a_s) - dir_coef * np.sqrt(a_t)),
-                coef_noise=float(sigma),
+                coef_noise=float(sigma) if config.posterior_noise else 0.0,
                 x0_from_x=float(1.0 / np.sqrt(a_t)),
                 x0_from_res=0.0,
                 x0_from_eps=float(-np.sqrt(1 - a_t) / np.sqrt(a_t)),

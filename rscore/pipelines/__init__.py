@@ -19,15 +19,17 @@ from rscore.pipelines.base import (
 from rscore.pipelines.ddim import DdimPipeline
 from rscore.pipelines.de import DeOptions, DePipeline
 from rscore.pipelines.direct import DirectPipeline
+from rscore.pipelines.latent_prior import LatentPriorPipeline
 from rscore.pipelines.ldcsr import LdcsrPipeline
 from rscore.pipelines.rddm import RddmPipeline
 
 #: every pipeline this rsrestore runs, by manifest name
 PIPELINE_CLASSES: dict[str, type[Pipeline]] = {
-    cls.SPEC.name: cls for cls in (DirectPipeline, RddmPipeline, DdimPipeline, DePipeline, LdcsrPipeline)
+    cls.SPEC.name: cls for cls in (DirectPipeline, RddmPipeline, DdimPipeline, DePipeline, LdcsrPipeline,
+                                   LatentPriorPipeline)
 }
 PIPELINE_SPECS: dict[str, PipelineSpec] = {name: cls.SPEC for name, cls in PIPELINE_CLASSES.items()}
 
 __all__ = ["PHASES", "PIPELINE_CLASSES", "PIPELINE_SPECS", "DdimPipeline", "DeOptions", "DePipeline",
-           "DiffusionOptions", "DirectPipeline", "LdcsrPipeline", "Pipeline", "PipelineOptions", "PipelineSpec",
-           "RddmPipeline", "StageRole", "TileContext"]
+           "DiffusionOptions", "DirectPipeline", "LatentPriorPipeline", "LdcsrPipeline", "Pipeline",
+           "PipelineOptions", "PipelineSpec", "RddmPipeline", "StageRole", "TileContext"]

@@ -31,6 +31,13 @@ def _reference_super_resolve(cfg: TrainConfig) -> Any:
     return ReferenceSrTask(cfg)
 
 
+def _enhance_decoded(cfg: TrainConfig) -> Any:
+    from training.tasks.codec import EnhanceDecodedTask
+
+    return EnhanceDecodedTask(cfg)
+
+
 TASKS: dict[str, Callable[[TrainConfig], Any]] = {"dehaze": _dehaze, "remove_clouds": _remove_clouds,
                                                   "super_resolve": _super_resolve,
-                                                  "reference_super_resolve": _reference_super_resolve}
+                                                  "reference_super_resolve": _reference_super_resolve,
+                                                  "enhance_decoded": _enhance_decoded}
