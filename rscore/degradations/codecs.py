@@ -1,7 +1,8 @@
 """Lossy codec round trips through GDAL in memory (``/vsimem/``): JPEG, WebP (8-bit), JPEG 2000 (16-bit).
 
 8-bit codecs take images in [0, 1] and quantise them to uint8; JPEG 2000 at 16 bits takes reflectance and
-stores it as uint16 digital numbers ``round(reflectance * 10000)`` (the Sentinel-2 convention), at 8 bits an
+stores it as uint16 digital numbers ``round(reflectance * 10000)`` with 15 significant bits (the Sentinel-2
+convention; reflectance above 3.2767 is clipped), at 8 bits an
 image in [0, 1] as uint8, lossy at a target compression ratio. Three-band images are encoded together (so JPEG/WebP apply their
 colour transform and chroma subsampling, as they would on an RGB photo); any other band count is
 encoded band by band.
@@ -152,7 +153,10 @@ def roundtrip(image: np.ndarray, params: CodecParams) -> RoundTrip:
     if params.codec == "jp2":
         options = ["REVERSIBLE=NO", f"QUALITY={100.0 / params.compression_ratio:.4f}", "CODEC=JP2"]
         if params.bits == 16:
-            dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 65535).astype(np.uint16)
+            # 15 significant bits, as Sentinel-2 delivers its JP2 bands: with the default 16, OpenJPEG spends
+            # its first layers on the empty top bit plane and decodes high ratios to the DC offset (32768)
+            options.append("NBITS=15")
+            dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 32767).astype(np.uint16)
             out, size = _roundtrip_array(dn, "jp2", options) if image.shape[0] == 3 else _by_band(dn, "jp2", options)
             return RoundTrip((out / REFLECTANCE_SCALE).astype(np.float32), size)
         dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)

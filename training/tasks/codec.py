@@ -1,9 +1,11 @@
 """Enhancement of codec-decoded rasters after LDM-RSIC, trained in three phases within one budget.
 
-Pairs: a clean patch and its round trip through a lossy codec in memory (GDAL; :func:`roundtrip`), drawn from
-``data.codecs`` rows ``[codec, low, high]`` (JPEG/WebP quality, JPEG 2000 compression ratio, log-uniform) at the
-domain's bit depth (8-bit RGB, 16-bit reflectance). ``data.identity_fraction`` of the pairs are the clean patch
-itself: an image that was never compressed must come back unchanged.
+Pairs: clean patches and their round trip through a lossy codec in memory (GDAL; :func:`roundtrip`), one codec
+setting per batch drawn from ``data.codecs`` rows ``[codec, low, high]`` (JPEG/WebP quality, JPEG 2000 compression
+ratio, log-uniform) at the domain's bit depth (8-bit RGB, 16-bit reflectance). The batch is encoded as one mosaic
+(:func:`mosaic_roundtrip`): a 96-pixel patch alone is too small for JPEG 2000 at high ratios, whose headers then
+take the whole budget and the decoded patch is garbage. ``data.identity_fraction`` of the pairs are the clean
+patch itself: an image that was never compressed must come back unchanged.
 
 1. Stage I (until ``model.prior_fraction`` of the budget): the prior encoder (HQ and decoded) and the
    enhancement network (MEN), L1 (+ VGG features); on ``model.prior_dropout`` of the samples the prior is zero,
@@ -27,7 +29,7 @@ import torch
 from torch import nn
 
 from rscore.bundle.manifest import LatentSpec, TensorSpec
-from rscore.degradations.codecs import roundtrip, sample_codec
+from rscore.degradations.codecs import CodecParams, roundtrip, sample_codec
 from rscore.diffusion.loop import apply_step
 from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.diffusion.schedules import ddpm_alpha_bar
@@ -52,6 +54,21 @@ VAL_QUALITIES_8BIT = (("jpeg", 20), ("webp", 25), ("jpeg", 50), ("jp2", 24.0))
 VAL_QUALITIES_16BIT = (("jp2", 64.0), ("jp2", 24.0), ("jp2", 120.0))
 
 
+def mosaic_roundtrip(patches: np.ndarray, params: CodecParams) -> tuple[np.ndarray, float]:
+    """Round-trip (n, bands, p, p) patches as one mosaic of two rows (one for n = 1); returns the decoded patches
+    and the encoded bits per pixel."""
+    n, b, p, _ = patches.shape
+    rows = 2 if n > 1 else 1
+    cols = -(-n // rows)
+    mosaic = np.zeros((b, rows * p, cols * p), np.float32)
+    for i, patch in enumerate(patches):
+        mosaic[:, (i // cols) * p:(i // cols + 1) * p, (i % cols) * p:(i % cols + 1) * p] = patch
+    trip = roundtrip(mosaic, params)
+    out = np.stack([trip.image[:, (i // cols) * p:(i // cols + 1) * p, (i % cols) * p:(i % cols + 1) * p]
+                    for i in range(n)])
+    return out, trip.bits_per_pixel
+
+
 class ScaledMen(nn.Module):
     """Export wrapper: the enhancement network reads the normalised prior x0 and multiplies it back by ``z_std``."""
 
@@ -72,7 +89,9 @@ class EnhanceDecodedTask(ImageTask):
                              f"got {cfg.patch_px}")
         self.bits = 8 if cfg.data.get("domain", "reflectance") == "rgb8" else 16
         self.codecs = [tuple(row) for row in cfg.data["codecs"]]
-        super().__init__(cfg, self._degrade)
+        # normalisation statistics from clean patches only: a decoded image has the same band means and nearly the
+        # same spread, and single small patches cannot be round-tripped faithfully (see module doc)
+        super().__init__(cfg, lambda clean, rng: clean)
         m = cfg.model
         self.rcfg = RsicConfig(len(self.bands), prior_channels=int(m.get("prior_channels", 8)),
                                width=int(m.get("width", 16)), mid_blocks=int(m.get("mid_blocks", 2)),
@@ -97,16 +116,12 @@ class EnhanceDecodedTask(ImageTask):
         nval = int(cfg.data.get("val_patches", 8))
         self.val_hq = self.pool.patches("val", cfg.patch_px, nval, vrng)
         rows = VAL_QUALITIES_8BIT if self.bits == 8 else VAL_QUALITIES_16BIT
-        self.val_dec = np.stack([self._fixed(h, *rows[i % len(rows)]) for i, h in enumerate(self.val_hq)])
+        self.val_dec = np.empty_like(self.val_hq)
+        for k, (codec, strength) in enumerate(rows):
+            params = sample_codec(vrng, [(codec, strength, strength)], self.bits)
+            self.val_dec[k::len(rows)] = mosaic_roundtrip(self.val_hq[k::len(rows)], params)[0]
 
     # ---- data -----------------------------------------------------------------------------------
-    def _degrade(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return roundtrip(clean, sample_codec(rng, self.codecs, self.bits)).image
-
-    def _fixed(self, clean: np.ndarray, codec: str, strength: float) -> np.ndarray:
-        return roundtrip(clean, sample_codec(np.random.default_rng(0), [(codec, strength, strength)],
-                                             self.bits)).image
-
     def set_progress(self, fraction: float) -> None:
         self.progress = float(fraction)
 
@@ -119,7 +134,9 @@ class EnhanceDecodedTask(ImageTask):
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         hq = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng,
                                self.augment)
-        dec = np.stack([h.copy() if rng.random() < self.identity_fraction else self._degrade(h, rng) for h in hq])
+        dec = mosaic_roundtrip(hq, sample_codec(rng, self.codecs, self.bits))[0]
+        identity = rng.random(len(hq)) < self.identity_fraction
+        dec[identity] = hq[identity]
         keep = (rng.random(len(hq)) >= self.prior_dropout).astype(np.float32)
         return {"hq": self.norm(torch.from_numpy(hq)), "dec": self.norm(torch.from_numpy(dec)),
                 "keep": torch.from_numpy(keep).view(-1, 1, 1, 1)}
