@@ -54,12 +54,19 @@ def run_refsr(settings: EvalSettings) -> SuiteReport:
     return run(settings)
 
 
-#: One suite per task, in report order. Codec enhancement adds its own here.
+def run_codec(settings: EvalSettings) -> SuiteReport:
+    from training.eval_codec import run_codec as run
+
+    return run(settings)
+
+
+#: One suite per task, in report order.
 SUITES: dict[str, Suite] = {
     "dehaze": Suite("Dehazing", run_dehaze),
     "clouds": Suite("Cloud removal", run_clouds),
     "sr": Suite("Super-resolution", run_sr),
     "refsr": Suite("Reference-based super-resolution", run_refsr),
+    "codec": Suite("Codec-decoded enhancement", run_codec),
 }
 
 

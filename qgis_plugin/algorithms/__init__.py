@@ -1,6 +1,8 @@
 """Processing algorithms (one thin file each over :mod:`rscore.runtime`)."""
 
+from .compress import CompressRasterAlgorithm
 from .dehaze import DehazeAlgorithm
+from .enhance_decoded import EnhanceDecodedAlgorithm
 from .models import InstallModelAlgorithm, ListModelsAlgorithm
 from .reference_super_resolve import ReferenceSuperResolveAlgorithm
 from .remove_clouds import RemoveCloudsAlgorithm
@@ -9,4 +11,5 @@ from .super_resolve import SuperResolveAlgorithm
 
 #: explicit list, no folder scanning
 ALGORITHMS = (RestoreAlgorithm, DehazeAlgorithm, RemoveCloudsAlgorithm, SuperResolveAlgorithm,
-              ReferenceSuperResolveAlgorithm, ListModelsAlgorithm, InstallModelAlgorithm)
+              ReferenceSuperResolveAlgorithm, EnhanceDecodedAlgorithm, CompressRasterAlgorithm, ListModelsAlgorithm,
+              InstallModelAlgorithm)

@@ -226,3 +226,15 @@ class PriorDenoiser(nn.Module):
         for block in self.blocks:
             h = block(h, emb)
         return c + self.out(h)
+
+
+class PriorDecoder(nn.Module):
+    """The runtime's ``decoder`` stage: (x0, y) -> MEN(y, x0 * z_std), where x0 is the prior normalised by its
+    spread ``z_std`` (the diffusion works on the normalised prior)."""
+
+    def __init__(self, men: EnhancementNet, z_std: float) -> None:
+        super().__init__()
+        self.men, self.z_std = men, float(z_std)
+
+    def forward(self, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.men(y, x0 * self.z_std)

@@ -39,6 +39,7 @@ from rscore.models.ldm_rsic import (
     SIZE_MULTIPLE,
     EnhancementNet,
     PriorCondEncoder,
+    PriorDecoder,
     PriorDenoiser,
     PriorEncoder,
     RsicConfig,
@@ -52,6 +53,8 @@ from training.tasks.sr import LatentScale
 #: the validation pairs' codec rows, cycled over the patches: (codec, quality or ratio)
 VAL_QUALITIES_8BIT = (("jpeg", 20), ("webp", 25), ("jpeg", 50), ("jp2", 24.0))
 VAL_QUALITIES_16BIT = (("jp2", 64.0), ("jp2", 24.0), ("jp2", 120.0))
+#: Stage I's encoder in a bundle folder: read by the evaluation (upper bound), not by the runtime
+PRIOR_ENCODER_FILE = "prior_encoder.onnx"
 
 
 def mosaic_roundtrip(patches: np.ndarray, params: CodecParams) -> tuple[np.ndarray, float]:
@@ -67,17 +70,6 @@ def mosaic_roundtrip(patches: np.ndarray, params: CodecParams) -> tuple[np.ndarr
     out = np.stack([trip.image[:, (i // cols) * p:(i // cols + 1) * p, (i % cols) * p:(i % cols + 1) * p]
                     for i in range(n)])
     return out, trip.bits_per_pixel
-
-
-class ScaledMen(nn.Module):
-    """Export wrapper: the enhancement network reads the normalised prior x0 and multiplies it back by ``z_std``."""
-
-    def __init__(self, men: EnhancementNet, z_std: float) -> None:
-        super().__init__()
-        self.men, self.z_std = men, float(z_std)
-
-    def forward(self, x0: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.men(y, x0 * self.z_std)
 
 
 class EnhanceDecodedTask(ImageTask):
@@ -117,7 +109,7 @@ class EnhanceDecodedTask(ImageTask):
         self.val_hq = self.pool.patches("val", cfg.patch_px, nval, vrng)
         rows = VAL_QUALITIES_8BIT if self.bits == 8 else VAL_QUALITIES_16BIT
         self.val_dec = np.empty_like(self.val_hq)
-        for k, (codec, strength) in enumerate(rows):
+        for k, (codec, strength) in enumerate(rows[:nval]):
             params = sample_codec(vrng, [(codec, strength, strength)], self.bits)
             self.val_dec[k::len(rows)] = mosaic_roundtrip(self.val_hq[k::len(rows)], params)[0]
 
@@ -226,7 +218,7 @@ class EnhanceDecodedTask(ImageTask):
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
         from export.bundle_writer import build_bundle
-        from export.onnx_export import StageExport
+        from export.onnx_export import StageExport, export_stage
 
         nets = nets.float().eval()
         std = float(nets["z_scale"].std)
@@ -236,7 +228,7 @@ class EnhanceDecodedTask(ImageTask):
         stages = {
             "cond": StageExport(nets["cond"], ("y",), ("c",), "cond.onnx"),
             "denoiser": StageExport(nets["denoiser"], ("x_t", "c", "t"), ("x0",), "denoiser.onnx"),
-            "decoder": StageExport(ScaledMen(nets["men"], std), ("x0", "y"), ("x",), "decoder.onnx"),
+            "decoder": StageExport(PriorDecoder(nets["men"], std), ("x0", "y"), ("x",), "decoder.onnx"),
         }
         k = self.rcfg.prior_channels
         lat = TensorSpec("latent", k)
@@ -247,4 +239,10 @@ class EnhanceDecodedTask(ImageTask):
             {**info, "z_std": std, "codecs": codecs, "bits": self.bits}, default_tile_px=512,
             sampler=self.sampler, latent=LatentSpec(k, LATENT_FACTOR), size_multiple=SIZE_MULTIPLE, tensors=tensors)
         bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
+        # Stage I's encoder, for the evaluation's upper bound only (the runtime never reads it: it needs the
+        # high-quality image): (hq, y) model units -> z, unnormalised
+        enc = StageExport(nets["enc"], ("hq", "y"), ("z",), PRIOR_ENCODER_FILE)
+        example = {n: torch.randn(1, len(self.bands), 64, 96, generator=torch.Generator().manual_seed(2))
+                   for n in ("hq", "y")}
+        export_stage(enc, example, bundle.root / PRIOR_ENCODER_FILE, {"hq": "output", "y": "output", "z": "latent"})
         return bundle.root
