@@ -6,8 +6,9 @@ Writes the restored GeoTIFFs and PNG side-by-side quicklooks (input | output) un
 each output kept the input's CRS, geotransform, band count and data type (super-resolution: the exact finer
 grid), and prints a summary. The super-resolution example starts from the Sentinel-2 sample averaged to 40 m,
 so its picture shows bicubic | super-resolved | the 10 m truth; the reference-based one super-resolves a 40 m
-rendering of a November scene with the July acquisition of the same place as its reference. Runs with QGIS's
-own Python (no torch).
+rendering of a November scene with the July acquisition of the same place as its reference; the codec examples
+compress two samples (JPEG q20 in a GeoTIFF, JPEG 2000 at 1:64) with ``rsrestore:compress_raster`` and enhance
+them. Runs with QGIS's own Python (no torch).
 """
 
 from __future__ import annotations
@@ -134,6 +135,22 @@ def refsr_example(out_dir: Path, factor: int = 4) -> DemoJob:
                                      "SEED": "0"}, rgb_bands=(3, 2, 1), scale=float(factor), truth=truth)
 
 
+def codec_example(out_dir: Path, sample: str, codec: str, setting: str) -> DemoJob:
+    """The codec job: a sample compressed with ``rsrestore:compress_raster`` (the companion tool) at a strong
+    setting, then enhanced by ``rsrestore:enhance_decoded`` with CODEC auto (read from the compressed file)."""
+    key = "QUALITY" if codec != "jpeg2000" else "COMPRESSION_RATIO"
+    dst = out_dir / f"{Path(sample).stem}_{codec}_{setting}{'.jp2' if codec == 'jpeg2000' else '.tif'}"
+    cmd = [str(QGIS_PROCESS), "run", "rsrestore:compress_raster", "--", f"INPUT={ROOT / 'data' / 'samples' / sample}",
+           f"CODEC={codec}", f"{key}={setting}", f"OUTPUT={dst}"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write(r.stdout + r.stderr)
+        raise SystemExit(f"demo: compressing {sample} failed (exit {r.returncode}): {' '.join(cmd)}")
+    rgb = (1, 2, 3) if gdal.Open(str(dst)).RasterCount == 3 else (3, 2, 1)
+    return DemoJob(name=f"{dst.stem}_enhanced", algorithm="rsrestore:enhance_decoded", input=dst,
+                   params={"SEED": "0"}, rgb_bands=rgb)
+
+
 def sr_quicklook(job: DemoJob, out: Path, png: Path) -> None:
     """bicubic (the engine's own resampler) | super-resolved | (the reference) | truth, one stretch (the
     truth's) for all."""
@@ -202,7 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     out_dir = args.out if args.out.is_absolute() else ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
-    for job in (*JOBS, sr_example(out_dir), refsr_example(out_dir)):
+    for job in (*JOBS, sr_example(out_dir), refsr_example(out_dir),
+                codec_example(out_dir, "aerial_rgb_512.tif", "jpeg", "20"),
+                codec_example(out_dir, "s2_l1c_bgrn_512.tif", "jpeg2000", "64")):
         print(run_job(job, out_dir))
 
 

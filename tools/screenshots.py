@@ -44,6 +44,9 @@ DIALOGS = {
         "guide-dialog-reference-super-resolve",
         {"INPUT": str(SAMPLES / "s2_bouconne_20181115_bgrn.tif"),
          "REFERENCE": str(SAMPLES / "s2_bouconne_20180708_bgrn.tif"), "SCALE": 2.0}),
+    "rsrestore:enhance_decoded": ("guide-dialog-enhance-decoded", {"INPUT": str(SAMPLES / "aerial_rgb_512.tif"),
+                                                                   "CODEC": "jpeg"}),
+    "rsrestore:compress_raster": ("guide-dialog-compress-raster", {"INPUT": str(SAMPLES / "aerial_rgb_512.tif")}),
     "rsrestore:models": ("guide-dialog-models", {}),
 }
 

@@ -92,9 +92,9 @@ class CodecSuiteConfig:
         CodecBundle("decoded-bgrn", CONFIGS / "decoded_bgrn.yaml",
                     (CodecCurve("jp2", (16.0, 32.0, 64.0, 128.0, 200.0), (64.0,)),)),
         CodecBundle("decoded-rgb", CONFIGS / "decoded_rgb.yaml",
-                    (CodecCurve("jpeg", (10.0, 20.0, 30.0, 50.0, 75.0), (20.0, 30.0)),
-                     CodecCurve("webp", (10.0, 20.0, 30.0, 50.0, 75.0), (20.0, 30.0)),
-                     CodecCurve("jp2", (12.0, 24.0, 48.0, 96.0), (24.0,)))),
+                    (CodecCurve("jpeg", (10.0, 20.0, 30.0, 50.0), (20.0, 30.0)),
+                     CodecCurve("webp", (10.0, 20.0, 30.0, 50.0), (20.0, 30.0)),
+                     CodecCurve("jp2", (12.0, 24.0, 48.0), (24.0,)))),
     )
     crop_px: int = CROP_PX
     crops_per_scene: int = 2

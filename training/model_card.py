@@ -131,6 +131,33 @@ docs/architecture.md, section *Reference-based super-resolution*), our own imple
   confidence are exactly 0, and both networks compute what they compute without a reference: plain
   super-resolution, with no invented texture.
 """,
+    "enhance_decoded": """\
+## Method
+After LDM-RSIC (a latent diffusion model that generates a compact prior for the enhancement of decoded images;
+formulation in docs/architecture.md, section *Codec-decoded enhancement*), our own lean implementation
+(`rscore/models/ldm_rsic.py`), everything on the raster's own grid (scale 1):
+
+* **The prior z** is a spatial map of 8 channels at 1/8 of the pixels (the latent grid), not a fixed token set,
+  so the method runs tiled on rasters of any size: windows are aligned to 32 pixels in global coordinates and the
+  diffusion noise is drawn by global position on the latent grid.
+* **Stage I, prior learning**: a prior encoder reads the high-quality and the decoded image (each
+  pixel-unshuffled by 4, concatenated) and gives z; the multi-scale enhancement network (MEN, a three-level U-Net)
+  enhances the decoded image steered by z. Its blocks are Restormer-like - transposed (channel x channel)
+  attention, computed inside 8 x 8 windows at 1/2 and 1/4 resolution so that tiles agree, and a gated
+  feed-forward - and z enters each block (DFAM): a channel attention on the mixing branch, a gated injection of
+  prior content, and FiLM of the feed-forward's hidden units. 10 % of the samples get a zero prior (the no-prior
+  ablation runs the same network). Losses: L1 and a small VGG feature term.
+* **Stage II, the prior from the decoded image alone**: a condition encoder gives `c` on the latent grid, and a
+  small denoiser (residual blocks with FiLM from t) predicts x0 of the normalised prior from `[x_t, c]`; T = 4,
+  betas 0.1 -> 0.99 (`linspace(sqrt(0.1), sqrt(0.99))^2`), **deterministic posterior-mean steps**
+  (`posterior_noise: false`: eta 1 without the noise term; only the start x_4 is random). Trained by unrolling
+  the whole 4-step chain through the runtime's own plan, loop and terms rule: L2 on z, L2 of `c` to z and L1 of
+  the enhanced image; Stage I's encoder and MEN are first frozen, then, for the last fifth of the budget,
+  fine-tuned jointly (with Stage I's losses kept).
+* **One pass** (`options={"one_pass": True}`): the MEN reads `c` as its prior, no sampling.
+* Stage I's encoder is shipped as `prior_encoder.onnx` for the evaluation's upper bound only; the runtime never
+  reads it.
+""",
 }
 
 #: what the degradations paragraph says per task (after the common patch/augmentation sentence)
@@ -171,6 +198,14 @@ DEGRADATIONS = {
         f"{float(cfg.data.get('reference_noise_max', 0.01)):g}), half of them with 5-50 % of "
         "the patch replaced by blobs of another place (changes between the dates); *unrelated*: another place; "
         "*missing*: no valid reference, or only half of the patch; *date*: real pairs of acquisitions."),
+    "enhance_decoded": lambda cfg: (
+        "Codec round trips on the fly through GDAL in memory (`rscore.degradations.codecs`), one setting per "
+        "batch, the batch encoded as one mosaic (a small patch alone is dominated by the JPEG 2000 headers): "
+        + "; ".join(f"{c} {'ratio' if c == 'jp2' else 'quality'} {lo}-{hi}" for c, lo, hi in cfg.data["codecs"])
+        + (" (JPEG 2000 at 16 bits with 15 significant bits, as Sentinel-2)" if cfg.data.get("domain") !=
+           "rgb8" else " (8-bit; JPEG with YCbCr 4:2:0)")
+        + f"; {100 * float(cfg.data.get('identity_fraction', 0)):g} % never-compressed patches whose target is the "
+        "input itself."),
 }
 
 #: validation columns per task: (header, final_validation key)
@@ -192,6 +227,12 @@ VALIDATION = {
                                  ("other date: one pass", "psnr_synthetic_coarse"),
                                  ("other date (default steps)", "psnr_synthetic"),
                                  ("unrelated reference", "psnr_unrelated"))),
+    "enhance_decoded": ("codec round trips at fixed settings (JPEG q20, WebP q25, JPEG q50 and JPEG 2000 1:24 "
+                        "for 8-bit; JPEG 2000 1:64, 1:24 and 1:120 for 16-bit)",
+                        (("decoded", "psnr_decoded"), ("no prior", "psnr_no_prior"),
+                         ("regression prior (one pass)", "psnr_regression"),
+                         ("diffusion prior (default steps)", "psnr_diffusion"),
+                         ("true prior (upper bound)", "psnr_true_prior"))),
 }
 
 #: history and limitations per task
@@ -230,6 +271,14 @@ NOTES = {
         "(a new small building inside one 10 m pixel) cannot be told apart and may be copied from the reference. "
         "Across the edge of the reference's footprint, the result changes from reference-guided to plain "
         "super-resolution over about 20 output pixels."),
+    "enhance_decoded": (
+        "Running the same command again resumes from `runs/<name>/ckpt.pt`; once the budget is spent it only "
+        "re-exports the EMA weights. The phases split the budget: Stage I until `model.prior_fraction`, Stage II "
+        "with Stage I frozen until `model.joint_fraction`, then jointly.",
+        "Trained on 2 CPU cores on codec round trips of the corpus (docs/data.md) through GDAL's own JPEG, WebP "
+        "and OpenJPEG encoders: other encoders (Kakadu, hardware JPEG), other chroma subsampling, several "
+        "generations of recompression or resampling after decoding may leave artefacts it was not trained on. "
+        "It restores what the prior can infer; detail the codec removed completely is not the true ground."),
 }
 
 
