@@ -191,40 +191,42 @@ def toy_refsr(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     return build_bundle(out / "toy-refsr", m, st)[0]
 
 
-def toy_decoded(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
-    """Codec-decoded enhancement with the real LDM-RSIC-style networks (:mod:`rscore.models.ldm_rsic`) at tiny
-    widths and seeded random weights (output layers included, so that the prior changes the result): the
-    ``latent_prior`` pipeline end to end, trained for every codec. Not trained."""
-    import dataclasses
-
+def toy_decoded_networks(bands: int = 4):  # noqa: ANN201 - torch modules, imported lazily
+    """The toy-decoded bundle's torch networks (enhancement network, condition encoder, denoiser), seeded: the
+    real LDM-RSIC-style networks at tiny widths, output layers randomised so that the prior changes the result."""
     import torch
 
-    from rscore.models.ldm_rsic import (
-        SIZE_MULTIPLE,
-        EnhancementNet,
-        PriorCondEncoder,
-        PriorDecoder,
-        PriorDenoiser,
-        RsicConfig,
-    )
+    from rscore.models.ldm_rsic import EnhancementNet, PriorCondEncoder, PriorDenoiser, RsicConfig
 
-    cfg = RsicConfig(len(bands), prior_channels=4, width=8, mid_blocks=1, encoder_width=8, denoiser_width=8,
+    cfg = RsicConfig(bands, prior_channels=4, width=8, mid_blocks=1, encoder_width=8, denoiser_width=8,
                      denoiser_blocks=1)
     torch.manual_seed(0)
     men, cond, den = EnhancementNet(cfg), PriorCondEncoder(cfg), PriorDenoiser(cfg)
     with torch.no_grad():
         for out_conv in (men.out, den.out):
             out_conv.weight.normal_(0.0, 0.05)
+    return men.eval(), cond.eval(), den.eval()
+
+
+def toy_decoded(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+    """Codec-decoded enhancement with :func:`toy_decoded_networks`: the ``latent_prior`` pipeline end to end,
+    declared as trained for every codec. Not trained."""
+    import dataclasses
+
+    from rscore.models.ldm_rsic import SIZE_MULTIPLE, PriorDecoder
+
+    men, cond, den = toy_decoded_networks(len(bands))
+    k = cond.net.out.out_channels
     st = {"cond": StageExport(cond, ("y",), ("c",), "cond.onnx"),
           "denoiser": StageExport(den, ("x_t", "c", "t"), ("x0",), "denoiser.onnx"),
           "decoder": StageExport(PriorDecoder(men, 1.0), ("x0", "y"), ("x",), "decoder.onnx")}
-    lat = TensorSpec("latent", cfg.prior_channels)
+    lat = TensorSpec("latent", k)
     sampler = SamplerConfig("ddim", num_timesteps=4, default_steps=4, eta=1.0, ddpm_schedule="sqrt_linear",
                             posterior_noise=False)
     m = _manifest("toy-decoded", "Toy codec-decoded enhancement (engine test)", "latent_prior", st, bands, sampler,
                   TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=32, size_multiple=SIZE_MULTIPLE),
                   tensors={"cond": {"c": lat}, "denoiser": {"x_t": lat, "c": lat, "x0": lat}, "decoder": {"x0": lat}},
-                  latent=LatentSpec(cfg.prior_channels, 8), mean=0.1, std=0.1)
+                  latent=LatentSpec(k, 8), mean=0.1, std=0.1)
     m = dataclasses.replace(m, task="enhance_decoded", training={**m.training, "codecs": ["jp2", "jpeg", "webp"]})
     return build_bundle(out / "toy-decoded", m, st, parity_rows=64, parity_cols=96)[0]
 
