@@ -208,9 +208,10 @@ def toy_decoded_networks(bands: int = 4):  # noqa: ANN201 - torch modules, impor
     return men.eval(), cond.eval(), den.eval()
 
 
-def toy_decoded(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
+def toy_decoded(out: Path, bands: tuple[str, ...] = BGRN, codecs: tuple[str, ...] = ("jpeg", "jpeg2000", "webp"),
+                name: str = "toy-decoded") -> Bundle:
     """Codec-decoded enhancement with :func:`toy_decoded_networks`: the ``latent_prior`` pipeline end to end,
-    declared as trained for every codec. Not trained."""
+    declared as trained for ``codecs``. Not trained."""
     import dataclasses
 
     from rscore.models.ldm_rsic import SIZE_MULTIPLE, PriorDecoder
@@ -223,12 +224,12 @@ def toy_decoded(out: Path, bands: tuple[str, ...] = BGRN) -> Bundle:
     lat = TensorSpec("latent", k)
     sampler = SamplerConfig("ddim", num_timesteps=4, default_steps=4, eta=1.0, ddpm_schedule="sqrt_linear",
                             posterior_noise=False)
-    m = _manifest("toy-decoded", "Toy codec-decoded enhancement (engine test)", "latent_prior", st, bands, sampler,
+    m = _manifest(name, "Toy codec-decoded enhancement (engine test)", "latent_prior", st, bands, sampler,
                   TilingDefaults(tile_size_px=64, overlap_px=16, margin_px=32, size_multiple=SIZE_MULTIPLE),
                   tensors={"cond": {"c": lat}, "denoiser": {"x_t": lat, "c": lat, "x0": lat}, "decoder": {"x0": lat}},
                   latent=LatentSpec(k, 8), mean=0.1, std=0.1)
-    m = dataclasses.replace(m, task="enhance_decoded", training={**m.training, "codecs": ["jp2", "jpeg", "webp"]})
-    return build_bundle(out / "toy-decoded", m, st, parity_rows=64, parity_cols=96)[0]
+    m = dataclasses.replace(m, task="enhance_decoded", training={**m.training, "codecs": list(codecs)})
+    return build_bundle(out / name, m, st, parity_rows=64, parity_cols=96)[0]
 
 
 def blur_rddm(out: Path, bands: tuple[str, ...] = BGRN, name: str = "blur-rddm") -> Bundle:

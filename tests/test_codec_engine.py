@@ -41,6 +41,10 @@ def test_jpeg2000_16bit_rates_fall_with_the_ratio_and_quality_stays_sane_at_one_
     # the DC offset 3.2768 reflectance): measured 31.8 dB at 1:64 (0.90 bpp), 29.1 dB at 1:200
     assert psnr(crop, trips[64.0].image, 1.0) > 30.5
     assert psnr(crop, trips[200.0].image, 1.0) > 27.5
+    # by default 4 bands are 4 files (as Sentinel-2 delivers them); one 4-band file shares the rate between bands
+    joint = roundtrip(crop, CodecParams("jp2", compression_ratio=64.0), per_band=False)
+    assert abs(joint.bits_per_pixel - trips[64.0].bits_per_pixel) < 0.2 and not np.array_equal(
+        joint.image, trips[64.0].image)
 
 
 def test_8bit_jpeg2000_and_codec_draws() -> None:
@@ -101,10 +105,17 @@ def test_detect_codec_and_the_companion_writer(tmp_path: Path) -> None:
                           ({"dst": tmp_path / "x.jp2", "codec": "png"}, "unknown codec")):
         with pytest.raises(RasterError, match=match):
             compress_raster(SAMPLES / "s2_l1c_bgrn_512.tif", **kwargs)
-    assert not (tmp_path / "x.tif").exists() and not list(tmp_path.glob(".*partial*"))
-    assert codec_problem("jpeg", ["jp2"], "decoded-bgrn") is not None and "jpeg2000" in codec_problem(
-        "jpeg", ["jp2"], "decoded-bgrn")
-    assert codec_problem("jpeg2000", ["jp2"], "decoded-bgrn") is None
+    f32 = rasters.write(tmp_path / "f32.tif", rasters.scene(4, 32, 32), "Float32", geotransform=GT, epsg=32633)
+    with pytest.raises(RasterError, match="integer type first"):
+        compress_raster(f32, tmp_path / "x.jp2", "jpeg2000")
+    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "x.jp2").exists()
+    assert not list(tmp_path.glob(".*partial*"))
+    # a reversible (lossless) JPEG 2000 file has no lossy codec: auto detection must not claim one
+    lossless = tmp_path / "lossless.jp2"
+    gdal.Translate(str(lossless), str(rgb), format="JP2OpenJPEG", creationOptions=["REVERSIBLE=YES", "QUALITY=100"])
+    assert detect_codec(lossless).codec is None and "lossless" in detect_codec(lossless).describe()
+    assert "trained on jpeg2000 artefacts, not jpeg" in codec_problem("jpeg", ["jpeg2000"], "decoded-bgrn")
+    assert codec_problem("jpeg2000", ["jpeg2000"], "decoded-bgrn") is None
     assert codec_problem("webp", None, "custom") is None
 
 

@@ -92,11 +92,15 @@ def test_codec_auto_reads_the_file_and_asks_when_it_cannot(qgis_app, bundles, fi
 def test_a_model_trained_for_other_codecs_is_refused(qgis_app, files, tmp_path):
     from qgis.core import QgsProcessingContext
 
-    bundle = ROOT / "models" / "decoded-bgrn"
+    from export.build_bundles import toy_decoded
+
+    bundle = toy_decoded(tmp_path, codecs=("jpeg2000",), name="toy-decoded-jp2").root
     params = {"INPUT": str(files["clean"]), "MODEL_FOLDER": str(bundle), "CODEC": "webp",
               "OUTPUT": str(tmp_path / "o.tif")}
     ok, msg = _alg().checkParameterValues(params, QgsProcessingContext())
     assert not ok and "trained on jpeg2000 artefacts, not webp" in msg
+    ok, msg = _alg().checkParameterValues({**params, "CODEC": "jpeg2000"}, QgsProcessingContext())
+    assert ok, msg
 
 
 def test_qgis_process_compress_then_enhance_any_size_and_a_modeler_chain(qgis_env, bundles, files, tmp_path):

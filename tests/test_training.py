@@ -251,3 +251,38 @@ def test_refsr_config_trains_on_the_reference_quality_the_evaluation_uses():
     cfg = TrainConfig.load(ROOT / "training" / "configs" / "refsr_bgrn.yaml")
     assert float(cfg.data["reference_noise_max"]) == REFERENCE_NOISE_MAX
     assert not set(REAL_PAIR_SOURCES) & set(cfg.data["sources"])  # the real pairs stay held out
+
+
+def test_tiny_codec_run_trains_three_phases_and_exports_a_latent_prior_bundle(tmp_path):
+    """The codec-enhancement task: Stage I, Stage II frozen, then jointly (every loss of each phase in the log),
+    an exported latent_prior bundle with Stage I's encoder beside it, which the engine runs on a JPEG 2000 file."""
+    import onnxruntime as ort
+    from osgeo import gdal
+
+    from rscore.bundle import load_bundle
+    from rscore.raster.lossy import compress_raster
+    from rscore.runtime import RestoreRequest, restore
+    from tests.fixtures import rasters
+    from training.tasks.codec import PRIOR_ENCODER_FILE
+
+    runs = tmp_path / "runs"
+    bundle = train_main(["--config", str(ROOT / "training" / "configs" / "tiny_codec_test.yaml"), "--runs",
+                         str(runs), "--out", str(tmp_path / "models")])
+    log = _rows(runs / "tiny-codec-test" / "log.csv")
+    assert log[0]["l1"] and not log[0].get("chain_mse")  # Stage I first
+    assert any(r.get("chain_mse") and not r.get("prior_l1") for r in log)  # Stage II, Stage I frozen
+    assert log[-1]["chain_mse"] and log[-1]["prior_l1"]  # jointly
+    m = load_bundle(bundle).manifest
+    assert m.task == "enhance_decoded" and m.pipeline == "latent_prior" and m.training["z_std"] > 0
+    assert m.training["codecs"] == ["jpeg2000"] and m.sampler.posterior_noise is False
+    assert m.tensor("denoiser", "x0").grid == "latent" and m.latent.factor == 8
+    assert set(m.training["final_validation"]) == {"psnr_decoded", "psnr_no_prior", "psnr_regression",
+                                                   "psnr_diffusion", "psnr_true_prior"}
+    enc = ort.InferenceSession(str(bundle / PRIOR_ENCODER_FILE), providers=["CPUExecutionProvider"])
+    assert [i.name for i in enc.get_inputs()] == ["hq", "y"]
+    clean = rasters.write(tmp_path / "clean.tif", np.round(rasters.scene(4, 70, 90, seed=1) * 1e4), "UInt16",
+                          epsg=32633)
+    jp2 = compress_raster(clean, tmp_path / "in.jp2", "jpeg2000", compression_ratio=30).path
+    out = tmp_path / "enhanced.tif"
+    rep = restore(RestoreRequest(str(jp2), str(bundle), str(out)))
+    assert (gdal.Open(str(out)).RasterYSize, gdal.Open(str(out)).RasterXSize) == (70, 90) and rep.steps == 4

@@ -235,6 +235,11 @@ def fmt(v: float, digits: int) -> str:
     return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
 
 
+def met(ok: bool) -> str:
+    """How a report says whether a target is reached."""
+    return "met" if ok else "**not met**"
+
+
 def rel(path: Path, out_dir: Path) -> str:
     return os.path.relpath(path, out_dir)
 

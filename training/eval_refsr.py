@@ -35,6 +35,7 @@ from training.eval_common import (
     fmt,
     mean_where,
     merge_summary,
+    met,
     rel,
     write_geotiff,
     write_strip,
@@ -209,12 +210,12 @@ def targets(res: RefSrResult) -> list[str]:
         gb, gp = _gain(res, kind, "bicubic", 4.0), _gain(res, kind, "plain", 4.0)
         lp = _gain(res, kind, "plain", 4.0, "lpips")
         out.append(f"- ×4, {REFERENCES[kind]}: RefSR − bicubic {gb:+.2f} dB (target ≥ +{GAIN_BICUBIC_DB}: "
-                   f"{'met' if gb >= GAIN_BICUBIC_DB else '**not met**'}); RefSR − plain SR {gp:+.2f} dB (target ≥ "
-                   f"+{GAIN_PLAIN_DB}: {'met' if gp >= GAIN_PLAIN_DB else '**not met**'}); LPIPS RefSR − plain SR "
+                   f"{met(gb >= GAIN_BICUBIC_DB)}); RefSR − plain SR {gp:+.2f} dB (target ≥ "
+                   f"+{GAIN_PLAIN_DB}: {met(gp >= GAIN_PLAIN_DB)}); LPIPS RefSR − plain SR "
                    f"{lp:+.3f} ({'better' if lp < 0 else '**not better**'})")
     loss = _gain(res, "unrelated", "plain", 4.0)
     out.append(f"- ×4, unrelated reference: RefSR − plain SR {loss:+.2f} dB (target ≥ −{UNRELATED_LOSS_DB}: "
-               f"{'met' if loss >= -UNRELATED_LOSS_DB else '**not met**'})")
+               f"{met(loss >= -UNRELATED_LOSS_DB)})")
     return out
 
 

@@ -156,6 +156,17 @@ class AlgorithmBase(QgsProcessingAlgorithm):
     def createInstance(self) -> QgsProcessingAlgorithm:  # noqa: N802 - QGIS API
         return type(self)()
 
+    def file_raster(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext, what: str
+                    ) -> tuple[QgsRasterLayer, str]:
+        """(layer, file path) of a raster parameter; refused unless it is a file-based (GDAL) raster."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(self.tr(f"{what} ({name}) is missing or could not be loaded."))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(self.tr(
+                f"{what} ({name}) must be a file-based raster (GDAL provider); export the layer to GeoTIFF first."))
+        return layer, layer.source().split("|")[0]
+
 
 class RestoreAlgorithmBase(AlgorithmBase):
     """Common parameters: INPUT, BANDS, MODEL, STEPS, TILE_SIZE, OVERLAP, SEED, DEVICE, OUTPUT."""
@@ -247,17 +258,6 @@ class RestoreAlgorithmBase(AlgorithmBase):
     # ---- helpers ----------------------------------------------------------------------------------
     def input_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
         return self.file_raster(parameters, self.INPUT, context, "Input raster")
-
-    def file_raster(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext, what: str
-                    ) -> tuple[QgsRasterLayer, str]:
-        """(layer, file path) of a raster parameter; refused unless it is a file-based (GDAL) raster."""
-        layer = self.parameterAsRasterLayer(parameters, name, context)
-        if layer is None:
-            raise QgsProcessingException(self.tr(f"{what} ({name}) is missing or could not be loaded."))
-        if layer.providerType() != "gdal":
-            raise QgsProcessingException(self.tr(
-                f"{what} ({name}) must be a file-based raster (GDAL provider); export the layer to GeoTIFF first."))
-        return layer, layer.source().split("|")[0]
 
     def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
         path = self.parameterAsFile(parameters, self.MODEL, context)

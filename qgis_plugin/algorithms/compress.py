@@ -7,19 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingUtils,
 )
 
 from rscore.raster.io import RasterError
-from rscore.raster.lossy import LOSSY_CODECS, compress_raster
+from rscore.raster.lossy import EXTENSIONS, LOSSY_CODECS, compress_raster
 
 from .base import AlgorithmBase, _help
 from .layers import style_on_load
@@ -75,35 +76,38 @@ class CompressRasterAlgorithm(AlgorithmBase):
             QgsProcessingParameterNumber(self.RATIO, self.tr("Compression ratio (jpeg2000)"),
                                          QgsProcessingParameterNumber.Double, 20.0, minValue=1.01, maxValue=1000.0),
             self.tr("Uncompressed size / compressed size.")))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Compressed raster")))
+        # a file destination, not a raster one: QGIS offers only drivers that can create rasters band by band as
+        # raster destinations, and JPEG 2000 writes whole files (CreateCopy) only
+        self.addParameter(_help(
+            QgsProcessingParameterFileDestination(self.OUTPUT, self.tr("Compressed raster"),
+                                                  fileFilter="GeoTIFF (*.tif *.tiff);;JPEG 2000 (*.jp2)"),
+            self.tr(".tif for jpeg and webp, .jp2 for jpeg2000.")))
         self.addOutput(QgsProcessingOutputNumber(self.BITS_PER_PIXEL, self.tr("Bits per pixel")))
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        if layer is None or layer.providerType() != "gdal":
-            raise QgsProcessingException(self.tr("Input raster (INPUT) must be a file-based (GDAL) raster."))
+        layer, src = self.file_raster(parameters, self.INPUT, context, "Input raster")
         codec = self.parameterAsEnumString(parameters, self.CODEC, context)
-        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if codec == "jpeg2000" and not out.lower().endswith(".jp2") and out.startswith(QgsProcessingUtils.tempFolder()):
-            out = self._temporary_jp2(out, context)
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        if self._temporary(parameters) and Path(out).suffix.lower() not in EXTENSIONS[codec]:
+            out = str(Path(out).with_suffix(EXTENSIONS[codec][0]))
         try:
-            report = compress_raster(layer.source().split("|")[0], out, codec,
+            report = compress_raster(src, out, codec,
                                      quality=self.parameterAsInt(parameters, self.QUALITY, context),
                                      compression_ratio=self.parameterAsDouble(parameters, self.RATIO, context))
         except RasterError as exc:
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(self.tr(f"{codec}: {report.encoded_bytes} bytes, {report.bits_per_pixel:.3f} bits per "
                                   f"pixel ({' '.join(report.options)})"))
-        style_on_load(context, str(report.path), f"{layer.name()} - {codec}")
+        name = f"{layer.name()} - {codec}"
+        context.addLayerToLoadOnCompletion(str(report.path), QgsProcessingContext.LayerDetails(
+            name, context.project(), self.OUTPUT))
+        style_on_load(context, str(report.path), name)
         return {self.OUTPUT: str(report.path), self.BITS_PER_PIXEL: report.bits_per_pixel}
 
-    @staticmethod
-    def _temporary_jp2(out: str, context: QgsProcessingContext) -> str:
-        """A temporary output (QGIS names it .tif) as .jp2, loaded on completion under the new name."""
-        jp2 = str(Path(out).with_suffix(".jp2"))
-        layers = context.layersToLoadOnCompletion()
-        if out in layers:
-            layers[jp2] = layers.pop(out)
-            context.setLayersToLoadOnCompletion(layers)
-        return jp2
+    def _temporary(self, parameters: dict[str, Any]) -> bool:
+        """True when OUTPUT is a temporary file (QGIS then picks the name, with the filter's first extension)."""
+        value = parameters.get(self.OUTPUT)
+        if isinstance(value, QgsProcessingOutputLayerDefinition):
+            value = value.sink.staticValue()
+        return value in (None, "", QgsProcessing.TEMPORARY_OUTPUT)

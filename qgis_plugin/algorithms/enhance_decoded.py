@@ -10,19 +10,24 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterEnum,
+    QgsRasterLayer,
 )
 
 from rscore.bundle.manifest import BundleError
 from rscore.bundle.store import load_bundle
+from rscore.raster.extent import AreaWindow
 from rscore.raster.io import RasterError
 from rscore.raster.lossy import LOSSY_CODECS, codec_problem, detect_codec
 from rscore.runtime import RestoreRequest
+from rscore.tiling.grid import Window
 
 from .base import AUTO, ShippedModelAlgorithm, _help
 
 #: band count of the input (or of the BANDS selection) -> shipped bundle
 DEFAULT_BUNDLES = {4: "decoded-bgrn", 3: "decoded-rgb"}
 CODEC_CHOICES = (AUTO, *LOSSY_CODECS)
+#: the block grid of JPEG (8 px, 16 px with chroma subsampling) and WebP (16 px macroblocks)
+BLOCK_GRID_PX = 16
 
 
 class EnhanceDecodedAlgorithm(ShippedModelAlgorithm):
@@ -54,7 +59,9 @@ class EnhanceDecodedAlgorithm(ShippedModelAlgorithm):
             "reports no lossy codec (e.g. a GeoTIFF written after decoding), choose the codec the raster was "
             "compressed with. The model must have been trained for that codec.\n"
             "The output keeps the input's bands, order, data type, value scale, nodata, CRS and geotransform, and "
-            "is written as GeoTIFF. The same seed gives the same result whatever the tile size. To measure what "
+            "is written as GeoTIFF. With EXTENT, the window grows to the file's 16-pixel block grid, so that the "
+            "model sees the codec's blocks where they are. The same seed gives the same result whatever the tile "
+            "size. To measure what "
             "the enhancement saves, compress a clean raster at several qualities with 'Compress a raster with a "
             "lossy codec' and compare."
         )
@@ -91,6 +98,18 @@ class EnhanceDecodedAlgorithm(ShippedModelAlgorithm):
         if problem:
             raise QgsProcessingException(self.tr(problem))
         return codec, how
+
+    def area_window(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer,
+                    src: str) -> AreaWindow | None:
+        """EXTENT's window grown to the codecs' 16-pixel block grid: the networks then see the blocks where the
+        file has them (a window is read through a VRT whose origin is its first pixel)."""
+        aw = super().area_window(parameters, context, layer, src)
+        if aw is None:
+            return None
+        w, b = aw.window, BLOCK_GRID_PX
+        r0, c0 = w.row_off // b * b, w.col_off // b * b
+        r1, c1 = min(-(-w.row_end // b) * b, layer.height()), min(-(-w.col_end // b) * b, layer.width())
+        return dataclasses.replace(aw, window=Window(r0, c0, r1 - r0, c1 - c0))
 
     def make_request(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RestoreRequest:
         request = super().make_request(parameters, context)

@@ -1,11 +1,11 @@
-"""Lossy codec round trips through GDAL in memory (``/vsimem/``): JPEG, WebP (8-bit), JPEG 2000 (16-bit).
+"""Lossy codec round trips through GDAL in memory (``/vsimem/``): JPEG, WebP (8-bit), JPEG 2000 (8/16-bit).
 
 8-bit codecs take images in [0, 1] and quantise them to uint8; JPEG 2000 at 16 bits takes reflectance and
 stores it as uint16 digital numbers ``round(reflectance * 10000)`` with 15 significant bits (the Sentinel-2
-convention; reflectance above 3.2767 is clipped), at 8 bits an
-image in [0, 1] as uint8, lossy at a target compression ratio. Three-band images are encoded together (so JPEG/WebP apply their
-colour transform and chroma subsampling, as they would on an RGB photo); any other band count is
-encoded band by band.
+convention; reflectance above 3.2767 is clipped), at 8 bits an image in [0, 1] as uint8, lossy at a target
+compression ratio. Three-band images are encoded together by default (so JPEG/WebP apply their colour transform
+and chroma subsampling, as they would on an RGB photo); any other band count is encoded band by band unless
+:func:`roundtrip` is asked for one file.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from rscore.degradations.fields import check_image
+from rscore.raster.lossy import jp2_options
 
 Codec = Literal["jpeg", "webp", "jp2"]
 
@@ -136,12 +137,16 @@ def _by_band(dn: np.ndarray, codec: Codec, options: list[str], grey_rgb: bool = 
     return np.stack(outs), total
 
 
-def roundtrip(image: np.ndarray, params: CodecParams) -> RoundTrip:
+def roundtrip(image: np.ndarray, params: CodecParams, per_band: bool | None = None) -> RoundTrip:
     """Round-trip an image through a lossy codec and measure the encoded size.
 
     Args:
         image: float32 (bands, rows, cols); [0, 1] for 8-bit codecs, reflectance 0–6.5 for 16-bit JPEG 2000.
         params: Codec parameters.
+        per_band: encode every band as its own file (as Sentinel-2 delivers JPEG 2000, one file per band), or
+            all bands as one file (as ``rsrestore:compress_raster`` writes them); None: one file for 3 bands (the
+            codec's colour transform applies), one per band otherwise. JPEG and WebP take 3 bands in one file
+            only (other counts go band by band; WebP encodes a band as a grey RGB image).
 
     Returns:
         The decoded float32 image (same shape and units, quantised to the codec's DN grid) and the file size.
@@ -150,24 +155,21 @@ def roundtrip(image: np.ndarray, params: CodecParams) -> RoundTrip:
         RuntimeError: The GDAL driver is missing (message names it) or encoding failed.
     """
     check_image(image)
+    joint = image.shape[0] == 3 if per_band is None else not per_band
     if params.codec == "jp2":
-        options = ["REVERSIBLE=NO", f"QUALITY={100.0 / params.compression_ratio:.4f}", "CODEC=JP2"]
+        options = jp2_options(params.compression_ratio, nbits15=params.bits == 16)
         if params.bits == 16:
-            # 15 significant bits, as Sentinel-2 delivers its JP2 bands: with the default 16, OpenJPEG spends
-            # its first layers on the empty top bit plane and decodes high ratios to the DC offset (32768)
-            options.append("NBITS=15")
             dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 32767).astype(np.uint16)
-            out, size = _roundtrip_array(dn, "jp2", options) if image.shape[0] == 3 else _by_band(dn, "jp2", options)
+            out, size = _roundtrip_array(dn, "jp2", options) if joint else _by_band(dn, "jp2", options)
             return RoundTrip((out / REFLECTANCE_SCALE).astype(np.float32), size)
         dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-        out, size = _roundtrip_array(dn8, "jp2", options) if image.shape[0] == 3 else _by_band(dn8, "jp2", options)
+        out, size = _roundtrip_array(dn8, "jp2", options) if joint else _by_band(dn8, "jp2", options)
         return RoundTrip((out / 255.0).astype(np.float32), size)
     dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
     options = [f"QUALITY={int(params.quality)}"]
     if image.shape[0] == 3:
         out, size = _roundtrip_array(dn8, params.codec, options)
     else:
-        # WebP stores 3 or 4 channels only: each band is encoded as a grey RGB image.
         out, size = _by_band(dn8, params.codec, options, grey_rgb=params.codec == "webp")
     return RoundTrip((out / 255.0).astype(np.float32), size)
 

@@ -69,8 +69,12 @@ class SamplerConfig:
             raise ValueError(f"beta_bar_T_sq must be finite and in (0, 100], got {self.beta_bar_T_sq}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
+        """JSON-ready dict. ``posterior_noise`` is written only when it is off, so that manifests of samplers
+        without it stay readable by plugins older than the setting."""
+        d = dataclasses.asdict(self)
+        if d["posterior_noise"]:
+            del d["posterior_noise"]
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SamplerConfig:

@@ -2,7 +2,8 @@
 
 - :func:`detect_codec` reads what GDAL reports about a file: its driver (JPEG, WEBP, a JPEG 2000 driver) or
   the internal compression of a GeoTIFF (``COMPRESSION`` of the ``IMAGE_STRUCTURE`` domain); a VRT is judged by
-  its first source.
+  its first source. A file that GDAL reports as reversible (``COMPRESSION_REVERSIBILITY=LOSSLESS``: lossless
+  JPEG 2000 or WebP) has no lossy codec.
 - :func:`compress_raster` writes a raster with a codec at a target quality, so that users can build their own
   rate-distortion curves: JPEG or WebP inside a tiled GeoTIFF (georeferenced, the usual form of JPEG
   orthophotos; 8-bit only), or a JPEG 2000 file (``.jp2``, 8- or 16-bit, georeferencing embedded). It writes a
@@ -15,10 +16,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from rscore.raster.io import RasterError, check_output_path, partial_path
+from osgeo import gdal
+
+from rscore.raster.io import RasterError, _failed, _last_error, _open, check_output_path, partial_path
 
 #: the codecs :mod:`rscore` knows, by the names the plugin shows
 LOSSY_CODECS: tuple[str, ...] = ("jpeg", "webp", "jpeg2000")
+#: the codec names of the training configs (``data.codecs``) -> the names above
+CODEC_NAMES: dict[str, str] = {"jp2": "jpeg2000", "jpeg": "jpeg", "webp": "webp"}
+#: GDAL types a JPEG 2000 file stores (JPEG and WebP: Byte only)
+_JP2_TYPES = frozenset({"Byte", "Int16", "UInt16", "Int32", "UInt32"})
 _JP2_DRIVERS = frozenset({"JP2OpenJPEG", "JP2ECW", "JP2KAK", "JP2MrSID", "JPEG2000"})
 #: output file extensions per codec
 EXTENSIONS: dict[str, tuple[str, ...]] = {"jpeg": (".tif", ".tiff"), "webp": (".tif", ".tiff"),
@@ -43,22 +50,28 @@ class CodecInfo:
         return f"GDAL driver {self.driver}, compression {self.compression or 'none reported'}"
 
 
-def _gdal():  # noqa: ANN202 - osgeo types are not annotated
-    from osgeo import gdal
+def jp2_options(compression_ratio: float, nbits15: bool) -> list[str]:
+    """JP2OpenJPEG creation options of a lossy file at ``compression_ratio`` (uncompressed / compressed size);
+    ``nbits15``: store 16-bit samples with 15 significant bits, as Sentinel-2 does (with the default 16, OpenJPEG
+    spends its first quality layers on the empty top bit plane and decodes high ratios to the DC offset)."""
+    opts = ["REVERSIBLE=NO", f"QUALITY={100.0 / compression_ratio:.4f}", "CODEC=JP2"]
+    return opts + (["NBITS=15"] if nbits15 else [])
 
-    gdal.UseExceptions()
-    return gdal
+
+def _open_or_fail(path: str | Path) -> gdal.Dataset:
+    ds, err = _open(str(path))
+    if ds is None:
+        raise RasterError(f"cannot open {path}: {err}")
+    return ds
 
 
 def detect_codec(path: str | Path) -> CodecInfo:
     """The lossy codec a raster file is stored with, from its driver or its internal compression."""
-    gdal = _gdal()
-    try:
-        ds = gdal.Open(str(path))
-    except RuntimeError as exc:
-        raise RasterError(f"cannot open {path}: {exc}") from None
+    ds = _open_or_fail(path)
     driver = ds.GetDriver().ShortName
     compression = (ds.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") or "").strip()
+    if (ds.GetMetadataItem("COMPRESSION_REVERSIBILITY", "IMAGE_STRUCTURE") or "").upper() == "LOSSLESS":
+        return CodecInfo(None, driver, f"{compression or driver}, lossless")
     if driver == "VRT":
         files = [f for f in (ds.GetFileList() or [])[1:] if Path(f).suffix.lower() != ".vrt"]
         if files:
@@ -92,13 +105,28 @@ class CompressReport:
     options: tuple[str, ...]
 
 
-def _options(codec: str, quality: int, ratio: float, bands: int, dtype: str, max_value: float) -> tuple[str, list[str]]:
+def _max_value(ds: gdal.Dataset) -> float:
+    """Largest value over every band (exact), or 0 for an all-nodata raster."""
+    top = 0.0
+    for i in range(ds.RasterCount):
+        gdal.ErrorReset()
+        try:
+            mm = ds.GetRasterBand(i + 1).ComputeRasterMinMax(False)
+        except RuntimeError:  # all nodata (with gdal.UseExceptions() on)
+            continue
+        if mm is not None and not _failed():
+            top = max(top, float(mm[1]))
+    return top
+
+
+def _options(codec: str, quality: int, ratio: float, ds: gdal.Dataset, dtype: str) -> tuple[str, list[str]]:
     """(driver, creation options) for one codec."""
+    bands = ds.RasterCount
     if codec == "jpeg2000":
-        opts = ["REVERSIBLE=NO", f"QUALITY={100.0 / ratio:.4f}", "CODEC=JP2"]
-        if dtype == "UInt16" and max_value < 32768:
-            opts.append("NBITS=15")  # as Sentinel-2's bands; the empty top bit plane wastes the first layers
-        return "JP2OpenJPEG", opts
+        if dtype not in _JP2_TYPES:
+            raise RasterError(f"JPEG 2000 stores integer samples, but this raster is {dtype}: scale it to an integer "
+                              "type first (e.g. reflectance x 10000 as UInt16 with gdal_translate -ot UInt16 -scale)")
+        return "JP2OpenJPEG", jp2_options(ratio, dtype == "UInt16" and _max_value(ds) < 32768)
     if dtype != "Byte":
         raise RasterError(f"{codec.upper()} stores 8-bit samples only, but this raster is {dtype}: use jpeg2000 for "
                           "16-bit rasters, or convert the raster to 8 bits (Byte) first")
@@ -141,36 +169,33 @@ def compress_raster(src: str | Path, dst: str | Path, codec: str, quality: int =
         raise RasterError(f"{codec} output must end in {' or '.join(EXTENSIONS[codec])}, got {dst.name!r}: "
                           "change the output file name")
     check_output_path(dst)
-    gdal = _gdal()
-    try:
-        ds = gdal.Open(str(src))
-    except RuntimeError as exc:
-        raise RasterError(f"cannot open {src}: {exc}") from None
+    ds = _open_or_fail(src)
     dtype = gdal.GetDataTypeName(ds.GetRasterBand(1).DataType)
-    max_value = max(ds.GetRasterBand(i + 1).ComputeRasterMinMax(False)[1] for i in range(ds.RasterCount))
-    driver, opts = _options(codec, int(quality), float(compression_ratio), ds.RasterCount, dtype, max_value)
+    driver, opts = _options(codec, int(quality), float(compression_ratio), ds, dtype)
     tmp = partial_path(dst)
+    tmp_aux, dst_aux = Path(str(tmp) + ".aux.xml"), Path(str(dst) + ".aux.xml")
     try:
-        out = gdal.Translate(str(tmp), ds, format=driver, creationOptions=opts)
-        if out is None:
-            raise RasterError(f"GDAL could not write {dst.name} with {driver}")
+        gdal.ErrorReset()
+        try:
+            out = gdal.Translate(str(tmp), ds, format=driver, creationOptions=opts)
+        except RuntimeError as exc:  # gdal.UseExceptions() is on
+            raise RasterError(f"GDAL could not write {dst.name} with {driver}: {exc}") from None
+        if out is None or _failed():
+            raise RasterError(f"GDAL could not write {dst.name} with {driver}: {_last_error('unknown error')}")
         out = None
-        for sidecar in (Path(str(tmp) + ".aux.xml"),):
-            if sidecar.exists():
-                os.replace(sidecar, Path(str(dst) + ".aux.xml"))
         os.replace(tmp, dst)
-    except RuntimeError as exc:
-        raise RasterError(f"GDAL could not write {dst.name} with {driver}: {exc}") from None
+        # the new file's sidecar (georeferencing or statistics GDAL could not embed), never an older file's
+        if tmp_aux.exists():
+            os.replace(tmp_aux, dst_aux)
+        elif dst_aux.exists():
+            dst_aux.unlink()
     finally:
-        for leftover in (tmp, Path(str(tmp) + ".aux.xml")):
+        for leftover in (tmp, tmp_aux):
             if leftover.exists():
                 leftover.unlink()
     size = dst.stat().st_size
     return CompressReport(dst, size, 8.0 * size / float(ds.RasterXSize * ds.RasterYSize), tuple(opts))
 
-
-#: codec names of the training configs (``data.codecs``) -> the names above
-_TRAINED_NAMES = {"jp2": "jpeg2000", "jpeg": "jpeg", "webp": "webp"}
 
 
 def codec_problem(codec: str, trained: list[str] | None, model: str) -> str | None:
@@ -178,7 +203,7 @@ def codec_problem(codec: str, trained: list[str] | None, model: str) -> str | No
     should not enhance a raster decoded from ``codec``, or None when it may."""
     if trained is None:
         return None
-    names = sorted({_TRAINED_NAMES.get(t, t) for t in trained})
+    names = sorted({CODEC_NAMES.get(t, t) for t in trained})
     if codec in names:
         return None
     return (f"the model {model!r} was trained on {', '.join(names)} artefacts, not {codec}: choose a model made for "

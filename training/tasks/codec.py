@@ -5,15 +5,19 @@ setting per batch drawn from ``data.codecs`` rows ``[codec, low, high]`` (JPEG/W
 ratio, log-uniform) at the domain's bit depth (8-bit RGB, 16-bit reflectance). The batch is encoded as one mosaic
 (:func:`mosaic_roundtrip`): a 96-pixel patch alone is too small for JPEG 2000 at high ratios, whose headers then
 take the whole budget and the decoded patch is garbage. ``data.identity_fraction`` of the pairs are the clean
-patch itself: an image that was never compressed must come back unchanged.
+patch itself: an image that was never compressed must come back unchanged. ``data.block_offset_px`` (0 = off):
+encode patches that many pixels larger and cut the training patch at a random offset, so that the codec's block
+grid (8/16 px for JPEG and WebP) does not always fall on the networks' grid (a raster cropped after decoding
+shifts it).
 
 1. Stage I (until ``model.prior_fraction`` of the budget): the prior encoder (HQ and decoded) and the
    enhancement network (MEN), L1 (+ VGG features); on ``model.prior_dropout`` of the samples the prior is zero,
    so that the same MEN also runs without one (the no-prior ablation).
 2. Stage II, frozen (until ``model.joint_fraction``): the condition encoder and the prior denoiser. The target is
    ``z0 = E(HQ, decoded) / z_std`` (``z_std`` measured once when the phase starts and folded into the exported
-   decoder); the 4-step chain is unrolled from noise with gradients through the runtime's own plan, loop and
-   terms rule; loss ``MSE(chain, z0) + MSE(c, z0) + L1(MEN(decoded, chain), HQ)``.
+   decoder); the 4-step chain is unrolled DiffIR-style from ``q(x_4 | z0)`` (at T = 4, sqrt(abar_4) = 0.05, so
+   the start is 5 % target and 99.9 % noise; the runtime starts from pure noise) with gradients through the
+   runtime's own plan, loop and terms rule; loss ``MSE(chain, z0) + MSE(c, z0) + L1(MEN(decoded, chain), HQ)``.
 3. Stage II, joint: the same losses plus Stage I's (with prior dropout), and the MEN and the prior encoder train
    too.
 """
@@ -44,6 +48,7 @@ from rscore.models.ldm_rsic import (
     PriorEncoder,
     RsicConfig,
 )
+from rscore.raster.lossy import CODEC_NAMES
 from rscore.torch_ops.diffusion import sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import ImageTask
@@ -87,8 +92,9 @@ class EnhanceDecodedTask(ImageTask):
         m = cfg.model
         self.rcfg = RsicConfig(len(self.bands), prior_channels=int(m.get("prior_channels", 8)),
                                width=int(m.get("width", 16)), mid_blocks=int(m.get("mid_blocks", 2)),
-                               encoder_width=int(m.get("encoder_width", 64)),
-                               denoiser_width=int(m.get("denoiser_width", 48)))
+                               heads=int(m.get("heads", 2)), encoder_width=int(m.get("encoder_width", 64)),
+                               denoiser_width=int(m.get("denoiser_width", 48)),
+                               denoiser_blocks=int(m.get("denoiser_blocks", 4)))
         self.sampler = SamplerConfig("ddim", num_timesteps=int(m.get("num_timesteps", 4)),
                                      default_steps=int(m.get("default_steps", 4)), eta=1.0,
                                      ddpm_schedule=m.get("ddpm_schedule", "sqrt_linear"), posterior_noise=False)
@@ -102,6 +108,7 @@ class EnhanceDecodedTask(ImageTask):
         })
         self.augment = augment_config(cfg.data)
         self.identity_fraction = float(cfg.data.get("identity_fraction", 0.0))
+        self.block_offset_px = int(cfg.data.get("block_offset_px", 0))
         self.progress = 0.0
         self.init_perceptual()
         vrng = np.random.default_rng(778)
@@ -124,9 +131,13 @@ class EnhanceDecodedTask(ImageTask):
         return "diffusion" if self.progress < self.joint_fraction else "joint"
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        hq = augmented_patches(self.pool, "train", self.cfg.patch_px, self.cfg.batch_size, self.domain, rng,
-                               self.augment)
+        p, o = self.cfg.patch_px, self.block_offset_px
+        hq = augmented_patches(self.pool, "train", p + o, self.cfg.batch_size, self.domain, rng, self.augment)
         dec = mosaic_roundtrip(hq, sample_codec(rng, self.codecs, self.bits))[0]
+        if o:
+            cuts = rng.integers(0, o + 1, size=(len(hq), 2))
+            hq = np.stack([h[:, r:r + p, c:c + p] for h, (r, c) in zip(hq, cuts)])
+            dec = np.stack([d[:, r:r + p, c:c + p] for d, (r, c) in zip(dec, cuts)])
         identity = rng.random(len(hq)) < self.identity_fraction
         dec[identity] = hq[identity]
         keep = (rng.random(len(hq)) >= self.prior_dropout).astype(np.float32)
@@ -233,7 +244,7 @@ class EnhanceDecodedTask(ImageTask):
         k = self.rcfg.prior_channels
         lat = TensorSpec("latent", k)
         tensors = {"cond": {"c": lat}, "denoiser": {"x_t": lat, "c": lat, "x0": lat}, "decoder": {"x0": lat}}
-        codecs = sorted({str(row[0]) for row in self.codecs})
+        codecs = sorted({CODEC_NAMES[str(row[0])] for row in self.codecs})
         manifest = self.manifest(
             "enhance_decoded", "latent_prior", stages, nets,
             {**info, "z_std": std, "codecs": codecs, "bits": self.bits}, default_tile_px=512,
