@@ -153,3 +153,16 @@ def test_shipped_models_gain_on_the_samples(qgis_app, tmp_path):
     s2 = tmp_path / "s2.tif"
     gdal.Translate(str(s2), str(SAMPLES / "s2_l1c_bgrn_512.tif"), srcWin=[0, 0, 256, 256])
     assert _gain(s2, tmp_path, "jpeg2000", compression_ratio=64) > GAIN_BGRN_JP2_PIN
+
+
+def test_compress_raster_to_a_temporary_output_gets_the_codecs_extension(qgis_app, files):
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    params = {"INPUT": str(files["clean"]), "CODEC": "jpeg2000", "COMPRESSION_RATIO": 30.0,
+              "OUTPUT": "TEMPORARY_OUTPUT"}
+    res, ok = _alg("compress_raster").run(params, QgsProcessingContext(), QgsProcessingFeedback(), {}, False)
+    assert ok and res["OUTPUT"].endswith(".jp2") and Path(res["OUTPUT"]).is_file()
+    # 8 x file size / pixels: headers and the georeferencing boxes (about 2 KB) count, a lot on a 96 x 128 raster
+    assert res["BITS_PER_PIXEL"] == pytest.approx(8 * Path(res["OUTPUT"]).stat().st_size / (96 * 128))
+    ds = gdal.Open(res["OUTPUT"])
+    assert ds.GetGeoTransform() == GT and ds.RasterCount == 4
