@@ -3,9 +3,12 @@
     .venv/bin/python tools/bench_sr.py --bundle models/sr-bgrn --size 1000 --scale 4
     .venv/bin/python tools/bench_sr.py --size 250 --width 8 --denoiser-width 32      # untrained, architecture only
     .venv/bin/python tools/bench_sr.py --bundle models/refsr-bgrn --size 128 --scale 4 --reference   # one 512 px tile
+    .venv/bin/python tools/bench_sr.py --bundle models/decoded-bgrn --size 1024 --scale 1      # codec enhancement
+    .venv/bin/python tools/bench_sr.py --bundle models/decoded-rgb --size 1024 --scale 1 --rgb
 
-``--reference`` (reference-based bundles) adds a reference raster on the output grid (in a fresh process, so
-that the peak memory is the run's own; with ``--size 128 --scale 4`` the output is exactly one 512 px tile).
+``--rgb`` writes a 3-band 8-bit input instead of the 4-band uint16 one. ``--reference`` (reference-based
+bundles) adds a reference raster on the output grid (in a fresh process, so that the peak memory is the run's
+own; with ``--size 128 --scale 4`` the output is exactly one 512 px tile).
 
 The target of issue 11: a 1000 x 1000 x 4 uint16 input at x4 (16 Mpx of output) at default settings, at least
 0.2 Mpx of output per second on this 2-core CPU. Without ``--bundle`` an untrained bundle of the given widths is
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--denoiser-width", type=int, default=32)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reference", action="store_true", help="give a reference raster (reference-based bundles)")
+    ap.add_argument("--rgb", action="store_true", help="a 3-band 8-bit input (RGB bundles)")
     ap.add_argument("--case", help=argparse.SUPPRESS)  # internal: one case as JSON, in a child process
     args = ap.parse_args(argv)
     if args.case:
@@ -95,7 +99,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bundle = args.bundle or _untrained_bundle(tmp, args.width, args.denoiser_width)
-        raster = rasters.reflectance_uint16(tmp / "in.tif", 4, args.size, args.size, seed=0)
+        if args.rgb:
+            rgb = np.clip(rasters.scene(3, args.size, args.size, seed=0) * 2.5, 0, 1)
+            raster = rasters.write(tmp / "in.tif", np.round(rgb * 255), "Byte")
+        else:
+            raster = rasters.reflectance_uint16(tmp / "in.tif", 4, args.size, args.size, seed=0)
         reference = None
         if args.reference:
             hr = round(args.size * args.scale)
@@ -110,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
             done = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], check=True,
                                   capture_output=True, text=True)
             rows.append((label, json.loads(done.stdout.strip().splitlines()[-1])))
-    print(f"{platform.processor() or platform.machine()}, input {args.size} x {args.size} x 4 uint16, scale "
+    kind = "3 uint8" if args.rgb else "4 uint16"
+    print(f"{platform.processor() or platform.machine()}, input {args.size} x {args.size} x {kind}, scale "
           f"{args.scale:g}, bundle {bundle.name}{', with a reference' if reference else ''}\n")
     print("| case | output Mpx | wall s | Mpx/s | tiles | peak RSS MB |\n|---|---|---|---|---|---|")
     for label, r in rows:
