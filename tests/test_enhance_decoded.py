@@ -22,8 +22,9 @@ PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "CODEC", "EXTENT", "STEPS",
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "data" / "samples"
 GT = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
-#: PSNR gains of the shipped bundles over the decoded sample crops below (measured values in the test bodies)
-GAIN_RGB_JPEG_PIN = 0.0
+#: PSNR gains of the shipped bundles over the decoded sample crops of the last test: measured +1.11 dB (decoded-rgb,
+#: JPEG q20) and +0.14 dB (decoded-bgrn, one 4-band JPEG 2000 file at 1:64; it trained on one file per band)
+GAIN_RGB_JPEG_PIN = 0.8
 GAIN_BGRN_JP2_PIN = 0.0
 
 
@@ -145,11 +146,13 @@ def _gain(src: Path, tmp_path: Path, codec: str, **kw: float) -> float:
 
 
 def test_shipped_models_gain_on_the_samples(qgis_app, tmp_path):
-    """The aerial RGB sample as a JPEG q20 GeoTIFF and the Sentinel-2 sample as JPEG 2000 at 1:64 (about 1 bit per
-    pixel), enhanced by the shipped bundles at their defaults."""
-    crop = tmp_path / "aerial.tif"
-    gdal.Translate(str(crop), str(SAMPLES / "aerial_rgb_512.tif"), srcWin=[0, 0, 256, 256])
-    assert _gain(crop, tmp_path, "jpeg", quality=20) > GAIN_RGB_JPEG_PIN
+    """An 8-bit true-colour rendering of the Sentinel-2 sample (reflectance 0-0.35) as a JPEG q20 GeoTIFF, and the
+    sample itself as JPEG 2000 at 1:64 (about 1 bit per pixel), enhanced by the shipped bundles at their
+    defaults."""
+    rgb = tmp_path / "rgb8.tif"
+    gdal.Translate(str(rgb), str(SAMPLES / "s2_l1c_bgrn_512.tif"), srcWin=[0, 0, 256, 256], bandList=[3, 2, 1],
+                   outputType=gdal.GDT_Byte, scaleParams=[[0, 3500, 0, 255]])
+    assert _gain(rgb, tmp_path, "jpeg", quality=20) > GAIN_RGB_JPEG_PIN
     s2 = tmp_path / "s2.tif"
     gdal.Translate(str(s2), str(SAMPLES / "s2_l1c_bgrn_512.tif"), srcWin=[0, 0, 256, 256])
     assert _gain(s2, tmp_path, "jpeg2000", compression_ratio=64) > GAIN_BGRN_JP2_PIN

@@ -7,8 +7,8 @@ each output kept the input's CRS, geotransform, band count and data type (super-
 grid), and prints a summary. The super-resolution example starts from the Sentinel-2 sample averaged to 40 m,
 so its picture shows bicubic | super-resolved | the 10 m truth; the reference-based one super-resolves a 40 m
 rendering of a November scene with the July acquisition of the same place as its reference; the codec examples
-compress two samples (JPEG q20 in a GeoTIFF, JPEG 2000 at 1:64) with ``rsrestore:compress_raster`` and enhance
-them. Runs with QGIS's own Python (no torch).
+compress an 8-bit true-colour rendering of the Sentinel-2 sample (JPEG q20 in a GeoTIFF) and the sample itself
+(JPEG 2000 at 1:64) with ``rsrestore:compress_raster`` and enhance them. Runs with QGIS's own Python (no torch).
 """
 
 from __future__ import annotations
@@ -135,17 +135,27 @@ def refsr_example(out_dir: Path, factor: int = 4) -> DemoJob:
                                      "SEED": "0"}, rgb_bands=(3, 2, 1), scale=float(factor), truth=truth)
 
 
-def codec_example(out_dir: Path, sample: str, codec: str, setting: str) -> DemoJob:
-    """The codec job: a sample compressed with ``rsrestore:compress_raster`` (the companion tool) at a strong
+def rgb8_rendering(out_dir: Path) -> Path:
+    """The Sentinel-2 sample as an 8-bit true-colour product (red, green, blue; reflectance 0-0.35 -> 0-255), with
+    its georeferencing: what a map-tile or orthophoto service would serve."""
+    dst = out_dir / "s2_rgb8.tif"
+    gdal.Translate(str(dst), str(ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif"), bandList=[3, 2, 1],
+                   outputType=gdal.GDT_Byte, scaleParams=[[0, 3500, 0, 255]], creationOptions=["COMPRESS=DEFLATE"])
+    Path(str(dst) + ".aux.xml").unlink(missing_ok=True)
+    return dst
+
+
+def codec_example(out_dir: Path, src: Path, codec: str, setting: str) -> DemoJob:
+    """The codec job: ``src`` compressed with ``rsrestore:compress_raster`` (the companion tool) at a strong
     setting, then enhanced by ``rsrestore:enhance_decoded`` with CODEC auto (read from the compressed file)."""
     key = "QUALITY" if codec != "jpeg2000" else "COMPRESSION_RATIO"
-    dst = out_dir / f"{Path(sample).stem}_{codec}_{setting}{'.jp2' if codec == 'jpeg2000' else '.tif'}"
-    cmd = [str(QGIS_PROCESS), "run", "rsrestore:compress_raster", "--", f"INPUT={ROOT / 'data' / 'samples' / sample}",
+    dst = out_dir / f"{src.stem}_{codec}_{setting}{'.jp2' if codec == 'jpeg2000' else '.tif'}"
+    cmd = [str(QGIS_PROCESS), "run", "rsrestore:compress_raster", "--", f"INPUT={src}",
            f"CODEC={codec}", f"{key}={setting}", f"OUTPUT={dst}"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.stderr.write(r.stdout + r.stderr)
-        raise SystemExit(f"demo: compressing {sample} failed (exit {r.returncode}): {' '.join(cmd)}")
+        raise SystemExit(f"demo: compressing {src.name} failed (exit {r.returncode}): {' '.join(cmd)}")
     rgb = (1, 2, 3) if gdal.Open(str(dst)).RasterCount == 3 else (3, 2, 1)
     return DemoJob(name=f"{dst.stem}_enhanced", algorithm="rsrestore:enhance_decoded", input=dst,
                    params={"SEED": "0"}, rgb_bands=rgb)
@@ -220,8 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     out_dir = args.out if args.out.is_absolute() else ROOT / args.out
     out_dir.mkdir(parents=True, exist_ok=True)
     for job in (*JOBS, sr_example(out_dir), refsr_example(out_dir),
-                codec_example(out_dir, "aerial_rgb_512.tif", "jpeg", "20"),
-                codec_example(out_dir, "s2_l1c_bgrn_512.tif", "jpeg2000", "64")):
+                codec_example(out_dir, rgb8_rendering(out_dir), "jpeg", "20"),
+                codec_example(out_dir, ROOT / "data" / "samples" / "s2_l1c_bgrn_512.tif", "jpeg2000", "64")):
         print(run_job(job, out_dir))
 
 

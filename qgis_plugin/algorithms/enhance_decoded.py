@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterRasterDestination,
     QgsRasterLayer,
 )
 
@@ -72,6 +73,9 @@ class EnhanceDecodedAlgorithm(ShippedModelAlgorithm):
                                        options=list(CODEC_CHOICES), defaultValue=AUTO, usesStaticStrings=True),
             self.tr("auto: read from the file (JPEG or WebP drivers or GeoTIFF compression, JPEG 2000 drivers). "
                     "Choose jpeg, webp or jpeg2000 when the raster was decoded and saved without it.")))
+
+    def add_output_parameters(self) -> None:
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Enhanced raster")))
 
     def resolve_codec(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[str, str]:
         """(codec, how it was found); refused when auto finds none, or the model was not trained for it."""
