@@ -152,7 +152,7 @@ formulation in docs/architecture.md, section *Codec-decoded enhancement*), our o
   betas 0.1 -> 0.99 (`linspace(sqrt(0.1), sqrt(0.99))^2`), **deterministic posterior-mean steps**
   (`posterior_noise: false`: eta 1 without the noise term; only the start x_4 is random). Trained by unrolling
   the whole 4-step chain through the runtime's own plan, loop and terms rule: L2 on z, L2 of `c` to z and L1 of
-  the enhanced image; Stage I's encoder and MEN are first frozen, then, for the last fifth of the budget,
+  the enhanced image; Stage I's encoder and MEN are first frozen, then, for the last 30 % of the budget,
   fine-tuned jointly (with Stage I's losses kept).
 * **One pass** (`options={"one_pass": True}`): the MEN reads `c` as its prior, no sampling.
 * Stage I's encoder is shipped as `prior_encoder.onnx` for the evaluation's upper bound only; the runtime never
