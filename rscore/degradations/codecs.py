@@ -61,12 +61,6 @@ class CodecParams:
         """True when the codec stores 8-bit samples (image in [0, 1]); else 16-bit reflectance."""
         return self.codec != "jp2" or self.bits == 8
 
-    def describe(self) -> str:
-        """Short label, e.g. ``jpeg q25`` or ``jp2 16-bit 1:40``."""
-        if self.codec == "jp2":
-            return f"jp2 {self.bits}-bit 1:{self.compression_ratio:g}"
-        return f"{self.codec} q{self.quality}"
-
 
 @dataclass(frozen=True)
 class RoundTrip:
@@ -155,23 +149,18 @@ def roundtrip(image: np.ndarray, params: CodecParams, per_band: bool | None = No
         RuntimeError: The GDAL driver is missing (message names it) or encoding failed.
     """
     check_image(image)
-    joint = image.shape[0] == 3 if per_band is None else not per_band
+    # DN grid: 8-bit samples of an image in [0, 1], or 16-bit reflectance x 10000 with 15 significant bits
+    scale, top, dtype = (255.0, 255, np.uint8) if params.eight_bit else (REFLECTANCE_SCALE, 32767, np.uint16)
+    dn = np.clip(np.round(image * scale), 0, top).astype(dtype)
     if params.codec == "jp2":
-        options = jp2_options(params.compression_ratio, nbits15=params.bits == 16)
-        if params.bits == 16:
-            dn = np.clip(np.round(image * REFLECTANCE_SCALE), 0, 32767).astype(np.uint16)
-            out, size = _roundtrip_array(dn, "jp2", options) if joint else _by_band(dn, "jp2", options)
-            return RoundTrip((out / REFLECTANCE_SCALE).astype(np.float32), size)
-        dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-        out, size = _roundtrip_array(dn8, "jp2", options) if joint else _by_band(dn8, "jp2", options)
-        return RoundTrip((out / 255.0).astype(np.float32), size)
-    dn8 = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-    options = [f"QUALITY={int(params.quality)}"]
-    if image.shape[0] == 3:
-        out, size = _roundtrip_array(dn8, params.codec, options)
+        options = jp2_options(params.compression_ratio, nbits15=not params.eight_bit)
+        joint = image.shape[0] == 3 if per_band is None else not per_band
+        out, size = _roundtrip_array(dn, "jp2", options) if joint else _by_band(dn, "jp2", options)
+    elif image.shape[0] == 3:
+        out, size = _roundtrip_array(dn, params.codec, [f"QUALITY={int(params.quality)}"])
     else:
-        out, size = _by_band(dn8, params.codec, options, grey_rgb=params.codec == "webp")
-    return RoundTrip((out / 255.0).astype(np.float32), size)
+        out, size = _by_band(dn, params.codec, [f"QUALITY={int(params.quality)}"], grey_rgb=params.codec == "webp")
+    return RoundTrip((out / scale).astype(np.float32), size)
 
 
 def compress(image: np.ndarray, params: CodecParams) -> np.ndarray:
