@@ -168,7 +168,17 @@ class AlgorithmBase(QgsProcessingAlgorithm):
         return layer, layer.source().split("|")[0]
 
 
-class RestoreAlgorithmBase(AlgorithmBase):
+class RestorationGroup(AlgorithmBase):
+    """Algorithms listed under *Restoration* in the Processing Toolbox."""
+
+    def group(self) -> str:
+        return self.tr("Restoration")
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return "restoration"
+
+
+class RestoreAlgorithmBase(RestorationGroup):
     """Common parameters: INPUT, BANDS, MODEL, STEPS, TILE_SIZE, OVERLAP, SEED, DEVICE, OUTPUT."""
 
     INPUT = "INPUT"
@@ -182,13 +192,6 @@ class RestoreAlgorithmBase(AlgorithmBase):
     COG = "COG"
     OUTPUT = "OUTPUT"
     EXTENT = "EXTENT"
-
-    # ---- identity ---------------------------------------------------------------------------------
-    def group(self) -> str:
-        return self.tr("Restoration")
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "restoration"
 
     # ---- parameters -------------------------------------------------------------------------------
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API

@@ -22,11 +22,11 @@ from qgis.core import (
 from rscore.raster.io import RasterError
 from rscore.raster.lossy import EXTENSIONS, LOSSY_CODECS, compress_raster
 
-from .base import AlgorithmBase, _help
+from .base import RestorationGroup, _help
 from .layers import style_on_load
 
 
-class CompressRasterAlgorithm(AlgorithmBase):
+class CompressRasterAlgorithm(RestorationGroup):
     """JPEG or WebP inside a GeoTIFF, or a JPEG 2000 file, at a quality or compression ratio; reports the rate."""
 
     INPUT = "INPUT"
@@ -41,12 +41,6 @@ class CompressRasterAlgorithm(AlgorithmBase):
 
     def displayName(self) -> str:  # noqa: N802 - QGIS API
         return self.tr("Compress a raster with a lossy codec")
-
-    def group(self) -> str:
-        return self.tr("Restoration")
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "restoration"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
