@@ -6,7 +6,6 @@ Algorithms are thin: they turn parameters into an :class:`rscore.runtime.Restore
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -33,34 +32,25 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from rscore.bundle.catalog import find_bundles
 from rscore.bundle.manifest import BundleError
 from rscore.bundle.store import load_bundle
 from rscore.diffusion.loop import Cancelled
-from rscore.raster.extent import AreaWindow, window_for_area, window_vrt
+from rscore.raster.extent import AreaWindow, window_for_area
 from rscore.raster.io import RasterError
-from rscore.runtime import DEVICES, RequestError, RestoreRequest, RuntimeMissing, restore
+from rscore.runtime import RequestError, RestoreRequest, RuntimeMissing, restore
+from rscore.runtime import algorithms as specs
+from rscore.runtime.algorithms import AUTO, AlgorithmSpec, Param
 from rscore.runtime.api import resolve_bands
 
 from .layers import style_on_load
 
 _PLUGIN_DIR = Path(__file__).resolve().parents[1]
-#: QGIS stores integer parameters as 32-bit ints: a larger SEED would silently become another number
-MAX_SEED = 2**31 - 1
-#: environment variable naming the user's models folder (default: ``<QGIS profile>/rsrestore/models``)
-USER_MODELS_ENV = "RSRESTORE_MODELS_DIR"
-#: the MODEL choice that picks the shipped bundle by band count
-AUTO = "auto"
-
-
-def shipped_models_dirs() -> list[Path]:
-    """Where the shipped bundles are: ``<plugin>/models`` (installed plugin) or ``models/`` (source checkout)."""
-    return [d for d in (_PLUGIN_DIR / "models", _PLUGIN_DIR.parent / "models") if d.is_dir()]
+shipped_models_dirs = specs.shipped_models_dirs
 
 
 def user_models_dir() -> Path:
     """The folder that ``rsrestore:install_model`` installs into (``RSRESTORE_MODELS_DIR`` overrides it)."""
-    env = os.environ.get(USER_MODELS_ENV, "").strip()
+    env = os.environ.get(specs.USER_MODELS_ENV, "").strip()
     if env:
         return Path(env)
     from qgis.core import QgsApplication
@@ -70,18 +60,7 @@ def user_models_dir() -> Path:
 
 def model_roots() -> list[tuple[str, Path]]:
     """Every models root in search order, with its origin label."""
-    return [("shipped", d) for d in shipped_models_dirs()] + [("user", user_models_dir())]
-
-
-def shipped_bundle(name: str) -> Path:
-    """A bundle shipped with the plugin (``<plugin>/models/<name>``; in a source checkout ``models/<name>``)."""
-    for models in shipped_models_dirs():
-        if (models / name / "manifest.json").is_file():
-            return models / name
-    raise QgsProcessingException(
-        f"the shipped model {name!r} is missing from {_PLUGIN_DIR / 'models'}; reinstall the plugin or choose a "
-        "model bundle folder with MODEL_FOLDER"
-    )
+    return specs.model_roots(user_models_dir())
 
 
 def _unreadable_input(value: Any) -> str:
@@ -178,8 +157,48 @@ class RestorationGroup(AlgorithmBase):
         return "restoration"
 
 
+#: label and help of the parameters every restoration algorithm has (task algorithms add their own in ``texts``)
+COMMON_TEXTS: dict[str, tuple[str, str]] = {
+    "INPUT": ("Input raster", "The degraded raster to restore (any GDAL format)."),
+    "BANDS": ("Bands (in the model's band order)",
+              "Input bands in the order the model expects (shown in the model description). Leave empty when the "
+              "raster has exactly the model's bands, in that order."),
+    "MODEL": ("Model bundle folder", "Folder of an rsrestore model bundle (contains manifest.json and .onnx files)."),
+    "MODEL_FOLDER": ("Model bundle folder (overrides Model)",
+                     "Optional: any rsrestore model bundle folder (manifest.json and .onnx files), used instead of "
+                     "Model."),
+    "EXTENT": ("Area to restore (empty = the whole raster)",
+               "Optional area of interest, in any CRS: only the input pixels that cover it are restored, and the "
+               "output covers that area snapped to the input's pixel grid."),
+    "STEPS": ("Sampling steps (empty = the model's default)",
+              "Diffusion sampling steps: more steps cost time proportionally. Empty uses the model's default (see "
+              "the algorithm's help)."),
+    "TILE_SIZE": ("Tile size in output pixels (empty = the model's default)",
+                  "The raster is processed in square tiles of this size (output pixels); larger tiles use more "
+                  "memory. Empty uses the model's default (512 px for the shipped models)."),
+    "OVERLAP": ("Tile overlap in output pixels (empty = the model's default)",
+                "Neighbouring tiles overlap by this many pixels and are blended smoothly there. Empty uses the "
+                "model's default."),
+    "SEED": ("Random seed", "Seed of the sampling noise. The same seed gives the same result whatever the tile size."),
+    "DEVICE": ("Device", "auto: NVIDIA GPU through onnxruntime-gpu when available, else CPU; cpu; cuda (falls back to "
+                         "CPU with a message when no GPU runtime is installed)."),
+    "COG": ("Cloud-optimised GeoTIFF (COG layout)",
+            "Write the output as a cloud-optimised GeoTIFF (512 px tiles, overviews before the image), for web "
+            "servers and object stores; costs one more copy of the file at the end. The provenance is then in the "
+            "default metadata domain as RSRESTORE_* items."),
+    "OUTPUT": ("Restored raster", ""),
+}
+MODEL_CHOICE_TEXT = (
+    "Model",
+    "auto: the shipped model for the input's band count - 4 bands (blue, green, red, NIR reflectance, e.g. "
+    "Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) or 3 bands (8-bit red, green, blue). Otherwise one of the installed "
+    "models of this task (shipped ones and those installed with 'Install a model bundle'; 'List installed models' "
+    "describes them).")
+
+
 class RestoreAlgorithmBase(RestorationGroup):
-    """Common parameters: INPUT, BANDS, MODEL, STEPS, TILE_SIZE, OVERLAP, SEED, DEVICE, OUTPUT."""
+    """A restoration algorithm over :mod:`rscore.runtime.algorithms`: its parameters come from the spec (the
+    command line reads the same spec), the labels and help from ``COMMON_TEXTS`` and ``texts``."""
 
     INPUT = "INPUT"
     MODEL = "MODEL"
@@ -193,111 +212,113 @@ class RestoreAlgorithmBase(RestorationGroup):
     OUTPUT = "OUTPUT"
     EXTENT = "EXTENT"
 
+    spec: AlgorithmSpec = specs.SPECS["restore"]
+    #: label and help of the task's own parameters (and overrides of COMMON_TEXTS)
+    texts: dict[str, tuple[str, str]] = {}
+
+    def name(self) -> str:
+        return self.spec.name
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return self.tr(self.spec.title)
+
     # ---- parameters -------------------------------------------------------------------------------
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:  # noqa: N802 - QGIS API
-        self.addParameter(_help(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("Input raster")),
-                                self.tr("The degraded raster to restore (any GDAL format).")))
-        self.addParameter(_help(
-            QgsProcessingParameterBand(self.BANDS, self.tr("Bands (in the model's band order)"), None, self.INPUT,
-                                       optional=True, allowMultiple=True),
-            self.tr("Input bands in the order the model expects (shown in the model description). Leave empty "
-                    "when the raster has exactly the model's bands, in that order.")))
-        self.add_model_parameters()
-        self.add_task_parameters()
-        self.addParameter(_help(
-            QgsProcessingParameterExtent(self.EXTENT, self.tr("Area to restore (empty = the whole raster)"),
-                                         optional=True),
-            self.tr("Optional area of interest, in any CRS: only the input pixels that cover it are restored, "
-                    "and the output covers that area snapped to the input's pixel grid.")))
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.STEPS, self.tr("Sampling steps (empty = the model's default)"),
-                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=1,
-                                         maxValue=1000),
-            self.tr("Diffusion sampling steps: more steps cost time proportionally. Empty uses the model's "
-                    "default (see the algorithm's help).")))
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.TILE_SIZE, self.tr("Tile size in output pixels (empty = the model's "
-                                                                 "default)"),
-                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=16,
-                                         maxValue=8192),
-            self.tr("The raster is processed in square tiles of this size (output pixels); larger tiles use more "
-                    "memory. Empty uses the model's default (512 px for the shipped models)."), advanced=True))
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.OVERLAP, self.tr("Tile overlap in output pixels (empty = the model's "
-                                                               "default)"),
-                                         QgsProcessingParameterNumber.Integer, None, optional=True, minValue=0,
-                                         maxValue=4096),
-            self.tr("Neighbouring tiles overlap by this many pixels and are blended smoothly there. Empty uses the "
-                    "model's default."), advanced=True))
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.SEED, self.tr("Random seed"), QgsProcessingParameterNumber.Integer,
-                                         0, minValue=0, maxValue=MAX_SEED),
-            self.tr("Seed of the sampling noise. The same seed gives the same result whatever the tile size."),
-            advanced=True))
-        self.addParameter(_help(
-            QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), options=list(DEVICES), defaultValue=0),
-            self.tr("auto: NVIDIA GPU through onnxruntime-gpu when available, else CPU; cpu; cuda (falls back to "
-                    "CPU with a message when no GPU runtime is installed)."), advanced=True))
-        self.addParameter(_help(
-            QgsProcessingParameterBoolean(self.COG, self.tr("Cloud-optimised GeoTIFF (COG layout)"), False),
-            self.tr("Write the output as a cloud-optimised GeoTIFF (512 px tiles, overviews before the image), "
-                    "for web servers and object stores; costs one more copy of the file at the end. The "
-                    "provenance is then in the default metadata domain as RSRESTORE_* items."), advanced=True))
-        self.add_output_parameters()
+        for p in self.spec.params:
+            self.addParameter(self.qgis_parameter(p))
 
-    def add_model_parameters(self) -> None:
-        """MODEL: a bundle folder (the task algorithms offer a choice of installed bundles instead)."""
-        self.addParameter(_help(QgsProcessingParameterFile(self.MODEL, self.tr("Model bundle folder"),
-                                                           behavior=QgsProcessingParameterFile.Folder),
-                                self.tr("Folder of an rsrestore model bundle (contains manifest.json and .onnx "
-                                        "files).")))
+    def qgis_parameter(self, p: Param) -> QgsProcessingParameterDefinition:
+        """The QGIS parameter of a spec parameter, with its label and help."""
+        label, text = (MODEL_CHOICE_TEXT if p.kind == "model" else
+                       self.texts.get(p.name) or COMMON_TEXTS.get(p.name) or (p.name, ""))
+        label = self.tr(label)
+        if p.kind == "raster":
+            q = QgsProcessingParameterRasterLayer(p.name, label, optional=p.optional)
+        elif p.kind == "bands":
+            q = QgsProcessingParameterBand(p.name, label, p.default, p.parent, optional=p.optional,
+                                           allowMultiple=p.multiple)
+        elif p.kind == "model":
+            q = QgsProcessingParameterEnum(p.name, label, options=[AUTO, *self.installed()], defaultValue=AUTO,
+                                           usesStaticStrings=True)
+        elif p.kind == "folder":
+            q = QgsProcessingParameterFile(p.name, label, behavior=QgsProcessingParameterFile.Folder,
+                                           optional=p.optional)
+        elif p.kind in ("int", "float"):
+            kind = QgsProcessingParameterNumber.Integer if p.kind == "int" else QgsProcessingParameterNumber.Double
+            bounds = {k: v for k, v in (("minValue", p.minimum), ("maxValue", p.maximum)) if v is not None}
+            q = QgsProcessingParameterNumber(p.name, label, kind, p.default, optional=p.optional, **bounds)
+        elif p.kind == "bool":
+            q = QgsProcessingParameterBoolean(p.name, label, p.default)
+        elif p.kind == "enum":
+            default = p.default if p.static_strings else p.choices.index(p.default)
+            q = QgsProcessingParameterEnum(p.name, label, options=list(p.choices), defaultValue=default,
+                                           usesStaticStrings=p.static_strings)
+        elif p.kind == "extent":
+            q = QgsProcessingParameterExtent(p.name, label, optional=True)
+        elif p.kind == "output":
+            q = QgsProcessingParameterRasterDestination(p.name, label, optional=p.optional,
+                                                        createByDefault=not p.optional)
+        else:  # pragma: no cover - the spec's kinds are checked by the tests
+            raise ValueError(f"unknown parameter kind {p.kind!r}")
+        if text:
+            q.setHelp(self.tr(text))
+        if p.advanced:
+            q.setFlags(q.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        return q
 
-    def add_task_parameters(self) -> None:
-        """Hook for algorithm-specific inputs (between MODEL and STEPS)."""
+    def installed(self) -> dict[str, Path]:
+        """Installed bundles of this algorithm's task (shipped first, then the user's), name -> folder."""
+        return specs.installed_bundles(self.spec.task, model_roots()) if self.spec.task else {}
 
-    def add_output_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Restored raster")))
-
-    # ---- helpers ----------------------------------------------------------------------------------
+    # ---- parameter values -------------------------------------------------------------------------
     def input_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
         return self.file_raster(parameters, self.INPUT, context, "Input raster")
 
-    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
-        path = self.parameterAsFile(parameters, self.MODEL, context)
-        if not path:
-            raise QgsProcessingException(self.tr("Choose a model bundle folder (MODEL)."))
-        return path
+    def plain_values(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+        """Every parameter's value as :func:`rscore.runtime.algorithms.build_request` takes it (paths, numbers,
+        strings; None when unset). EXTENT is applied later (:meth:`with_extent`)."""
+        values: dict[str, Any] = {}
+        for p in self.spec.params:
+            name = p.name
+            if p.kind == "extent":
+                continue
+            if p.kind == "raster":
+                if p.optional and self.parameterAsRasterLayer(parameters, name, context) is None:
+                    values[name] = None
+                else:
+                    what = (self.texts.get(name) or COMMON_TEXTS.get(name) or (name,))[0]
+                    values[name] = self.file_raster(parameters, name, context, what)[1]
+            elif p.kind == "bands":
+                values[name] = (self.parameterAsInts(parameters, name, context) or None) if p.multiple else (
+                    None if is_unset(parameters, name) else self.parameterAsInt(parameters, name, context))
+            elif p.kind == "model":
+                values[name] = self.parameterAsEnumString(parameters, name, context) or AUTO
+            elif p.kind == "folder":
+                values[name] = self.parameterAsFile(parameters, name, context) or None
+            elif p.kind in ("int", "float"):
+                if p.optional and is_unset(parameters, name):
+                    values[name] = None
+                else:
+                    values[name] = (self.parameterAsInt if p.kind == "int" else self.parameterAsDouble)(
+                        parameters, name, context)
+            elif p.kind == "bool":
+                values[name] = self.parameterAsBoolean(parameters, name, context)
+            elif p.kind == "enum":
+                values[name] = (self.parameterAsEnumString(parameters, name, context) or p.default
+                                if p.static_strings else p.choices[self.parameterAsEnum(parameters, name, context)])
+            elif p.kind == "output":
+                values[name] = self.parameterAsOutputLayer(parameters, name, context) or None
+        return values
 
-    def optional_int(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> int | None:
-        """The value of an optional integer parameter, or None when it is not set (the model's default)."""
-        return None if is_unset(parameters, name) else self.parameterAsInt(parameters, name, context)
-
-    def optional_double(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
-                        ) -> float | None:
-        """The value of an optional number parameter, or None when it is not set (the model's default)."""
-        return None if is_unset(parameters, name) else self.parameterAsDouble(parameters, name, context)
-
-    def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        """Hook: algorithm-specific fields of the RestoreRequest."""
-        return {}
+    def resolve(self, parameters: dict[str, Any], context: QgsProcessingContext) -> specs.Resolved:
+        """The request the parameters ask for (the same rules as the command line's)."""
+        try:
+            return specs.build_request(self.spec, self.plain_values(parameters, context), model_roots())
+        except (RequestError, RasterError, BundleError) as exc:
+            raise QgsProcessingException(str(exc)) from None
 
     def make_request(self, parameters: dict[str, Any], context: QgsProcessingContext) -> RestoreRequest:
-        layer, src = self.input_path(parameters, context)
-        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
-        return RestoreRequest(
-            input_path=src,
-            bundle_path=self.bundle_path(parameters, context, layer),
-            output_path=self.parameterAsOutputLayer(parameters, self.OUTPUT, context),
-            bands=bands,
-            steps=self.optional_int(parameters, self.STEPS, context),
-            tile_size_px=self.optional_int(parameters, self.TILE_SIZE, context),
-            overlap_px=self.optional_int(parameters, self.OVERLAP, context),
-            seed=self.parameterAsInt(parameters, self.SEED, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            cog=self.parameterAsBoolean(parameters, self.COG, context),
-            provenance={"ALGORITHM": self.id() or f"rsrestore:{self.name()}"},
-            **self.extra_request_fields(parameters, context),
-        )
+        return self.resolve(parameters, context).request
 
     # ---- validation and run -----------------------------------------------------------------------
     def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
@@ -309,8 +330,9 @@ class RestoreAlgorithmBase(RestorationGroup):
             return ok, msg
         try:
             layer, src = self.input_path(parameters, context)
-            bundle = load_bundle(self.bundle_path(parameters, context, layer))
-            resolve_bands(bundle.manifest, layer.bandCount(), self.parameterAsInts(parameters, self.BANDS, context))
+            request = self.make_request(parameters, context)
+            bundle = load_bundle(request.bundle_path)
+            resolve_bands(bundle.manifest, layer.bandCount(), request.bands)
             self.area_window(parameters, context, layer, src)
         except (QgsProcessingException, BundleError, RequestError, RasterError) as exc:
             return False, str(exc)
@@ -332,33 +354,28 @@ class RestoreAlgorithmBase(RestorationGroup):
         """The request on a VRT of the EXTENT's window (unchanged without EXTENT)."""
         try:
             aw = self.area_window(parameters, context, layer, src)
+            if aw is None:
+                return request
+            request, message = specs.on_window(request, self.spec, aw, (layer.height(), layer.width()), tmp_dir)
         except RasterError as exc:
             raise QgsProcessingException(str(exc)) from None
-        if aw is None:
-            return request
-        w = aw.window
-        vrt = window_vrt(str(Path(src).resolve()), w, Path(tmp_dir) / f"{Path(src).stem}-window.vrt")
-        part = 100.0 * w.rows * w.cols / max(1, layer.width() * layer.height())
-        feedback.pushInfo(self.tr(f"EXTENT: restoring input columns {w.col_off}-{w.col_end - 1}, rows {w.row_off}-"
-                                  f"{w.row_end - 1} ({w.cols} x {w.rows} px, {part:.1f} % of the raster); "
-                                  f"{100.0 * aw.covered_fraction:.0f} % of the area lies on the raster"))
-        prov = {**(request.provenance or {}), "INPUT": Path(src).name,
-                "WINDOW": f"col {w.col_off}, row {w.row_off}, {w.cols} x {w.rows} px"}
-        return dataclasses.replace(request, input_path=str(vrt), provenance=prov)
+        feedback.pushInfo(self.tr(message))
+        return request
 
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         layer, src = self.input_path(parameters, context)
+        resolved = self.resolve(parameters, context)
+        for line in resolved.infos:
+            feedback.pushInfo(self.tr(line))
+        for line in resolved.notices:
+            feedback.pushWarning(self.tr(line))
         with tempfile.TemporaryDirectory(prefix="rsrestore-extent-") as tmp_dir:
-            request = self.with_extent(self.make_request(parameters, context), parameters, context, feedback,
-                                       layer, src, tmp_dir)
+            request = self.with_extent(resolved.request, parameters, context, feedback, layer, src, tmp_dir)
             return self.run_request(request, layer.name(), context, feedback)
 
     def run_request(self, request: RestoreRequest, input_name: str, context: QgsProcessingContext,
                     feedback: QgsProcessingFeedback) -> dict[str, Any]:
-        notice = self.report_notice()
-        if notice:
-            feedback.pushWarning(notice)
         try:
             report = restore(request, QgisFeedback(feedback))
         except Cancelled:
@@ -384,22 +401,11 @@ class RestoreAlgorithmBase(RestorationGroup):
             raise QgsProcessingException(self.tr(
                 f"The model failed to run ({str(exc).splitlines()[0][:300]}). {hint} No output was written."
             )) from None
-        style_on_load(context, request.output_path, f"{input_name} - {self.output_label(request)}")
+        style_on_load(context, request.output_path, f"{input_name} - {self.spec.output_label(request)}")
         clear = f", {report.tiles_clear} tile(s) clear in the mask (copied)" if report.tiles_clear else ""
         feedback.pushInfo(self.tr(f"done in {report.seconds:.1f} s: {report.network_evals} network evaluations, "
                                   f"{report.tiles_skipped} all-nodata tile(s) skipped{clear}"))
-        return self.results(report.outputs)
-
-    def output_label(self, request: RestoreRequest) -> str:
-        """What the output layer is called after the input's name ("<input> - dehazed")."""
-        return "restored"
-
-    def report_notice(self) -> str:
-        """Hook: a warning about how the request was resolved, shown before the run ("" = none)."""
-        return ""
-
-    def results(self, outputs: dict[str, str]) -> dict[str, Any]:
-        return {self.OUTPUT: outputs["image"]}
+        return {p.name: report.outputs[key] for p, key in self.spec.outputs if key in report.outputs}
 
 
 class ShippedModelAlgorithm(RestoreAlgorithmBase):
@@ -407,63 +413,16 @@ class ShippedModelAlgorithm(RestoreAlgorithmBase):
     for the band count); MODEL_FOLDER takes any bundle folder instead."""
 
     MODEL_FOLDER = "MODEL_FOLDER"
-    #: band count of the input (or of the BANDS selection) -> shipped bundle name
-    default_bundles: dict[int, str] = {}
-    #: the manifests' task of the bundles this algorithm runs
-    task = ""
-
-    def installed(self) -> dict[str, Path]:
-        """Installed bundles of this algorithm's task (shipped first, then the user's), name -> folder."""
-        return {e.name: e.path for e in find_bundles(model_roots(), self.task)}
-
-    def add_model_parameters(self) -> None:
-        choices = [AUTO, *self.installed()]
-        self.addParameter(_help(
-            QgsProcessingParameterEnum(self.MODEL, self.tr("Model"), options=choices, defaultValue=AUTO,
-                                       usesStaticStrings=True),
-            self.tr("auto: the shipped model for the input's band count - 4 bands (blue, green, red, NIR "
-                    "reflectance, e.g. Sentinel-2 B2/B3/B4/B8 as uint16 x 1e-4) or 3 bands (8-bit red, green, "
-                    "blue). Otherwise one of the installed models of this task (shipped ones and those installed "
-                    "with 'Install a model bundle'; 'List installed models' describes them).")))
-        self.addParameter(_help(
-            QgsProcessingParameterFile(self.MODEL_FOLDER, self.tr("Model bundle folder (overrides Model)"),
-                                       behavior=QgsProcessingParameterFile.Folder, optional=True),
-            self.tr("Optional: any rsrestore model bundle folder (manifest.json and .onnx files), used instead of "
-                    "Model."), advanced=True))
 
     def default_steps_text(self) -> str:
         """The shipped models' default steps, read from their manifests (so help texts cannot drift)."""
         parts = []
-        for name in sorted(set(self.default_bundles.values())):
+        for name in sorted(set(self.spec.default_bundles.values())):
             try:
-                path = shipped_bundle(name) / "manifest.json"
+                path = specs.shipped_bundle(name) / "manifest.json"
                 sampler = json.loads(path.read_text(encoding="utf-8")).get("sampler") or {}
                 k = sampler.get("default_steps", "?")
                 parts.append(f"{name}: " + ("one pass, no diffusion" if k == 0 else f"{k} step(s)"))
-            except (QgsProcessingException, OSError, ValueError):
+            except (RequestError, OSError, ValueError):
                 parts.append(f"{name}: not installed")
         return "shipped models: " + ", ".join(parts)
-
-    def bundle_path(self, parameters: dict[str, Any], context: QgsProcessingContext, layer: QgsRasterLayer) -> str:
-        folder = self.parameterAsFile(parameters, self.MODEL_FOLDER, context)
-        if folder:
-            return folder
-        chosen = self.parameterAsEnumString(parameters, self.MODEL, context) or AUTO
-        if chosen != AUTO:
-            installed = self.installed()
-            if chosen not in installed:
-                raise QgsProcessingException(self.tr(
-                    f"the model {chosen!r} is not installed (installed for this task: {', '.join(installed) or 'none'})"
-                    "; choose another Model, or a bundle folder with MODEL_FOLDER"))
-            return str(installed[chosen])
-        bands = self.parameterAsInts(parameters, self.BANDS, context)
-        count = len(bands) if bands else layer.bandCount()
-        name = self.default_bundles.get(count)
-        if name is None:
-            kinds = {4: "4 bands (blue, green, red, NIR reflectance)", 3: "3 bands (8-bit red, green, blue)"}
-            shipped = " or ".join(kinds[k] for k in sorted(self.default_bundles, reverse=True))
-            raise QgsProcessingException(self.tr(
-                f"{self.displayName()} needs {shipped}, but {'the selected bands are' if bands else 'the raster has'} "
-                f"{count} band(s). Choose {' or '.join(str(k) for k in sorted(self.default_bundles, reverse=True))} "
-                "bands in that order with BANDS, or a Model (or MODEL_FOLDER) made for your bands."))
-        return str(shipped_bundle(name))

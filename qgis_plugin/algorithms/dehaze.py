@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from rscore.runtime import RestoreRequest
+from rscore.runtime.algorithms import SPECS
 
 from .base import ShippedModelAlgorithm
-
-#: band count of the input (or of the BANDS selection) -> shipped bundle
-DEFAULT_BUNDLES = {4: "dehaze-bgrn", 3: "dehaze-rgb"}
 
 
 class DehazeAlgorithm(ShippedModelAlgorithm):
     """Dehazing: MCESS-UNet one-pass estimate refined by a few residual-diffusion steps."""
 
-    default_bundles = DEFAULT_BUNDLES
-    task = "dehaze"
-
-    def name(self) -> str:
-        return "dehaze"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Remove haze")
+    spec = SPECS["dehaze"]
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
@@ -35,6 +25,3 @@ class DehazeAlgorithm(ShippedModelAlgorithm):
             f"Steps: empty = the model's default ({self.default_steps_text()}); fewer steps are faster. The same seed "
             "gives the same result whatever the tile size."
         )
-
-    def output_label(self, request: RestoreRequest) -> str:
-        return "dehazed"

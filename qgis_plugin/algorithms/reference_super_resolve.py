@@ -3,36 +3,25 @@ reference of the same place (another date or sensor) lends its texture where it 
 
 from __future__ import annotations
 
-from typing import Any
+from rscore.runtime.algorithms import SPECS
 
-from qgis.core import (
-    QgsProcessingContext,
-    QgsProcessingException,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterRasterLayer,
-)
-
-from rscore.runtime import RestoreRequest
-
-from .base import _help
-from .super_resolve import SuperResolveAlgorithm
+from .base import ShippedModelAlgorithm
+from .super_resolve import SCALE_TEXTS
 
 
-class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
+class ReferenceSuperResolveAlgorithm(ShippedModelAlgorithm):
     """Super-resolution guided by a co-registered high-resolution reference; plain SR where it has no data."""
 
-    REFERENCE = "REFERENCE"
-    REFERENCE_BANDS = "REFERENCE_BANDS"
-
-    #: the 8-bit RGB bundle is not trained yet (docs/models/refsr-bgrn.md): 3-band inputs need a MODEL_FOLDER
-    default_bundles = {4: "refsr-bgrn"}
-    task = "reference_super_resolve"
-
-    def name(self) -> str:
-        return "reference_super_resolve"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Super-resolve with a reference image")
+    spec = SPECS["reference_super_resolve"]
+    texts = {
+        **SCALE_TEXTS,
+        "REFERENCE": ("Reference raster (high resolution, same place)",
+                      "A high-resolution raster of the same place (another date or sensor), in any CRS; it must "
+                      "cover at least half of the output extent."),
+        "REFERENCE_BANDS": ("Reference bands (in the model's band order)",
+                            "Reference bands in the model's order; empty when it has exactly those bands in that "
+                            "order."),
+    }
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
@@ -53,36 +42,3 @@ class ReferenceSuperResolveAlgorithm(SuperResolveAlgorithm):
             "is not shipped yet (give one with MODEL_FOLDER). SCALE, TARGET_RESOLUTION and the output grid are as "
             "in 'Super-resolve (any scale)'."
         )
-
-    def add_task_parameters(self) -> None:
-        self.addParameter(_help(
-            QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr("Reference raster (high resolution, same "
-                                                                      "place)")),
-            self.tr("A high-resolution raster of the same place (another date or sensor), in any CRS; it must "
-                    "cover at least half of the output extent.")))
-        self.addParameter(_help(
-            QgsProcessingParameterBand(self.REFERENCE_BANDS, self.tr("Reference bands (in the model's band order)"),
-                                       None, self.REFERENCE, optional=True, allowMultiple=True),
-            self.tr("Reference bands in the model's order; empty when it has exactly those bands in that order.")))
-        super().add_task_parameters()
-
-    def reference_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
-        return self.file_raster(parameters, self.REFERENCE, context, "Reference raster")[1]
-
-    def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        return {**super().extra_request_fields(parameters, context),
-                "aux_path": self.reference_path(parameters, context),
-                "aux_bands": self.parameterAsInts(parameters, self.REFERENCE_BANDS, context) or None}
-
-    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
-        ok, msg = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, msg
-        try:
-            self.reference_path(parameters, context)
-        except QgsProcessingException as exc:
-            return False, str(exc)
-        return True, ""
-
-    def output_label(self, request: RestoreRequest) -> str:
-        return f"super-resolved x{request.scale_factor:g} with reference"

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+from rscore.runtime.algorithms import SPECS
+
 from .base import RestoreAlgorithmBase
 
 
 class RestoreAlgorithm(RestoreAlgorithmBase):
     """Generic algorithm: the MODEL parameter names the bundle to run."""
 
-    def name(self) -> str:
-        return "restore"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Restore raster with a model bundle")
+    spec = SPECS["restore"]
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(

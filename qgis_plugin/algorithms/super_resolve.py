@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from rscore.runtime.algorithms import SPECS
 
-from qgis.core import (
-    QgsProcessingContext,
-    QgsProcessingException,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsRasterLayer,
-)
+from .base import ShippedModelAlgorithm
 
-from rscore.runtime import RestoreRequest
-
-from .base import ShippedModelAlgorithm, _help
-
-#: band count of the input (or of the BANDS selection) -> shipped bundle
-DEFAULT_BUNDLES = {4: "sr-bgrn", 3: "sr-rgb"}
-#: scale factors the shipped models were trained for
-MIN_SCALE, MAX_SCALE = 1.0, 8.0
-
-
-def scale_for_resolution(layer: QgsRasterLayer, target_resolution: float) -> float:
-    """The scale factor that turns the layer's pixel width into ``target_resolution`` (layer units)."""
-    return float(layer.rasterUnitsPerPixelX()) / float(target_resolution)
+#: label and help of SCALE and TARGET_RESOLUTION (shared with the reference-based algorithm)
+SCALE_TEXTS = {
+    "SCALE": ("Scale factor (output pixels per input pixel)",
+              "Any real factor from 1 to 8; e.g. 2.5 turns 10 m pixels into 4 m pixels."),
+    "TARGET_RESOLUTION": ("Target resolution in map units (empty = use the scale factor)",
+                          "Output pixel size in the layer's units (metres for a projected CRS). When set, it overrides "
+                          "SCALE: scale = input pixel width / target resolution, which must lie between 1 and 8."),
+    "OUTPUT": ("Super-resolved raster", ""),
+}
 
 
 class SuperResolveAlgorithm(ShippedModelAlgorithm):
     """LDCSR-style super-resolution: latent diffusion of the detail bicubic misses, scale-aware decoder."""
 
-    SCALE = "SCALE"
-    TARGET_RESOLUTION = "TARGET_RESOLUTION"
-
-    default_bundles = DEFAULT_BUNDLES
-    task = "super_resolve"
-
-    def name(self) -> str:
-        return "super_resolve"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return self.tr("Super-resolve (any scale)")
+    spec = SPECS["super_resolve"]
+    texts = SCALE_TEXTS
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         return self.tr(
@@ -59,50 +40,3 @@ class SuperResolveAlgorithm(ShippedModelAlgorithm):
             "(nodata areas follow the output grid). The same seed gives the same result whatever the tile size; "
             "STEPS empty = the model's default. TILE_SIZE and OVERLAP count output pixels."
         )
-
-    def add_task_parameters(self) -> None:
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.SCALE, self.tr("Scale factor (output pixels per input pixel)"),
-                                         QgsProcessingParameterNumber.Double, 4.0, minValue=MIN_SCALE,
-                                         maxValue=MAX_SCALE),
-            self.tr("Any real factor from 1 to 8; e.g. 2.5 turns 10 m pixels into 4 m pixels.")))
-        self.addParameter(_help(
-            QgsProcessingParameterNumber(self.TARGET_RESOLUTION,
-                                         self.tr("Target resolution in map units (empty = use the scale factor)"),
-                                         QgsProcessingParameterNumber.Double, None, optional=True, minValue=1e-9),
-            self.tr("Output pixel size in the layer's units (metres for a projected CRS). When set, it overrides "
-                    "SCALE: scale = input pixel width / target resolution, which must lie between 1 and 8.")))
-
-    def add_output_parameters(self) -> None:
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Super-resolved raster")))
-
-    def scale_factor(self, parameters: dict[str, Any], context: QgsProcessingContext) -> float:
-        """SCALE, or the factor TARGET_RESOLUTION asks for; refused outside the trained range 1-8."""
-        target = self.optional_double(parameters, self.TARGET_RESOLUTION, context)
-        if target is None:
-            return self.parameterAsDouble(parameters, self.SCALE, context)
-        layer, _ = self.input_path(parameters, context)
-        pixel = float(layer.rasterUnitsPerPixelX())
-        scale = scale_for_resolution(layer, target)
-        if not (MIN_SCALE - 1e-9 <= scale <= MAX_SCALE + 1e-9):
-            raise QgsProcessingException(self.tr(
-                f"TARGET_RESOLUTION {target:g} with input pixels of {pixel:g} map units needs a scale factor of "
-                f"{scale:.4g}, outside 1-8: choose a target resolution between {pixel / MAX_SCALE:g} and {pixel:g} "
-                "(or leave it empty and use SCALE)"))
-        return scale
-
-    def extra_request_fields(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
-        return {"scale_factor": self.scale_factor(parameters, context)}
-
-    def checkParameterValues(self, parameters: dict[str, Any], context: QgsProcessingContext):  # noqa: N802
-        ok, msg = super().checkParameterValues(parameters, context)
-        if not ok:
-            return ok, msg
-        try:
-            self.scale_factor(parameters, context)
-        except QgsProcessingException as exc:
-            return False, str(exc)
-        return True, ""
-
-    def output_label(self, request: RestoreRequest) -> str:
-        return f"super-resolved x{request.scale_factor:g}"
