@@ -7,4 +7,4 @@ numpy, GDAL (``osgeo``) and onnxruntime and are what the QGIS plugin ships. ``mo
 
 __version__ = "0.1.0"
 
-RUNTIME_SUBPACKAGES = ("diffusion", "pipelines", "tiling", "raster", "bundle", "runtime")
+RUNTIME_SUBPACKAGES = ("diffusion", "pipelines", "tiling", "raster", "bundle", "runtime", "cli")
