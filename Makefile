@@ -1,7 +1,7 @@
 # rsrestore - two commands on a fresh Debian 12 machine:
 #   make demo   install everything, run the main job on the shipped sample data -> out/
 #   make test   install what the tests need and run the whole suite
-# Also: make install (plugin + dependencies), make plugin (dist/rsrestore.zip), make bench, make eval,
+# Also: make install (plugin + dependencies + the rsrestore command), make plugin (dist/rsrestore.zip), make bench, make eval,
 # make fetch-data.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,6 +15,8 @@ DEB_PKGS  := qgis python3-qgis gdal-bin python3-gdal python3-numpy python3-shape
 CONSTRAINTS := build/constraints.txt
 QGIS_REQ  := requirements/$(if $(filter 1,$(GPU)),qgis-gpu,qgis).txt
 PROFILE_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+# where `make install` puts the `rsrestore` command (root: /usr/local/bin, others: ~/.local/bin)
+BIN_DIR   := $(if $(filter 0,$(shell id -u)),/usr/local/bin,$(HOME)/.local/bin)
 
 .PHONY: help demo test install plugin bench eval fetch-data system-deps qgis-python-deps dev-venv clean
 
@@ -55,11 +57,16 @@ dev-venv: $(CONSTRAINTS) $(VENV)/.stamp
 plugin: system-deps
 	$(PY_QGIS) tools/build_plugin.py
 
-## plugin into the default QGIS profile, enabled for desktop QGIS and qgis_process
+## plugin into the default QGIS profile, enabled for desktop QGIS and qgis_process; the `rsrestore` command
 install: qgis-python-deps plugin
 	@mkdir -p "$(PROFILE_PLUGINS)"
 	rm -rf "$(PROFILE_PLUGINS)/rsrestore"
 	cp -r build/rsrestore "$(PROFILE_PLUGINS)/rsrestore"
+	@mkdir -p "$(BIN_DIR)"
+	@printf '#!/bin/sh\n# rsrestore command line (make install): the installed plugin'"'"'s runtime and models\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec %s -m rscore.cli "$$@"\n' \
+	  "$(PROFILE_PLUGINS)/rsrestore" "$(PY_QGIS)" > "$(BIN_DIR)/rsrestore.tmp" && chmod +x "$(BIN_DIR)/rsrestore.tmp" && \
+	  mv "$(BIN_DIR)/rsrestore.tmp" "$(BIN_DIR)/rsrestore"
+	@"$(BIN_DIR)/rsrestore" --version
 	@# "enable" exits 1 when the plugin is already enabled (a second install): the check below is what counts
 	-tools/qgis_process plugins enable rsrestore > /dev/null 2>&1
 	@tools/qgis_process list 2>/dev/null | grep -q "rsrestore:restore" && echo "qgis_process sees rsrestore:restore"
