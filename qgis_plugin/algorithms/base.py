@@ -180,8 +180,11 @@ COMMON_TEXTS: dict[str, tuple[str, str]] = {
                 "Neighbouring tiles overlap by this many pixels and are blended smoothly there. Empty uses the "
                 "model's default."),
     "SEED": ("Random seed", "Seed of the sampling noise. The same seed gives the same result whatever the tile size."),
-    "DEVICE": ("Device", "auto: NVIDIA GPU through onnxruntime-gpu when available, else CPU; cpu; cuda (falls back to "
-                         "CPU with a message when no GPU runtime is installed)."),
+    "DEVICE": ("Device", "auto: NVIDIA GPU through onnxruntime-gpu when available; else OpenVINO in bf16 on CPUs "
+                         "with AMX or AVX512-BF16; else onnxruntime on the CPU. cpu: onnxruntime, fp32. cuda: the GPU "
+                         "(falls back to CPU with a message when no GPU runtime is installed). openvino: OpenVINO on "
+                         "the CPU, bf16 where the CPU has it, else fp32 (often faster than cpu; see the project's "
+                         "docs/performance.md)."),
     "COG": ("Cloud-optimised GeoTIFF (COG layout)",
             "Write the output as a cloud-optimised GeoTIFF (512 px tiles, overviews before the image), for web "
             "servers and object stores; costs one more copy of the file at the end. The provenance is then in the "

@@ -14,7 +14,7 @@ from rscore.bundle.manifest import BundleError
 from rscore.diffusion.loop import Cancelled
 from rscore.raster.io import RasterError, read_provenance
 from rscore.runtime.algorithms import build_request, on_window, spec_of, window_of_extent
-from rscore.runtime.api import RequestError, RestoreRequest, provenance_of, resolve_run, restore
+from rscore.runtime.api import RequestError, RestoreRequest, backend_for, provenance_of, resolve_run, restore
 from rscore.runtime.engine import Feedback
 from rscore.runtime.predictor import RuntimeMissing
 
@@ -90,7 +90,7 @@ def provenance_mismatch(request: RestoreRequest) -> list[str]:
     existing = read_provenance(request.output_path)
     if not existing:
         return ["(no rsrestore provenance)"]
-    expected = provenance_of(request, resolve_run(request), "")
+    expected = provenance_of(request, resolve_run(request), "", backend_for(request.device).precision)
     return sorted(k for k, v in expected.items() if k not in VOLATILE_PROVENANCE and existing.get(k) != v)
 
 

@@ -31,13 +31,15 @@ from rscore.pipelines import PIPELINE_CLASSES, Pipeline, PipelineOptions
 from rscore.raster.extent import coverage_of
 from rscore.raster.io import InputRaster, check_output_path
 from rscore.raster.onto_grid import TargetGrid, open_onto_grid
+from rscore.runtime import openvino_backend
 from rscore.runtime.automask import threshold_mask
 from rscore.runtime.engine import EngineReport, EngineSettings, Feedback, NullFeedback, TiledRunner
 from rscore.runtime.predictor import (
+    Backend,
     Device,
     ModelFileError,
     OnnxStage,
-    choose_providers,
+    choose_backend,
     default_threads,
     get_session,
     import_onnxruntime,
@@ -163,16 +165,51 @@ def build_pipeline(bundle: Bundle, steps: int | None, device: Device, threads: i
                    options: PipelineOptions | None = None) -> tuple[Pipeline, str]:
     """Sessions for every stage and the pipeline object (``steps`` None: one pass, no sampling); returns
     (pipeline, provider message)."""
-    ort = import_onnxruntime()
-    providers, message = choose_providers(device, list(ort.get_available_providers()))
+    pipeline, backend = build_pipeline_on(bundle, steps, device, threads, options)
+    return pipeline, backend.message
+
+
+def build_pipeline_on(bundle: Bundle, steps: int | None, device: Device, threads: int | None,
+                      options: PipelineOptions | None = None) -> tuple[Pipeline, Backend]:
+    """:func:`build_pipeline`, returning the backend that runs it (its precision goes into the provenance)."""
+    backend = backend_for(device)
     n_threads = threads or default_threads()
     m = bundle.manifest
-    stages = {name: OnnxStage(_session(bundle, name, providers, n_threads), name) for name in m.stages}
+    if backend.kind == "openvino":
+        stages = {name: _openvino_stage(bundle, name, n_threads, backend.precision) for name in m.stages}
+    else:
+        stages = {name: OnnxStage(_session(bundle, name, list(backend.providers), n_threads), name)
+                  for name in m.stages}
     for name, st in stages.items():
         check_stage_io(m, name, st)
-    message = session_message([st.session for st in stages.values()], providers) or message
+    if backend.kind == "onnxruntime":
+        message = session_message([st.session for st in stages.values()], list(backend.providers))
+        if message:
+            backend = dataclasses.replace(backend, message=message)
     plan = make_plan(m.sampler, steps) if m.sampler is not None and steps is not None else None
-    return PIPELINE_CLASSES[m.pipeline](m, stages, plan, options), message
+    return PIPELINE_CLASSES[m.pipeline](m, stages, plan, options), backend
+
+
+def backend_for(device: Device) -> Backend:
+    """The backend a run with this DEVICE uses on this machine (no network is loaded)."""
+    ort = import_onnxruntime()
+    bf16 = openvino_backend.cpu_has_bf16() if device in ("auto", "openvino") else None
+    return choose_backend(device, list(ort.get_available_providers()), bf16)
+
+
+def _openvino_stage(bundle: Bundle, name: str, threads: int, precision: str) -> openvino_backend.OpenVinoStage:
+    """The stage on OpenVINO; a file that fails its checksum or that OpenVINO cannot read is a bundle error."""
+    spec = bundle.manifest.stages[name]
+    try:
+        return openvino_backend.get_stage(str(bundle.stage_path(name)), spec.sha256, threads, precision)
+    except ModelFileError as exc:
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: {exc}") from None
+    except OSError as exc:
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: cannot read {spec.file} ({exc})") from None
+    except RuntimeError as exc:  # OpenVINO's errors derive from RuntimeError
+        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: OpenVINO cannot load {spec.file} "
+                          f"({str(exc).splitlines()[0][:300]}); run it with DEVICE cpu, or re-export the bundle"
+                          ) from None
 
 
 def _session(bundle: Bundle, name: str, providers: list[str], threads: int) -> object:
@@ -487,7 +524,8 @@ def resolve_run(request: RestoreRequest) -> ResolvedRun:
     )
 
 
-def provenance_of(request: RestoreRequest, run: ResolvedRun, provider_msg: str) -> dict[str, str]:
+def provenance_of(request: RestoreRequest, run: ResolvedRun, provider_msg: str, precision: str = "float32"
+                  ) -> dict[str, str]:
     """What made an output, for its ``RSRESTORE`` metadata domain (``gdalinfo -mdd RSRESTORE out.tif``): every
     setting that changes the result, the bundle's identity (SHA-256 of its manifest, which holds the SHA-256 of
     each network file), the runtime's version and the input's file name."""
@@ -515,7 +553,7 @@ def provenance_of(request: RestoreRequest, run: ResolvedRun, provider_msg: str) 
         "MASK": mask,
         "DEVICE": request.device,
         "EXECUTION": provider_msg,
-        "PRECISION": "float32",
+        "PRECISION": precision,
     }
     if request.mask_threshold is not None:
         out["MASK_THRESHOLD"] = f"{request.mask_threshold:g}"
@@ -573,7 +611,8 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     t0 = time.perf_counter()
     run = resolve_run(request)
     m = run.manifest
-    pipeline, provider_msg = build_pipeline(run.bundle, run.steps, request.device, request.threads, run.options)
+    pipeline, backend = build_pipeline_on(run.bundle, run.steps, request.device, request.threads, run.options)
+    provider_msg = backend.message
     inputs = _Inputs()
     tmp_dir: tempfile.TemporaryDirectory[str] | None = None
     masked_fraction = None
@@ -611,8 +650,8 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         fb.info(summary)
         main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
-                                          main_fb, provenance_of(request, run, provider_msg), request.overviews,
-                                          request.cog)
+                                          main_fb, provenance_of(request, run, provider_msg, backend.precision),
+                                          request.overviews, request.cog)
         if report.clipped_pixels:
             fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of "
                     f"{inputs.src.info.data_type} and were clipped (saturated or negative values)")

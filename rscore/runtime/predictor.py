@@ -15,8 +15,9 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 
-Device = Literal["auto", "cpu", "cuda"]
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+Device = Literal["auto", "cpu", "cuda", "openvino"]
+#: DEVICE choices; "openvino" is last so that the index QGIS stores for the older choices keeps its meaning
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "openvino")
 
 INSTALL_HINT = (
     "onnxruntime is not installed for the Python that runs QGIS. Install it with "
@@ -50,8 +51,8 @@ def choose_providers(device: Device, available: list[str]) -> tuple[list[str], s
     Returns:
         (providers in priority order, a one-line message for the user).
     """
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; use one of {DEVICES}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown onnxruntime device {device!r}; use auto, cpu or cuda")
     has_cuda = "CUDAExecutionProvider" in available
     if device == "cpu":
         return ["CPUExecutionProvider"], "running on CPU"
@@ -63,6 +64,44 @@ def choose_providers(device: Device, available: list[str]) -> tuple[list[str], s
             "and the CUDA runtime); falling back to CPU"
         )
     return ["CPUExecutionProvider"], "no CUDA GPU available; running on CPU"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What runs the networks: onnxruntime with ``providers``, or OpenVINO's CPU plugin at ``precision``."""
+
+    kind: Literal["onnxruntime", "openvino"]
+    providers: tuple[str, ...]
+    precision: str
+    message: str
+
+
+OPENVINO_HINT = "install it with `make install` or 'python3 -m pip install openvino' (keep QGIS's numpy)"
+
+
+def choose_backend(device: Device, available: list[str], openvino_bf16: bool | None) -> Backend:
+    """The backend for a DEVICE choice.
+
+    Args:
+        device: "auto" (CUDA when onnxruntime has it; else OpenVINO in bf16 when it is installed and the CPU runs
+            bf16 natively; else onnxruntime on the CPU), "cpu" (onnxruntime, fp32), "cuda" (falls back to the CPU
+            with a message) or "openvino" (OpenVINO, bf16 where the CPU has it, else fp32; onnxruntime on the CPU,
+            with a message, when OpenVINO is not installed).
+        available: ``onnxruntime.get_available_providers()``.
+        openvino_bf16: :func:`rscore.runtime.openvino_backend.cpu_has_bf16` (None: OpenVINO not installed).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; use one of {DEVICES}")
+    if device == "openvino":
+        if openvino_bf16 is None:
+            return Backend("onnxruntime", ("CPUExecutionProvider",), "float32",
+                           f"OpenVINO is not installed ({OPENVINO_HINT}); running onnxruntime on CPU")
+        precision = "bfloat16" if openvino_bf16 else "float32"
+        return Backend("openvino", (), precision, f"running OpenVINO on CPU ({precision})")
+    if device == "auto" and openvino_bf16 and "CUDAExecutionProvider" not in available:
+        return Backend("openvino", (), "bfloat16", "running OpenVINO on CPU (bfloat16)")
+    providers, message = choose_providers("cpu" if device == "cpu" else device, available)
+    return Backend("onnxruntime", tuple(providers), "float32", message)
 
 
 def default_threads() -> int:

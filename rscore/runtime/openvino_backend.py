@@ -1,0 +1,125 @@
+"""OpenVINO backend: the bundles' ONNX stage files run by OpenVINO's CPU plugin, in bf16 where the CPU has it
+(AMX or AVX512-BF16), in fp32 elsewhere.
+
+The network is read once from the checksum-verified bytes. It is compiled once per set of input shapes (the
+engine's tiles share one padded shape, so a run usually compiles each stage once), and the compiled networks
+are cached in the process: a batch worker reuses them scene after scene. ``openvino`` is imported late, and
+a missing install only means the onnxruntime path is used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: compiled shapes kept per stage (least recently used dropped)
+SHAPES_PER_STAGE = 4
+#: stages kept in the process (each holds its compiled networks)
+CACHE_SIZE = 8
+
+_CORE: Any = None
+_LOCK = threading.Lock()
+_STAGES: OrderedDict[tuple[str, str, int, str], OpenVinoStage] = OrderedDict()
+
+
+def import_openvino() -> Any | None:
+    """The ``openvino`` module, or None when it is not installed (or cannot load)."""
+    try:
+        import openvino
+    except Exception:  # noqa: BLE001 - a broken install (missing shared library) counts as not installed
+        return None
+    return openvino
+
+
+def core() -> Any:
+    """The process's ``openvino.Core`` (created once)."""
+    global _CORE
+    ov = import_openvino()
+    if ov is None:
+        raise RuntimeError("openvino is not installed")
+    with _LOCK:
+        if _CORE is None:
+            _CORE = ov.Core()
+        return _CORE
+
+
+def cpu_has_bf16() -> bool | None:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AMX or AVX512-BF16); None without OpenVINO."""
+    if import_openvino() is None:
+        return None
+    try:
+        caps = core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - a CPU plugin that cannot start: treat OpenVINO as absent
+        return None
+    return "BF16" in [str(c).upper() for c in caps]
+
+
+class OpenVinoStage:
+    """One stage network on OpenVINO, with :class:`rscore.runtime.predictor.OnnxStage`'s interface: named
+    float32 inputs in, named outputs out."""
+
+    def __init__(self, model_bytes: bytes, name: str, threads: int, precision: str) -> None:
+        self.name = name
+        self.threads = threads
+        self.precision = precision
+        self.model = core().read_model(model_bytes)
+        self.input_names = tuple(i.get_any_name() for i in self.model.inputs)
+        self.output_names = tuple(o.get_any_name() for o in self.model.outputs)
+        self._compiled: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _compiled_for(self, arrays: Mapping[str, np.ndarray]) -> Any:
+        key = tuple(tuple(arrays[n].shape) for n in self.input_names)
+        with self._lock:
+            hit = self._compiled.get(key)
+            if hit is not None:
+                self._compiled.move_to_end(key)
+                return hit
+        model = self.model.clone()
+        model.reshape({n: list(arrays[n].shape) for n in self.input_names})
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
+                  "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bfloat16" else "f32"}
+        compiled = core().compile_model(model, "CPU", config)
+        with self._lock:
+            self._compiled[key] = compiled
+            while len(self._compiled) > SHAPES_PER_STAGE:
+                self._compiled.popitem(last=False)
+        return compiled
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [n for n in self.input_names if n not in feeds]
+        if missing:
+            raise KeyError(f"stage {self.name!r} needs inputs {missing}")
+        arrays = {n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in self.input_names}
+        compiled = self._compiled_for(arrays)
+        result = compiled.create_infer_request().infer(arrays)
+        return {n: np.array(result[compiled.output(n)], dtype=np.float32, copy=True) for n in self.output_names}
+
+
+def get_stage(path: str, sha256: str, threads: int, precision: str) -> OpenVinoStage:
+    """A cached OpenVINO stage for a checksum-verified ONNX file."""
+    from rscore.runtime.predictor import read_verified
+
+    key = (str(Path(path).resolve()), sha256, threads, precision)
+    with _LOCK:
+        hit = _STAGES.get(key)
+        if hit is not None:
+            _STAGES.move_to_end(key)
+            return hit
+    stage = OpenVinoStage(read_verified(path, sha256), Path(path).name, threads, precision)
+    with _LOCK:
+        _STAGES[key] = stage
+        while len(_STAGES) > CACHE_SIZE:
+            _STAGES.popitem(last=False)
+    return stage
+
+
+def clear_cache() -> None:
+    """Drop every cached stage (tests, or after a bundle was replaced)."""
+    with _LOCK:
+        _STAGES.clear()

@@ -1,0 +1,70 @@
+"""The OpenVINO backend: which backend a DEVICE choice gets, and the accuracy guard of every shipped bundle
+(OpenVINO, in bf16 where the CPU has it, against onnxruntime fp32 at the pipeline output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from rscore.runtime import RestoreRequest, restore
+from rscore.runtime.predictor import choose_backend
+from tests.fixtures import rasters
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.parent for p in (ROOT / "models").glob("*/manifest.json"))
+#: least PSNR of the OpenVINO pipeline output against onnxruntime fp32 (issue 14's accuracy guard)
+PARITY_MIN_DB = 45.0
+CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU = ["CPUExecutionProvider"]
+
+
+def test_backend_choice():
+    # no OpenVINO: everything as before, an explicit choice says why it is not used
+    assert choose_backend("auto", CPU, None).kind == "onnxruntime"
+    b = choose_backend("openvino", CPU, None)
+    assert b.kind == "onnxruntime" and "OpenVINO is not installed" in b.message and b.precision == "float32"
+    # OpenVINO on a CPU without native bf16: only when asked for, in fp32
+    assert choose_backend("auto", CPU, False).kind == "onnxruntime"
+    b = choose_backend("openvino", CPU, False)
+    assert (b.kind, b.precision) == ("openvino", "float32")
+    # AMX / AVX512-BF16: auto takes OpenVINO bf16, unless onnxruntime has a GPU
+    b = choose_backend("auto", CPU, True)
+    assert (b.kind, b.precision) == ("openvino", "bfloat16")
+    assert choose_backend("auto", CUDA, True).providers[0] == "CUDAExecutionProvider"
+    assert choose_backend("cpu", CUDA, True).providers == ("CPUExecutionProvider",)
+    with pytest.raises(ValueError, match="unknown device"):
+        choose_backend("tpu", CPU, None)
+
+
+def _input_for(bundle: Path, folder: Path) -> Path:
+    names = json.loads((bundle / "manifest.json").read_text())["input"]["names"]
+    if len(names) == 4:
+        return rasters.reflectance_uint16(folder / "bgrn.tif", rows=96, cols=112, seed=5)
+    return rasters.write(folder / "rgb.tif", np.round(rasters.scene(3, 96, 112, 5) * 500).clip(0, 255), "Byte")
+
+
+def _psnr_db(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0.0 else 10.0 * np.log10(peak * peak / mse)
+
+
+@pytest.mark.parametrize("bundle", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_openvino_matches_onnxruntime_at_the_pipeline_output(tmp_path, bundle):
+    pytest.importorskip("openvino", reason="openvino is not installed (make install / make test install it)")
+    src = _input_for(bundle, tmp_path)
+    m = json.loads((bundle / "manifest.json").read_text())
+    aux = str(src) if m.get("aux") or any("aux" in s["inputs"] for s in m["stages"].values()) else None
+    outs = {}
+    for device in ("cpu", "openvino"):
+        out = tmp_path / f"{device}.tif"
+        report = restore(RestoreRequest(str(src), str(bundle), str(out), scale_factor=2.0 if m["scale"]["max"] > 1
+                                        else None, aux_path=aux, device=device, threads=2))
+        assert ("OpenVINO" in report.provider_message) == (device == "openvino")
+        outs[device] = gdal.Open(str(out)).ReadAsArray()
+    peak = 255.0 if outs["cpu"].dtype == np.uint8 else 10000.0
+    db = _psnr_db(outs["openvino"], outs["cpu"], peak)
+    assert db >= PARITY_MIN_DB, f"{bundle.name}: OpenVINO output at {db:.1f} dB of onnxruntime fp32"

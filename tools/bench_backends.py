@@ -1,0 +1,122 @@
+"""Every shipped bundle at its defaults on onnxruntime fp32 and on OpenVINO, side by side, per Mpx of output.
+
+    .venv/bin/python tools/bench_backends.py [--size 1024] [--threads 2] [--bundles dehaze-bgrn ...]
+
+Inputs are VRT mosaics of the shipped hazy Sentinel-2 sample (4-band uint16), or its 8-bit true-colour
+rendering for RGB bundles, sized so that the output is ``size`` x ``size`` px (super-resolution reads
+size / scale). Reference-based bundles get the mosaic at output size as their reference. Each (bundle,
+backend) runs in a fresh process, so the figures include loading (and OpenVINO's compilation) and the peak
+RSS is that run's alone. The parity column is the PSNR of the OpenVINO output against the onnxruntime
+output (peak 10000 for reflectance x 1e4, 255 for 8-bit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLE = ROOT / "data" / "samples" / "s2_hazy_bgrn_512.tif"
+BACKENDS = ("cpu", "openvino")
+
+
+def make_inputs(folder: Path, size: int) -> dict[str, Path]:
+    """4-band and 8-bit RGB mosaics of the sample at ``size`` px, and the RGB tile they repeat."""
+    from osgeo import gdal
+
+    from tests.fixtures.rasters import mosaic_vrt
+
+    rgb_tile = folder / "s2_rgb8_512.tif"
+    gdal.Translate(str(rgb_tile), str(SAMPLE), bandList=[3, 2, 1], outputType=gdal.GDT_Byte,
+                   scaleParams=[[0, 3500, 0, 255]])
+    out = {}
+    for kind, tile in (("bgrn", SAMPLE), ("rgb", rgb_tile)):
+        for s in sorted({size, size // 4}):
+            out[f"{kind}{s}"] = mosaic_vrt(folder / f"{kind}{s}.vrt", tile, s, s)
+    return out
+
+
+def run_one(bundle: str, device: str, src: str, out: str, aux: str | None, threads: int) -> None:
+    """(child process) one restore; prints a JSON line with the wall time and the peak RSS."""
+    from rscore.runtime import RestoreRequest, restore
+
+    t0 = time.perf_counter()
+    report = restore(RestoreRequest(src, bundle, out, aux_path=aux, device=device, threads=threads))
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "rss_mb": rss_mb, "evals": report.network_evals,
+                      "message": report.provider_message}))
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=1024, help="output side in pixels")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bundles", nargs="*", default=None, help="bundle names under models/ (default: all)")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        bundle, device, src, out, aux = args.child
+        run_one(bundle, device, src, out, aux or None, args.threads)
+        return
+    from osgeo import gdal
+
+    names = args.bundles or sorted(p.parent.name for p in (ROOT / "models").glob("*/manifest.json"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rsrestore-bench-backends-") as tmp:
+        d = Path(tmp)
+        inputs = make_inputs(d, args.size)
+        for name in names:
+            bundle = ROOT / "models" / name
+            m = json.loads((bundle / "manifest.json").read_text())
+            kind = "bgrn" if len(m["input"]["names"]) == 4 else "rgb"
+            scale = float(m["scale"]["default"])
+            src = inputs[f"{kind}{args.size // 4}" if scale == 4 else f"{kind}{args.size}"]
+            has_aux = bool(m.get("aux")) or any("aux" in s["inputs"] for s in m["stages"].values())
+            aux = str(inputs[f"{kind}{args.size}"]) if has_aux else ""
+            res, arrays = {}, {}
+            for device in BACKENDS:
+                out = d / f"{name}-{device}.tif"
+                cmd = [sys.executable, __file__, "--threads", str(args.threads), "--child", str(bundle), device,
+                       str(src), str(out), aux]
+                p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+                if p.returncode != 0 or not line:
+                    raise SystemExit(f"{name} on {device} failed:\n{p.stderr[-2000:]}")
+                res[device] = json.loads(line[-1])
+                ds = gdal.Open(str(out))
+                arrays[device] = ds.ReadAsArray()
+                mpx = ds.RasterXSize * ds.RasterYSize / 1e6
+                out.unlink()
+            peak = 255.0 if arrays["cpu"].dtype == np.uint8 else 10000.0
+            rows.append((name, m["task"], (m.get("sampler") or {}).get("default_steps", 0), mpx, res,
+                         psnr_db(arrays["openvino"], arrays["cpu"], peak)))
+            print(f"{name}: ort {res['cpu']['wall']:.1f} s, openvino {res['openvino']['wall']:.1f} s", file=sys.stderr)
+    print(f"Every shipped bundle at its defaults, {args.size} x {args.size} px of output, {args.threads} threads; "
+          f"OpenVINO: {res['openvino']['message']}\n")
+    print("| bundle | task | default steps | output Mpx | ORT fp32 s/Mpx | OpenVINO s/Mpx | speed-up | parity dB | "
+          "peak RSS ORT / OpenVINO MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, task, steps, mpx, res, db in rows:
+        o, v = res["cpu"]["wall"] / mpx, res["openvino"]["wall"] / mpx
+        print(f"| {name} | {task} | {steps or 'one pass'} | {mpx:.2f} | {o:.2f} | {v:.2f} | {o / v:.2f} | "
+              f"{db:.1f} | {res['cpu']['rss_mb']:,.0f} / {res['openvino']['rss_mb']:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
