@@ -17,6 +17,8 @@ QGIS_REQ  := requirements/$(if $(filter 1,$(GPU)),qgis-gpu,qgis).txt
 PROFILE_PLUGINS := $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
 # where `make install` puts the `rsrestore` command (root: /usr/local/bin, others: ~/.local/bin)
 BIN_DIR   := $(if $(filter 0,$(shell id -u)),/usr/local/bin,$(HOME)/.local/bin)
+# a folder holding only a link to the installed plugin's rscore, for the command's PYTHONPATH
+LIB_DIR   := $(if $(filter 0,$(shell id -u)),/usr/local/lib/rsrestore,$(HOME)/.local/lib/rsrestore)
 
 .PHONY: help demo test install plugin bench bench-full eval fetch-data system-deps qgis-python-deps dev-venv clean
 
@@ -62,9 +64,10 @@ install: qgis-python-deps plugin
 	@mkdir -p "$(PROFILE_PLUGINS)"
 	rm -rf "$(PROFILE_PLUGINS)/rsrestore"
 	cp -r build/rsrestore "$(PROFILE_PLUGINS)/rsrestore"
-	@mkdir -p "$(BIN_DIR)"
+	@mkdir -p "$(BIN_DIR)" "$(LIB_DIR)"
+	@ln -sfn "$(PROFILE_PLUGINS)/rsrestore/rscore" "$(LIB_DIR)/rscore"
 	@printf '#!/bin/sh\n# rsrestore command line (make install): the installed plugin'"'"'s runtime and models\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec %s -m rscore.cli "$$@"\n' \
-	  "$(PROFILE_PLUGINS)/rsrestore" "$(PY_QGIS)" > "$(BIN_DIR)/rsrestore.tmp" && chmod +x "$(BIN_DIR)/rsrestore.tmp" && \
+	  "$(LIB_DIR)" "$(PY_QGIS)" > "$(BIN_DIR)/rsrestore.tmp" && chmod +x "$(BIN_DIR)/rsrestore.tmp" && \
 	  mv "$(BIN_DIR)/rsrestore.tmp" "$(BIN_DIR)/rsrestore"
 	@"$(BIN_DIR)/rsrestore" --version
 	@# "enable" exits 1 when the plugin is already enabled (a second install): the check below is what counts

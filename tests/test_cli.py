@@ -98,20 +98,65 @@ def test_run_refuses_to_replace_an_output_without_overwrite(tmp_path, bgrn_tif, 
     assert read_provenance(out)["ALGORITHM"] == "rsrestore:dehaze"
 
 
-def test_batch_inputs_and_output_names(tmp_path):
-    a, b = _scenes(tmp_path / "a", 2)
+def test_batch_inputs_and_output_names(tmp_path, monkeypatch):
+    a, b = (str(p) for p in _scenes(tmp_path / "a", 2))
     lst = tmp_path / "list.txt"
-    lst.write_text(f"# scenes\n{a}\n{b.relative_to(tmp_path)}\n")
-    assert expand_inputs([str(lst)]) == [a, tmp_path / b.relative_to(tmp_path)]
-    assert expand_inputs([str(tmp_path / "a" / "*.tif"), f"@{lst}"]) == [a, b]
+    lst.write_text(f"# scenes\n{a}\n{Path(b).relative_to(tmp_path)}\n/vsicurl/https://example.org/c.tif\n")
+    assert expand_inputs([str(lst)]) == [a, b, "/vsicurl/https://example.org/c.tif"]
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["a/*.tif", f"@{lst}"]) == [a, b, "/vsicurl/https://example.org/c.tif"]  # absolute
     with pytest.raises(RequestError, match="matches no file"):
         expand_inputs([str(tmp_path / "none" / "*.tif")])
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(RequestError, match="names no raster"):
+        expand_inputs([str(tmp_path / "empty.txt")])
     (tmp_path / "c").mkdir()
-    twin = rasters.reflectance_uint16(tmp_path / "c" / a.name)
+    twin = str(rasters.reflectance_uint16(tmp_path / "c" / Path(a).name))
     with pytest.raises(RequestError, match="would both write"):
         output_paths([a, twin], tmp_path / "out", "")
     with pytest.raises(RequestError, match="would replace input"):
-        output_paths([a], a.parent, "")
+        output_paths([a], Path(a).parent, "")
+    assert output_paths([a], Path("out"), "_x") == [str(tmp_path / "out" / "scene0_x.tif")]
+
+
+def test_batch_refuses_bad_parameters_before_starting_a_cluster(tmp_path):
+    _scenes(tmp_path / "in", 1)
+    for extra, why in ((["-p", "MODEL=no-such-model"], "not installed"),
+                       (["-p", "MASK=/nonexistent/mask.tif"], "MASK /nonexistent/mask.tif does not exist"),
+                       (["--report", str(tmp_path / "r.csv")], "must end in .json"),
+                       (["-p", "ETA=nan"], "finite number")):
+        r = _cli("batch", "remove_clouds", "--inputs", str(tmp_path / "in" / "*.tif"), "--output-dir",
+                 str(tmp_path / "out"), *extra, timeout=60)
+        assert r.returncode == 2 and why in r.stderr, (extra, r.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_resume_compares_provenance_both_ways(tmp_path, bgrn_tif):
+    """An output made over an EXTENT, or as a plain GeoTIFF, is not what a whole-raster or COG run makes."""
+    from rscore.cli.scene import SceneJob, run_scene
+
+    out = tmp_path / "o.tif"
+    gt = gdal.Open(str(bgrn_tif)).GetGeoTransform()
+    extent = f"{gt[0] + 200},{gt[0] + 800},{gt[3] - 800},{gt[3] - 200}"
+    base = {"INPUT": str(bgrn_tif), "OUTPUT": str(out), "STEPS": 1}
+    assert run_scene(SceneJob("dehaze", base, extent, resume=True)).status == "done"
+    again = run_scene(SceneJob("dehaze", base, extent, resume=True))
+    assert again.status == "skipped"
+    whole = run_scene(SceneJob("dehaze", base, None, resume=True))
+    assert whole.status == "failed" and "WINDOW" in whole.error
+    cog = run_scene(SceneJob("dehaze", {**base, "COG": True}, extent, resume=True))
+    assert cog.status == "failed" and "COG" in cog.error
+    assert run_scene(SceneJob("dehaze", base, None, overwrite=True, resume=True)).status == "done"
+    assert "WINDOW" not in read_provenance(out)
+
+
+def test_run_never_replaces_an_existing_uncertainty_output(tmp_path, bgrn_tif, capsys):
+    unc = tmp_path / "std.tif"
+    unc.write_bytes(b"keep me")
+    args = ["run", "remove_clouds", "--input", str(bgrn_tif), "--output", str(tmp_path / "o.tif"), "-q",
+            "-p", "SAMPLES=2", "-p", f"UNCERTAINTY_OUTPUT={unc}", "-p", "STEPS=1"]
+    assert main(args) == 1 and "pass --overwrite" in capsys.readouterr().err
+    assert unc.read_bytes() == b"keep me" and not (tmp_path / "o.tif").exists()
 
 
 # ---- the CLI and the Processing algorithm ---------------------------------------------------------------------
@@ -133,6 +178,32 @@ def test_cli_output_equals_processing_output(qgis_app, tmp_path, bgrn_tif, algor
     assert {k: v for k, v in pq.items() if k not in VOLATILE} == {k: v for k, v in pc.items() if k not in VOLATILE}
 
 
+@pytest.mark.qgis
+def test_validation_registers_no_extra_temporary_output(qgis_app, bgrn_tif):
+    """checkParameterValues must not resolve a temporary output (each resolution registers a layer to load)."""
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProcessingOutputLayerDefinition,
+        QgsProject,
+    )
+
+    alg = QgsApplication.processingRegistry().algorithmById("rsrestore:dehaze")
+    ctx = QgsProcessingContext()
+    ctx.setProject(QgsProject.instance())
+    # what the dialog passes with "Open output file after running algorithm" ticked
+    params = {"INPUT": str(bgrn_tif), "STEPS": 1,
+              "OUTPUT": QgsProcessingOutputLayerDefinition("TEMPORARY_OUTPUT", QgsProject.instance())}
+    ok, msg = alg.checkParameterValues(params, ctx)
+    assert ok, msg
+    res, ok = alg.run(params, ctx, QgsProcessingFeedback())
+    assert ok
+    loads = list(ctx.layersToLoadOnCompletion())
+    assert loads == [res["OUTPUT"]] and Path(loads[0]).exists()
+
+
+@pytest.mark.qgis
 def test_plugin_parameters_are_the_specs(qgis_app):
     """Every restoration algorithm in the Toolbox has exactly its spec's parameters, defaults and ranges."""
     from qgis.core import QgsApplication

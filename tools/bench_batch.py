@@ -11,6 +11,7 @@ with one thread) and what a season of Sentinel-2 over a country would need, from
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -76,8 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     mpx = tiles * dates * S2_TILE_MPX
     core_hours = mpx * s_per_mpx_core / 3600
     print(f"season of Sentinel-2 over Germany (~{tiles} tiles x {dates} dates x {S2_TILE_MPX:.0f} Mpx = "
-          f"{mpx / 1e3:.0f} Gpx): {core_hours:,.0f} core-hours; in 24 h: {core_hours / 24:,.0f} single-core workers "
-          f"(or {core_hours / 24 / 2:,.0f} 2-core machines like this one); in 7 days: {core_hours / 168:,.0f}")
+          f"{mpx / 1e3:.0f} Gpx): {core_hours:,.0f} core-hours; in 24 h: {math.ceil(core_hours / 24):,} single-core workers "
+          f"(or {math.ceil(core_hours / 24 / 2):,} 2-core machines like this one); in 7 days: "
+          f"{math.ceil(core_hours / 168):,}")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,17 @@ def _gpu_in_use(device: str) -> bool:
         return False
 
 
+def _output_unset(value: Any) -> bool:
+    """Whether an output parameter's value asks for no output (empty, or a definition whose sink is empty)."""
+    if value is None or value == NULL or (isinstance(value, str) and not value.strip()):
+        return True
+    sink = getattr(value, "sink", None)
+    if sink is not None:
+        static = sink.staticValue()
+        return static is None or static == NULL or (isinstance(static, str) and not static.strip())
+    return False
+
+
 class QgisFeedback:
     """Adapts ``QgsProcessingFeedback`` to the engine's Feedback protocol."""
 
@@ -191,6 +202,8 @@ COMMON_TEXTS: dict[str, tuple[str, str]] = {
             "default metadata domain as RSRESTORE_* items."),
     "OUTPUT": ("Restored raster", ""),
 }
+#: how messages name the raster parameters
+RASTER_WHAT = {"INPUT": "Input raster", "REFERENCE": "Reference raster", "MASK": "Cloud mask"}
 MODEL_CHOICE_TEXT = (
     "Model",
     "auto: the shipped model for the input's band count - 4 bands (blue, green, red, NIR reflectance, e.g. "
@@ -277,9 +290,11 @@ class RestoreAlgorithmBase(RestorationGroup):
     def input_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
         return self.file_raster(parameters, self.INPUT, context, "Input raster")
 
-    def plain_values(self, parameters: dict[str, Any], context: QgsProcessingContext) -> dict[str, Any]:
+    def plain_values(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False
+                     ) -> dict[str, Any]:
         """Every parameter's value as :func:`rscore.runtime.algorithms.build_request` takes it (paths, numbers,
-        strings; None when unset). EXTENT is applied later (:meth:`with_extent`)."""
+        strings; None when unset). EXTENT is applied later (:meth:`with_extent`). ``validating``: outputs get a
+        placeholder path, because resolving a temporary output registers a layer to load with the context."""
         values: dict[str, Any] = {}
         for p in self.spec.params:
             name = p.name
@@ -289,8 +304,7 @@ class RestoreAlgorithmBase(RestorationGroup):
                 if p.optional and self.parameterAsRasterLayer(parameters, name, context) is None:
                     values[name] = None
                 else:
-                    what = (self.texts.get(name) or COMMON_TEXTS.get(name) or (name,))[0]
-                    values[name] = self.file_raster(parameters, name, context, what)[1]
+                    values[name] = self.file_raster(parameters, name, context, RASTER_WHAT.get(name, name))[1]
             elif p.kind == "bands":
                 values[name] = (self.parameterAsInts(parameters, name, context) or None) if p.multiple else (
                     None if is_unset(parameters, name) else self.parameterAsInt(parameters, name, context))
@@ -310,13 +324,17 @@ class RestoreAlgorithmBase(RestorationGroup):
                 values[name] = (self.parameterAsEnumString(parameters, name, context) or p.default
                                 if p.static_strings else p.choices[self.parameterAsEnum(parameters, name, context)])
             elif p.kind == "output":
-                values[name] = self.parameterAsOutputLayer(parameters, name, context) or None
+                if validating:
+                    values[name] = None if _output_unset(parameters.get(name)) else f"{name.lower()}.tif"
+                else:
+                    values[name] = self.parameterAsOutputLayer(parameters, name, context) or None
         return values
 
-    def resolve(self, parameters: dict[str, Any], context: QgsProcessingContext) -> specs.Resolved:
+    def resolve(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False
+                ) -> specs.Resolved:
         """The request the parameters ask for (the same rules as the command line's)."""
         try:
-            return specs.build_request(self.spec, self.plain_values(parameters, context), model_roots())
+            return specs.build_request(self.spec, self.plain_values(parameters, context, validating), model_roots())
         except (RequestError, RasterError, BundleError) as exc:
             raise QgsProcessingException(str(exc)) from None
 
@@ -333,7 +351,7 @@ class RestoreAlgorithmBase(RestorationGroup):
             return ok, msg
         try:
             layer, src = self.input_path(parameters, context)
-            request = self.make_request(parameters, context)
+            request = self.resolve(parameters, context, validating=True).request
             bundle = load_bundle(request.bundle_path)
             resolve_bands(bundle.manifest, layer.bandCount(), request.bands)
             self.area_window(parameters, context, layer, src)

@@ -21,25 +21,31 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rscore.cli.scene import SceneJob, SceneResult, run_scene
-from rscore.raster.io import sweep_stale_partials
+from rscore.raster.io import read_provenance, sweep_stale_partials
 from rscore.runtime.api import RequestError
 
 #: the file that lists rasters, one per line (``#`` starts a comment), when ``--inputs`` names one
 LIST_SUFFIXES = (".txt", ".lst")
-#: how many times Dask retries a scene whose worker died (then the scene is reported as failed)
-ALLOWED_FAILURES = 3
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[Path]:
+def _is_vsi(name: str) -> bool:
+    """A GDAL virtual path (``/vsis3/…``, ``/vsicurl/https://…``): passed to the workers as it is."""
+    return name.startswith("/vsi")
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
     """Rasters named by globs (``scenes/*.tif``, ``**`` recursive) and list files (``@list.txt``, or a file
-    ending in .txt/.lst), in order, each once; a pattern that names nothing is an error."""
-    found: list[Path] = []
+    ending in .txt/.lst; lines starting with ``#`` are comments; relative paths are relative to the list), in
+    order, each once, as absolute paths (GDAL virtual paths ``/vsi…`` unchanged); a pattern or list that names
+    nothing is an error."""
+    found: list[str] = []
     for pattern in patterns:
         listed = pattern[1:] if pattern.startswith("@") else pattern if pattern.endswith(LIST_SUFFIXES) else None
         if listed is not None:
@@ -47,41 +53,86 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
             if not lf.is_file():
                 raise RequestError(f"the list file {listed} does not exist")
             base = lf.resolve().parent
-            names = [ln.split("#", 1)[0].strip() for ln in lf.read_text(encoding="utf-8").splitlines()]
-            paths = [p if p.is_absolute() else base / p for p in (Path(n) for n in names if n)]
-            missing = [str(p) for p in paths if not p.exists()]
+            names = [ln.strip() for ln in lf.read_text(encoding="utf-8").splitlines()]
+            names = [n for n in names if n and not n.startswith("#")]
+            if not names:
+                raise RequestError(f"the list file {listed} names no raster (one path per line)")
+            paths = [n if _is_vsi(n) else os.path.abspath(n if os.path.isabs(n) else base / n) for n in names]
+            missing = [p for p in paths if not _is_vsi(p) and not os.path.exists(p)]
             if missing:
                 raise RequestError(f"{len(missing)} raster(s) in {listed} do not exist: {', '.join(missing[:5])}")
         else:
-            paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            paths = sorted(os.path.abspath(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
             if not paths:
                 raise RequestError(f"--inputs {pattern!r} matches no file; quote the pattern so that the shell "
                                    "does not expand it, and check the folder")
         found += paths
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique = []
     for p in found:
-        key = p.resolve()
+        key = p if _is_vsi(p) else os.path.realpath(p)
         if key not in seen:
             seen.add(key)
             unique.append(p)
     return unique
 
 
-def output_paths(inputs: Sequence[Path], output_dir: Path, suffix: str) -> list[Path]:
-    """``<output_dir>/<input stem><suffix>.tif`` for every input; two inputs with one name are refused."""
-    outs = [output_dir / f"{p.stem}{suffix}.tif" for p in inputs]
-    by_name: dict[str, Path] = {}
+def _stem(name: str) -> str:
+    return PurePosixPath(name).stem
+
+
+def without_own_outputs(inputs: Sequence[str], output_dir: Path, suffix: str) -> tuple[list[str], list[str]]:
+    """(inputs, left out): rasters inside ``output_dir`` that are rsrestore outputs named like this batch's
+    (``*<suffix>.tif`` with an ``RSRESTORE`` provenance) are an earlier run's results, not scenes."""
+    out_real = os.path.realpath(output_dir)
+    keep, dropped = [], []
+    for p in inputs:
+        mine = (not _is_vsi(p) and os.path.dirname(os.path.realpath(p)) == out_real and p.endswith(f"{suffix}.tif")
+                and bool(read_provenance(p)))
+        (dropped if mine else keep).append(p)
+    return keep, dropped
+
+
+def output_paths(inputs: Sequence[str], output_dir: Path, suffix: str) -> list[str]:
+    """``<output_dir>/<input stem><suffix>.tif`` (absolute) for every input; two inputs with one name, or an
+    output that would replace an input, are refused."""
+    out_dir = Path(os.path.abspath(output_dir))
+    outs = [str(out_dir / f"{_stem(p)}{suffix}.tif") for p in inputs]
+    by_name: dict[str, str] = {}
     for src, out in zip(inputs, outs):
-        if out.name in by_name:
-            raise RequestError(f"{by_name[out.name]} and {src} would both write {out}; give them different file "
+        if out in by_name:
+            raise RequestError(f"{by_name[out]} and {src} would both write {out}; give them different file "
                                "names, or run them as two batches into two output folders")
-        by_name[out.name] = src
-    inputs_resolved = {p.resolve() for p in inputs}
-    clash = [str(o) for o in outs if o.resolve() in inputs_resolved]
+        by_name[out] = src
+    inputs_real = {os.path.realpath(p) for p in inputs if not _is_vsi(p)}
+    clash = [o for o in outs if os.path.realpath(o) in inputs_real]
     if clash:
-        raise RequestError(f"output(s) {', '.join(clash)} would replace input(s); choose another --output-dir")
+        raise RequestError(f"output(s) {', '.join(clash)} would replace input(s); choose another --output-dir or "
+                           "a --suffix")
     return outs
+
+
+def check_parameters(spec: Any, values: dict[str, Any]) -> None:
+    """Problems of the batch's parameters, found before any scene runs (a RequestError names the fix): the
+    values' ranges and required ones, the chosen model, and the shared rasters (MASK, REFERENCE)."""
+    from rscore.bundle.manifest import BundleError
+    from rscore.bundle.store import load_bundle
+    from rscore.runtime.algorithms import AUTO, bundle_path, model_roots
+
+    v = spec.checked({**values, "INPUT": "-", "OUTPUT": "-"})
+    if not spec.task or v.get("MODEL_FOLDER") or (v.get("MODEL") or AUTO) != AUTO:
+        try:
+            load_bundle(bundle_path(spec, v, model_roots()))
+        except BundleError as exc:
+            raise RequestError(str(exc)) from None
+    for p in spec.params:
+        value = v.get(p.name)
+        if p.kind == "raster" and p.name != "INPUT" and value and not _is_vsi(str(value)):
+            if not os.path.isfile(str(value)):
+                raise RequestError(f"{p.name} {value} does not exist; give an existing raster")
+            values[p.name] = os.path.abspath(str(value))
+        if p.kind == "folder" and value:
+            values[p.name] = os.path.abspath(str(value))
 
 
 @dataclass(frozen=True)
@@ -154,12 +205,13 @@ class _Progress:
 def run_batch(jobs: Sequence[SceneJob], cluster: ClusterSpec, progress: bool = True,
               log: Callable[[str], None] = print) -> list[SceneResult]:
     """Every job on the cluster, one Dask task each; results in the order of ``jobs``."""
+    client, close, described = open_client(cluster)
     from dask.distributed import as_completed
 
-    client, close, described = open_client(cluster)
     try:
         log(f"{len(jobs)} scene(s) on a {described}")
-        futures = {client.submit(run_scene, job, key=f"rsrestore-scene-{i}-{Path(job.scene).name}", pure=False,
+        batch_id = uuid.uuid4().hex[:12]  # task keys unique to this batch, on a shared scheduler too
+        futures = {client.submit(run_scene, job, key=f"rsrestore-{batch_id}-{i}-{_stem(job.scene)}", pure=False,
                                  retries=0): i for i, job in enumerate(jobs)}
         bar = _Progress(len(jobs)) if progress else None
         results: list[SceneResult | None] = [None] * len(jobs)
@@ -169,8 +221,10 @@ def run_batch(jobs: Sequence[SceneJob], cluster: ClusterSpec, progress: bool = T
             try:
                 res = fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker that kept dying (KilledWorker) or a lost task
+                hint = (" (the worker process died every time it ran this scene, often for lack of memory: try fewer "
+                        "--workers or a smaller TILE_SIZE)" if type(exc).__name__ == "KilledWorker" else "")
                 res = SceneResult(job.scene, "failed", 0.0, job.output,
-                                  f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+                                  f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}{hint}")
             results[i] = res
             if bar is not None:
                 bar.step(res)
@@ -199,7 +253,7 @@ def write_report(results: Sequence[SceneResult], json_path: Path, meta: dict[str
     """The batch report as JSON (with ``meta``: algorithm, parameters, cluster, totals) and CSV beside it."""
     rows = [{k: asdict(r)[k] for k in REPORT_FIELDS} for r in results]
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
-    doc = {**meta, "counts": counts, "scenes": rows}
+    doc = {**meta, "counts": counts, "scenes": [{**row, "notices": r.notices} for row, r in zip(rows, results)]}
     _write_atomic(json_path, json.dumps(doc, indent=2) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=REPORT_FIELDS)

@@ -120,17 +120,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     job = SceneJob(spec.name, values, extent, args.threads, args.overwrite, resume=False)
     fb = ConsoleFeedback(args.quiet)
     res = run_scene(job, fb)
-    for line in res.notices:
-        print(f"warning: {line}", file=sys.stderr)
     if res.status != "done":
         print(f"error: {res.error}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if res.usage else EXIT_FAILED
     print(f"{res.output} ({res.seconds:.1f} s)")
     return EXIT_OK
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from rscore.cli.batch import ClusterSpec, expand_inputs, output_paths, run_batch, summary_table, write_report
+    from rscore.cli.batch import (
+        ClusterSpec,
+        check_parameters,
+        expand_inputs,
+        output_paths,
+        run_batch,
+        summary_table,
+        without_own_outputs,
+        write_report,
+    )
     from rscore.cli.scene import SceneJob
 
     spec = spec_of(args.algorithm)
@@ -139,11 +146,22 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if extra_outputs:
         raise RequestError(f"{', '.join(extra_outputs)} names one file, but a batch writes one output per scene; "
                            "run those scenes with `rsrestore run`")
-    inputs = expand_inputs(args.inputs)
-    out_dir = Path(args.output_dir)
+    check_parameters(spec, values)
+    out_dir = Path(os.path.abspath(args.output_dir))
     if out_dir.exists() and not out_dir.is_dir():
         raise RequestError(f"--output-dir {out_dir} is a file; choose a folder")
+    report = Path(os.path.abspath(args.report)) if args.report else out_dir / "rsrestore-batch.json"
+    if report.suffix.lower() != ".json":
+        raise RequestError(f"--report {args.report} must end in .json (the CSV report is written beside it)")
+    inputs, earlier = without_own_outputs(expand_inputs(args.inputs), out_dir, args.suffix)
+    if earlier and not args.quiet:
+        print(f"left out {len(earlier)} raster(s) in the output folder that are this batch's earlier outputs",
+              file=sys.stderr)
+    if not inputs:
+        raise RequestError("--inputs names no scene to restore (only earlier outputs of this batch)")
     outs = output_paths(inputs, out_dir, args.suffix)
+    if report.resolve() in {Path(p).resolve() for p in [*inputs, *outs] if not p.startswith("/vsi")}:
+        raise RequestError(f"--report {report} is an input or an output of the batch; choose another file")
     out_dir.mkdir(parents=True, exist_ok=True)
     cluster = ClusterSpec(args.workers, args.threads_per_worker, args.scheduler)
     threads = args.threads_per_worker if args.scheduler else cluster.local_shape()[1]
@@ -153,7 +171,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     results = run_batch(jobs, cluster, progress=not args.quiet,
                         log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
     wall = time.perf_counter() - t0
-    report = Path(args.report) if args.report else out_dir / "rsrestore-batch.json"
     meta = {"algorithm": spec.id, "rsrestore_version": __version__, "parameters": {k: str(v) for k, v in
                                                                                   values.items()},
             "extent": extent, "cluster": args.scheduler or "local", "workers": cluster.local_shape()[0]
@@ -179,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("algorithm", help=f"one of {names} (or rsrestore:<name>)")
         p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                        help="a parameter as in qgis_process (repeat it); `rsrestore algorithms NAME` lists them")
-        p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace existing outputs (batch: recompute every scene, even finished ones)")
         p.add_argument("-q", "--quiet", action="store_true", help="print only the result")
 
     r = sub.add_parser("run", help="restore one raster")

@@ -36,7 +36,7 @@ class SceneJob:
         threads: onnxruntime threads (None: every core).
         overwrite: replace an existing output.
         resume: skip an existing output whose provenance matches this job (same bundle checksum, parameters,
-            seed and input name).
+            seed and input name); with ``overwrite`` every output is recomputed.
     """
 
     algorithm: str
@@ -66,6 +66,8 @@ class SceneResult:
     error: str = ""
     summary: str = ""
     notices: list[str] = field(default_factory=list)
+    #: the failure is a parameter that does not fit (exit status 2 for ``rsrestore run``)
+    usage: bool = False
 
 
 def prepare(job: SceneJob, tmp_dir: str) -> tuple[RestoreRequest, list[str], list[str]]:
@@ -85,13 +87,19 @@ def prepare(job: SceneJob, tmp_dir: str) -> tuple[RestoreRequest, list[str], lis
 
 
 def provenance_mismatch(request: RestoreRequest) -> list[str]:
-    """The provenance keys in which the existing output differs from what ``request`` would write ([] when it
-    matches: the output is this request's result)."""
+    """The provenance keys in which the existing output differs from what ``request`` would write, on either
+    side ([] when it matches: the output is this request's result)."""
     existing = read_provenance(request.output_path)
     if not existing:
         return ["(no rsrestore provenance)"]
     expected = provenance_of(request, resolve_run(request), "", backend_for(request.device).precision)
-    return sorted(k for k, v in expected.items() if k not in VOLATILE_PROVENANCE and existing.get(k) != v)
+    keys = (set(expected) | set(existing)) - VOLATILE_PROVENANCE
+    return sorted(k for k in keys if existing.get(k) != expected.get(k))
+
+
+def output_files(request: RestoreRequest) -> list[str]:
+    """Every file the request writes."""
+    return [p for p in (request.output_path, request.uncertainty_path, *request.extra_outputs.values()) if p]
 
 
 def run_scene(job: SceneJob, feedback: Feedback | None = None) -> SceneResult:
@@ -108,22 +116,26 @@ def run_scene(job: SceneJob, feedback: Feedback | None = None) -> SceneResult:
             if feedback is not None:
                 for line in infos:
                     feedback.info(line)
-            if Path(request.output_path).exists():
-                if job.resume:
+                for line in notices:
+                    feedback.info(f"warning: {line}")
+            existing = [p for p in output_files(request) if Path(p).exists()]
+            if existing and not job.overwrite:
+                if job.resume and existing == [request.output_path]:
                     differ = provenance_mismatch(request)
                     if not differ:
-                        return result("skipped", summary="the output exists with this request's provenance")
-                    if not job.overwrite:
-                        return result("failed", f"the output {request.output_path} exists but was made with other "
-                                                f"settings ({', '.join(differ)} differ); pass --overwrite to replace "
-                                                "it, or choose another output folder")
-                elif not job.overwrite:
-                    return result("failed", f"the output {request.output_path} exists; pass --overwrite to replace "
-                                            "it, or choose another output file")
+                        return result("skipped", summary="the output exists with this request's provenance",
+                                      notices=notices)
+                    return result("failed", f"the output {request.output_path} exists but was made with other "
+                                            f"settings ({', '.join(differ)} differ); pass --overwrite to replace "
+                                            "it, or choose another output folder")
+                return result("failed", f"the output(s) {', '.join(existing)} exist; pass --overwrite to replace "
+                                        "them, or choose other output files")
             report = restore(request, feedback)
             return result("done", summary=report.summary, notices=notices)
     except Cancelled:
         raise
+    except RequestError as exc:
+        return result("failed", str(exc), usage=True)
     except SCENE_ERRORS as exc:
         return result("failed", str(exc) or type(exc).__name__)
     except Exception as exc:  # noqa: BLE001 - onnxruntime and GDAL raise their own types; a batch goes on

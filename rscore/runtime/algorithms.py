@@ -11,6 +11,7 @@ Both call :func:`build_request` with plain values (paths, numbers, strings).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,10 +81,12 @@ class Param:
         """``value`` (None: the default) checked against the kind, range and choices; raises RequestError."""
         if value is None:
             if self.default is None and not self.optional and self.kind not in ("bands", "model"):
-                raise RequestError(f"{self.name} is required")
+                raise RequestError(f"{self.name} is required: give it (rsrestore: --param {self.name}=...)")
             return self.default
         if self.kind in ("int", "float"):
             num = int(value) if self.kind == "int" else float(value)
+            if not math.isfinite(num):
+                raise RequestError(f"{self.name} must be a finite number, got {value!r}")
             if (self.minimum is not None and num < self.minimum) or (self.maximum is not None and num > self.maximum):
                 raise RequestError(f"{self.name} must be between {self.minimum:g} and {self.maximum:g}, got {num:g}"
                                    if self.maximum is not None else
@@ -93,7 +96,11 @@ class Param:
             raise RequestError(f"{self.name} must be one of {', '.join(self.choices)}; got {value!r}")
         if self.kind == "bands":
             if not self.multiple:
-                return int(value[0] if isinstance(value, (list, tuple)) else value)
+                if isinstance(value, (list, tuple)):
+                    if len(value) != 1:
+                        raise RequestError(f"{self.name} takes one band number, got {list(value)}")
+                    value = value[0]
+                return int(value)
             return [int(b) for b in value] or None
         return value
 
@@ -254,14 +261,19 @@ def installed_bundles(task: str, roots: list[tuple[str, Path]]) -> dict[str, Pat
     return {e.name: e.path for e in find_bundles(roots, task)}
 
 
-def shipped_bundle(name: str) -> Path:
-    """A bundle shipped with the plugin; a missing one is a RequestError naming the fix."""
-    for models in shipped_models_dirs():
+def shipped_bundle(name: str, roots: list[tuple[str, Path]] | None = None) -> Path:
+    """A bundle shipped with the plugin, else a bundle of that name under ``roots`` (a runtime installed without
+    the plugin's models/ finds them in ``RSRESTORE_MODELS_DIR``); a missing one is a RequestError naming the
+    fix."""
+    folders = [*shipped_models_dirs(), *(root for _, root in roots or [])]
+    for models in folders:
         if (models / name / "manifest.json").is_file():
             return models / name
     where = Path(__file__).resolve().parents[2] / "models"
-    raise RequestError(f"the shipped model {name!r} is missing from {where}; reinstall the plugin or choose a "
-                       "model bundle folder with MODEL_FOLDER")
+    raise RequestError(f"the shipped model {name!r} is missing from {where}"
+                       + (f" and from {', '.join(str(r) for _, r in roots)}" if roots else "")
+                       + f"; reinstall the plugin, put the bundle folder in {USER_MODELS_ENV}, or choose a model "
+                       "bundle folder with MODEL_FOLDER")
 
 
 def _band_count(path: str) -> int:
@@ -279,8 +291,6 @@ def bundle_path(spec: AlgorithmSpec, v: Mapping[str, Any], roots: list[tuple[str
     """The bundle folder a run uses: MODEL_FOLDER, else the named MODEL, else (auto) the shipped bundle for the
     band count."""
     if not spec.task:
-        if not v.get("MODEL"):
-            raise RequestError("Choose a model bundle folder (MODEL).")
         return str(v["MODEL"])
     if v.get("MODEL_FOLDER"):
         return str(v["MODEL_FOLDER"])
@@ -302,7 +312,7 @@ def bundle_path(spec: AlgorithmSpec, v: Mapping[str, Any], roots: list[tuple[str
             f"{spec.title} needs {shipped}, but {'the selected bands are' if bands else 'the raster has'} "
             f"{count} band(s). Choose {' or '.join(str(k) for k in sorted(spec.default_bundles, reverse=True))} "
             "bands in that order with BANDS, or a Model (or MODEL_FOLDER) made for your bands.")
-    return str(shipped_bundle(name))
+    return str(shipped_bundle(name, roots))
 
 
 def _manifest(path: str):  # noqa: ANN202 - Manifest
