@@ -74,8 +74,9 @@ def test_cloud_optimised_layout_keeps_pixels_provenance_and_atomicity(big_tif, t
     assert gdal.GetColorInterpretationName(b.GetRasterBand(3).GetColorInterpretation()) == "Red"
     p_plain, p_cog = read_provenance(plain), read_provenance(cog)
     assert p_cog["BUNDLE"] == "demo-smooth-bgrn" and b.GetMetadataItem("RSRESTORE_SEED") == "3"
-    assert {k: v for k, v in p_cog.items() if k != "CREATED_UTC"} == {
-        k: v for k, v in p_plain.items() if k != "CREATED_UTC"}
+    assert (p_cog["COG"], p_plain["COG"]) == ("yes", "no")
+    assert {k: v for k, v in p_cog.items() if k not in ("CREATED_UTC", "COG")} == {
+        k: v for k, v in p_plain.items() if k not in ("CREATED_UTC", "COG")}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cog.tif", "plain.tif"]
 
 
