@@ -172,7 +172,7 @@ class _Strip:
         first = self.wsum[rs, cs] == 0
         for t in self.targets:
             ref = self.ref[t.name][:, rs, cs]
-            ref[:, first] = values[t.name][:, first]
+            np.copyto(ref, values[t.name], where=first)  # a masked copy, without gathering and scattering
             self.acc[t.name][:, rs, cs] += (values[t.name] - ref) * w
         self.wsum[rs, cs] += w
         self.valid[rs, cs] |= valid
