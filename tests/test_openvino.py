@@ -68,3 +68,35 @@ def test_openvino_matches_onnxruntime_at_the_pipeline_output(tmp_path, bundle):
     peak = 255.0 if outs["cpu"].dtype == np.uint8 else 10000.0
     db = _psnr_db(outs["openvino"], outs["cpu"], peak)
     assert db >= PARITY_MIN_DB, f"{bundle.name}: OpenVINO output at {db:.1f} dB of onnxruntime fp32"
+
+
+def test_openvino_failures_name_the_fix_and_auto_falls_back(tmp_path, monkeypatch, bgrn_tif):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from rscore.bundle.manifest import BundleError
+    from rscore.runtime import openvino_backend
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:105:\nUnable to read the model: broken")
+
+    bundle = ROOT / "models" / "dehaze-bgrn"
+    monkeypatch.setattr(openvino_backend, "cpu_has_bf16", lambda: True)  # as on an AMX CPU: auto takes OpenVINO
+    monkeypatch.setattr(openvino_backend, "get_stage", broken)
+    with pytest.raises(BundleError, match="Unable to read the model: broken.*DEVICE cpu"):
+        restore(RestoreRequest(str(bgrn_tif), str(bundle), str(tmp_path / "ov.tif"), device="openvino"))
+    assert not (tmp_path / "ov.tif").exists()
+    report = restore(RestoreRequest(str(bgrn_tif), str(bundle), str(tmp_path / "auto.tif"), device="auto"))
+    assert "Unable to read the model" in report.provider_message and "onnxruntime on CPU instead" in \
+        report.provider_message
+    # a network that cannot be compiled for the tile shape fails at the first tile with the same advice
+    monkeypatch.undo()
+    openvino_backend.clear_cache()
+    stage = openvino_backend.get_stage(str(bundle / "coarse.onnx"), "", 1, "float32")
+
+    class NoCompile:
+        def compile_model(self, *args, **kwargs):
+            broken()
+
+    monkeypatch.setattr(openvino_backend, "core", lambda: NoCompile())
+    with pytest.raises(BundleError, match="cannot compile coarse.onnx.*Unable to read the model.*DEVICE cpu"):
+        stage({"y": np.zeros((1, 4, 64, 64), np.float32)})
+    openvino_backend.clear_cache()

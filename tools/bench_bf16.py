@@ -135,10 +135,11 @@ def measure(in_dir: Path, models: Path, threads_list: list[int], repeats: int) -
                 t32 = _timed(lambda: r32.infer(big), repeats)  # noqa: B023
                 t16 = _timed(lambda: r16.infer(big), repeats)  # noqa: B023
                 ref = sess.run(None, small)
-                got = _compiled(core, model, small, "bf16", threads).create_infer_request().infer(small)
+                c_small = _compiled(core, model, small, "bf16", threads)
+                got = c_small.create_infer_request().infer(small)
                 dbs = []
-                for i, o in enumerate(ref):
-                    b = np.asarray(list(got.values())[i], np.float64)
+                for out, o in zip(sess.get_outputs(), ref):  # paired by name
+                    b = np.asarray(got[c_small.output(out.name)], np.float64)
                     peak = float(o.max() - o.min()) or 1.0
                     mse = float(np.mean((b - o.astype(np.float64)) ** 2))
                     dbs.append(float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse))

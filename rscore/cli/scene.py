@@ -14,12 +14,15 @@ from rscore.bundle.manifest import BundleError
 from rscore.diffusion.loop import Cancelled
 from rscore.raster.io import RasterError, read_provenance
 from rscore.runtime.algorithms import build_request, on_window, spec_of, window_of_extent
-from rscore.runtime.api import RequestError, RestoreRequest, backend_for, provenance_of, resolve_run, restore
+from rscore.runtime.api import RequestError, RestoreRequest, provenance_of, resolve_run, restore
 from rscore.runtime.engine import Feedback
 from rscore.runtime.predictor import RuntimeMissing
 
-#: provenance keys that differ between two runs of the same request (when, on which device, which file)
-VOLATILE_PROVENANCE = frozenset({"CREATED_UTC", "EXECUTION", "DEVICE", "OUTPUT"})
+#: provenance keys that differ between two runs of the same request (when, on which device and backend, which
+#: file): on a cluster of mixed CPUs, DEVICE auto computes in bf16 on some workers and fp32 on others
+VOLATILE_PROVENANCE = frozenset({"CREATED_UTC", "EXECUTION", "DEVICE", "PRECISION", "OUTPUT"})
+#: the value of a provenance key that outputs of earlier versions do not have
+PROVENANCE_DEFAULTS = {"COG": "no"}
 #: errors that are the scene's problem (bad raster, bad parameters, full disk), reported without a traceback
 SCENE_ERRORS = (RequestError, RasterError, BundleError, RuntimeMissing, ValueError, OSError, MemoryError)
 
@@ -92,9 +95,9 @@ def provenance_mismatch(request: RestoreRequest) -> list[str]:
     existing = read_provenance(request.output_path)
     if not existing:
         return ["(no rsrestore provenance)"]
-    expected = provenance_of(request, resolve_run(request), "", backend_for(request.device).precision)
+    expected = provenance_of(request, resolve_run(request), "")
     keys = (set(expected) | set(existing)) - VOLATILE_PROVENANCE
-    return sorted(k for k in keys if existing.get(k) != expected.get(k))
+    return sorted(k for k in keys if existing.get(k, PROVENANCE_DEFAULTS.get(k)) != expected.get(k))
 
 
 def output_files(request: RestoreRequest) -> list[str]:

@@ -335,7 +335,7 @@ def overview_factors(rows: int, cols: int, min_px: int = OVERVIEW_MIN_PX) -> lis
 def _creation_options(data_type: str) -> list[str]:
     """GTiff options of every output: tiled, DEFLATE at level 1 (with the horizontal predictor for integer
     types). Level 1 compresses 2.5 times faster than the default level 6, for files about 1 % larger
-    (docs/performance.md, engine overhead): on a full Sentinel-2 tile the default level costs about a minute."""
+    (docs/performance.md, a full Sentinel-2 tile)."""
     opts = ["TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=IF_SAFER"]
     if data_type not in ("Float32", "Float64"):
         opts.append("PREDICTOR=2")

@@ -175,9 +175,18 @@ def build_pipeline_on(bundle: Bundle, steps: int | None, device: Device, threads
     backend = backend_for(device)
     n_threads = threads or default_threads()
     m = bundle.manifest
+    stages: dict[str, Any] = {}
     if backend.kind == "openvino":
-        stages = {name: _openvino_stage(bundle, name, n_threads, backend.precision) for name in m.stages}
-    else:
+        try:
+            stages = {name: _openvino_stage(bundle, name, n_threads, backend.precision) for name in m.stages}
+        except BundleError as exc:
+            if device != "auto":
+                raise
+            # the user did not ask for OpenVINO: run as before, and say why
+            available = list(import_onnxruntime().get_available_providers())
+            backend = dataclasses.replace(choose_backend("cpu", available, None),
+                                          message=f"{exc}; running onnxruntime on CPU instead")
+    if backend.kind == "onnxruntime":
         stages = {name: OnnxStage(_session(bundle, name, list(backend.providers), n_threads), name)
                   for name in m.stages}
     for name, st in stages.items():
@@ -191,10 +200,11 @@ def build_pipeline_on(bundle: Bundle, steps: int | None, device: Device, threads
 
 
 def backend_for(device: Device) -> Backend:
-    """The backend a run with this DEVICE uses on this machine (no network is loaded)."""
-    ort = import_onnxruntime()
-    bf16 = openvino_backend.cpu_has_bf16() if device in ("auto", "openvino") else None
-    return choose_backend(device, list(ort.get_available_providers()), bf16)
+    """The backend a run with this DEVICE uses on this machine (no network is loaded; OpenVINO is not probed
+    when onnxruntime has a GPU for ``auto``)."""
+    available = list(import_onnxruntime().get_available_providers())
+    probe = device == "openvino" or (device == "auto" and "CUDAExecutionProvider" not in available)
+    return choose_backend(device, available, openvino_backend.cpu_has_bf16() if probe else None)
 
 
 def _openvino_stage(bundle: Bundle, name: str, threads: int, precision: str) -> openvino_backend.OpenVinoStage:
@@ -208,7 +218,7 @@ def _openvino_stage(bundle: Bundle, name: str, threads: int, precision: str) -> 
         raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: cannot read {spec.file} ({exc})") from None
     except RuntimeError as exc:  # OpenVINO's errors derive from RuntimeError
         raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: OpenVINO cannot load {spec.file} "
-                          f"({str(exc).splitlines()[0][:300]}); run it with DEVICE cpu, or re-export the bundle"
+                          f"({openvino_backend.error_text(exc)}); run it with DEVICE cpu, or re-export the bundle"
                           ) from None
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from rscore.bundle.manifest import BundleError
+
 #: compiled shapes kept per stage (least recently used dropped)
 SHAPES_PER_STAGE = 4
 #: stages kept in the process (each holds its compiled networks)
@@ -25,6 +27,13 @@ CACHE_SIZE = 8
 _CORE: Any = None
 _LOCK = threading.Lock()
 _STAGES: OrderedDict[tuple[str, str, int, str], OpenVinoStage] = OrderedDict()
+
+
+def error_text(exc: BaseException) -> str:
+    """The informative line of an OpenVINO error (its first line is only the C++ source location)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith("Exception from src/")]
+    return (useful[-1] if useful else lines[-1] if lines else type(exc).__name__)[:300]
 
 
 def import_openvino() -> Any | None:
@@ -84,7 +93,11 @@ class OpenVinoStage:
         model.reshape({n: list(arrays[n].shape) for n in self.input_names})
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
                   "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bfloat16" else "f32"}
-        compiled = core().compile_model(model, "CPU", config)
+        try:
+            compiled = core().compile_model(model, "CPU", config)
+        except RuntimeError as exc:  # OpenVINO's errors derive from RuntimeError
+            raise BundleError(f"OpenVINO cannot compile {self.name} for tiles of {list(key)} ({error_text(exc)}); "
+                              "run with DEVICE cpu") from None
         with self._lock:
             self._compiled[key] = compiled
             while len(self._compiled) > SHAPES_PER_STAGE:
@@ -97,7 +110,11 @@ class OpenVinoStage:
             raise KeyError(f"stage {self.name!r} needs inputs {missing}")
         arrays = {n: np.ascontiguousarray(feeds[n], dtype=np.float32) for n in self.input_names}
         compiled = self._compiled_for(arrays)
-        result = compiled.create_infer_request().infer(arrays)
+        try:
+            result = compiled.create_infer_request().infer(arrays)
+        except RuntimeError as exc:
+            raise BundleError(f"OpenVINO failed to run {self.name} ({error_text(exc)}); run with DEVICE cpu"
+                              ) from None
         return {n: np.array(result[compiled.output(n)], dtype=np.float32, copy=True) for n in self.output_names}
 
 

@@ -95,7 +95,7 @@ def choose_backend(device: Device, available: list[str], openvino_bf16: bool | N
     if device == "openvino":
         if openvino_bf16 is None:
             return Backend("onnxruntime", ("CPUExecutionProvider",), "float32",
-                           f"OpenVINO is not installed ({OPENVINO_HINT}); running onnxruntime on CPU")
+                           f"OpenVINO is not installed or cannot start ({OPENVINO_HINT}); running onnxruntime on CPU")
         precision = "bfloat16" if openvino_bf16 else "float32"
         return Backend("openvino", (), precision, f"running OpenVINO on CPU ({precision})")
     if device == "auto" and openvino_bf16 and "CUDAExecutionProvider" not in available:
