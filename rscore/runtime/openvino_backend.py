@@ -91,7 +91,9 @@ class OpenVinoStage:
                 return hit
         model = self.model.clone()
         model.reshape({n: list(arrays[n].shape) for n in self.input_names})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
+        # no CPU pinning: with several batch workers on one host, pinned threads share cores (measured 1.5x slower,
+        # docs/performance.md, batch scale-out)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads, "ENABLE_CPU_PINNING": False,
                   "INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bfloat16" else "f32"}
         try:
             compiled = core().compile_model(model, "CPU", config)
