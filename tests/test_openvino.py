@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from rscore.metrics.fidelity import psnr
 from rscore.runtime import RestoreRequest, restore
 from rscore.runtime.predictor import choose_backend
 from tests.fixtures import rasters
@@ -47,11 +48,6 @@ def _input_for(bundle: Path, folder: Path) -> Path:
     return rasters.write(folder / "rgb.tif", np.round(rasters.scene(3, 96, 112, 5) * 500).clip(0, 255), "Byte")
 
 
-def _psnr_db(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0.0 else 10.0 * np.log10(peak * peak / mse)
-
-
 @pytest.mark.parametrize("bundle", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_openvino_matches_onnxruntime_at_the_pipeline_output(tmp_path, bundle):
     pytest.importorskip("openvino", reason="openvino is not installed (make install / make test install it)")
@@ -66,7 +62,7 @@ def test_openvino_matches_onnxruntime_at_the_pipeline_output(tmp_path, bundle):
         assert ("OpenVINO" in report.provider_message) == (device == "openvino")
         outs[device] = gdal.Open(str(out)).ReadAsArray()
     peak = 255.0 if outs["cpu"].dtype == np.uint8 else 10000.0
-    db = _psnr_db(outs["openvino"], outs["cpu"], peak)
+    db = psnr(outs["cpu"], outs["openvino"], peak)
     assert db >= PARITY_MIN_DB, f"{bundle.name}: OpenVINO output at {db:.1f} dB of onnxruntime fp32"
 
 

@@ -62,9 +62,14 @@ def run_one(bundle: str, device: str, src: str, out: str, aux: str | None, threa
                       "message": report.provider_message}))
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+def run_child(cmd: list[str], what: str) -> dict:
+    """Run a benchmark child process and return the JSON object of its last ``{...}`` line; a failure stops
+    the benchmark with the child's error output."""
+    p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not line:
+        raise SystemExit(f"{what} failed:\n{p.stderr[-3000:]}")
+    return json.loads(line[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,6 +84,8 @@ def main(argv: list[str] | None = None) -> None:
         run_one(bundle, device, src, out, aux or None, args.threads)
         return
     from osgeo import gdal
+
+    from rscore.metrics.fidelity import psnr
 
     names = args.bundles or sorted(p.parent.name for p in (ROOT / "models").glob("*/manifest.json"))
     rows = []
@@ -98,11 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 out = d / f"{name}-{device}.tif"
                 cmd = [sys.executable, __file__, "--threads", str(args.threads), "--child", str(bundle), device,
                        str(src), str(out), aux]
-                p = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-                if p.returncode != 0 or not line:
-                    raise SystemExit(f"{name} on {device} failed:\n{p.stderr[-2000:]}")
-                res[device] = json.loads(line[-1])
+                res[device] = run_child(cmd, f"{name} on {device}")
                 ds = gdal.Open(str(out))
                 arrays[device] = ds.ReadAsArray()
                 mpx = ds.RasterXSize * ds.RasterYSize / 1e6
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 Path(str(out).replace(".tif", "-cold.tif")).unlink()
             peak = 255.0 if arrays["cpu"].dtype == np.uint8 else 10000.0
             rows.append((name, m["task"], (m.get("sampler") or {}).get("default_steps", 0), mpx, res,
-                         psnr_db(arrays["openvino"], arrays["cpu"], peak)))
+                         psnr(arrays["cpu"], arrays["openvino"], peak)))
             print(f"{name}: ort {res['cpu']['wall']:.1f} s, openvino {res['openvino']['wall']:.1f} s", file=sys.stderr)
     print(f"Every shipped bundle at its defaults, {args.size} x {args.size} px of output, {args.threads} threads; "
           f"OpenVINO: {res['openvino']['message']}\n")

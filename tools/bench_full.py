@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,18 +69,15 @@ def main(argv: list[str] | None = None) -> None:
         child(*args.child[:3], args.threads)
         return
     from tests.fixtures.rasters import mosaic_vrt
+    from tools.bench_backends import run_child
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="rsrestore-bench-full-", dir=args.tmp) as tmp:
         src = mosaic_vrt(Path(tmp) / "s2_tile.vrt", SAMPLE, args.size, args.size)
         for device in args.devices:
             out = Path(tmp) / f"dehazed-{device}.tif"
-            p = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", str(src),
-                                str(out), device], capture_output=True, text=True, check=False)
-            line = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-            if p.returncode != 0 or not line:
-                raise SystemExit(f"{device} failed:\n{p.stderr[-3000:]}")
-            res = json.loads(line[-1])
+            res = run_child([sys.executable, __file__, "--threads", str(args.threads), "--child", str(src), str(out),
+                             device], device)
             out.unlink()
             rows.append((device, res))
             print(f"{device}: {res['wall_s']:.0f} s", file=sys.stderr, flush=True)

@@ -276,11 +276,7 @@ class RestoreAlgorithmBase(RestorationGroup):
                                                         createByDefault=not p.optional)
         else:  # pragma: no cover - the spec's kinds are checked by the tests
             raise ValueError(f"unknown parameter kind {p.kind!r}")
-        if text:
-            q.setHelp(self.tr(text))
-        if p.advanced:
-            q.setFlags(q.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        return q
+        return _help(q, self.tr(text) if text else "", p.advanced)
 
     def installed(self) -> dict[str, Path]:
         """Installed bundles of this algorithm's task (shipped first, then the user's), name -> folder."""

@@ -238,6 +238,11 @@ def run_batch(jobs: Sequence[SceneJob], cluster: ClusterSpec, progress: bool = T
 REPORT_FIELDS = ("scene", "status", "seconds", "output", "error")
 
 
+def status_counts(results: Sequence[SceneResult]) -> dict[str, int]:
+    """How many scenes were done, skipped (already there) and failed."""
+    return {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """``text`` into ``path`` through a hidden sibling renamed into place (never a half-written report)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,8 +257,8 @@ def _write_atomic(path: Path, text: str) -> None:
 def write_report(results: Sequence[SceneResult], json_path: Path, meta: dict[str, Any]) -> tuple[Path, Path]:
     """The batch report as JSON (with ``meta``: algorithm, parameters, cluster, totals) and CSV beside it."""
     rows = [{k: asdict(r)[k] for k in REPORT_FIELDS} for r in results]
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
-    doc = {**meta, "counts": counts, "scenes": [{**row, "notices": r.notices} for row, r in zip(rows, results)]}
+    scenes = [{**row, "notices": r.notices} for row, r in zip(rows, results)]
+    doc = {**meta, "counts": status_counts(results), "scenes": scenes}
     _write_atomic(json_path, json.dumps(doc, indent=2) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=REPORT_FIELDS)
@@ -275,6 +280,6 @@ def summary_table(results: Sequence[SceneResult]) -> str:
     failed = [r for r in results if r.status == "failed"]
     if failed:
         lines += ["", "failed:"] + [f"  {Path(r.scene).name}: {r.error}" for r in failed]
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    counts = status_counts(results)
     lines.append(f"{counts['done']} done, {counts['skipped']} skipped (already there), {counts['failed']} failed")
     return "\n".join(lines)

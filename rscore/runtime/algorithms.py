@@ -265,15 +265,13 @@ def shipped_bundle(name: str, roots: list[tuple[str, Path]] | None = None) -> Pa
     """A bundle shipped with the plugin, else a bundle of that name under ``roots`` (a runtime installed without
     the plugin's models/ finds them in ``RSRESTORE_MODELS_DIR``); a missing one is a RequestError naming the
     fix."""
-    folders = [*shipped_models_dirs(), *(root for _, root in roots or [])]
+    folders = [root for _, root in roots] if roots else shipped_models_dirs()  # roots begin with the shipped
     for models in folders:
         if (models / name / "manifest.json").is_file():
             return models / name
-    where = Path(__file__).resolve().parents[2] / "models"
-    raise RequestError(f"the shipped model {name!r} is missing from {where}"
-                       + (f" and from {', '.join(str(r) for _, r in roots)}" if roots else "")
-                       + f"; reinstall the plugin, put the bundle folder in {USER_MODELS_ENV}, or choose a model "
-                       "bundle folder with MODEL_FOLDER")
+    where = ", ".join(str(f) for f in folders) or str(Path(__file__).resolve().parents[2] / "models")
+    raise RequestError(f"the shipped model {name!r} is missing from {where}; reinstall the plugin, put the bundle "
+                       f"folder in {USER_MODELS_ENV}, or choose a model bundle folder with MODEL_FOLDER")
 
 
 def _band_count(path: str) -> int:

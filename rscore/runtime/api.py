@@ -175,20 +175,15 @@ def build_pipeline_on(bundle: Bundle, steps: int | None, device: Device, threads
     backend = backend_for(device)
     n_threads = threads or default_threads()
     m = bundle.manifest
-    stages: dict[str, Any] = {}
-    if backend.kind == "openvino":
-        try:
-            stages = {name: _openvino_stage(bundle, name, n_threads, backend.precision) for name in m.stages}
-        except BundleError as exc:
-            if device != "auto":
-                raise
-            # the user did not ask for OpenVINO: run as before, and say why
-            available = list(import_onnxruntime().get_available_providers())
-            backend = dataclasses.replace(choose_backend("cpu", available, None),
-                                          message=f"{exc}; running onnxruntime on CPU instead")
-    if backend.kind == "onnxruntime":
-        stages = {name: OnnxStage(_session(bundle, name, list(backend.providers), n_threads), name)
-                  for name in m.stages}
+    try:
+        stages = {name: _load_stage(bundle, name, backend, n_threads) for name in m.stages}
+    except BundleError as exc:
+        if backend.kind != "openvino" or device != "auto":
+            raise
+        # the user did not ask for OpenVINO: run as before, and say why
+        backend = Backend("onnxruntime", ("CPUExecutionProvider",), "float32",
+                          f"{exc}; running onnxruntime on CPU instead")
+        stages = {name: _load_stage(bundle, name, backend, n_threads) for name in m.stages}
     for name, st in stages.items():
         check_stage_io(m, name, st)
     if backend.kind == "onnxruntime":
@@ -207,37 +202,27 @@ def backend_for(device: Device) -> Backend:
     return choose_backend(device, available, openvino_backend.cpu_has_bf16() if probe else None)
 
 
-def _openvino_stage(bundle: Bundle, name: str, threads: int, precision: str) -> openvino_backend.OpenVinoStage:
-    """The stage on OpenVINO; a file that fails its checksum or that OpenVINO cannot read is a bundle error."""
+def _load_stage(bundle: Bundle, name: str, backend: Backend, threads: int) -> Any:
+    """The stage's network on the backend (an :class:`OnnxStage` or an OpenVINO stage); a file that fails its
+    checksum, or that the backend cannot load as a self-contained network, is a bundle error naming the stage."""
     spec = bundle.manifest.stages[name]
+    where = f"model {bundle.manifest.name!r}, stage {name!r}"
     try:
-        return openvino_backend.get_stage(str(bundle.stage_path(name)), spec.sha256, threads, precision)
+        if backend.kind == "openvino":
+            return openvino_backend.get_stage(str(bundle.stage_path(name)), spec.sha256, threads, backend.precision)
+        return OnnxStage(get_session(bundle.stage_path(name), spec.sha256, list(backend.providers), threads), name)
     except ModelFileError as exc:
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: {exc}") from None
+        raise BundleError(f"{where}: {exc}") from None
     except OSError as exc:
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: cannot read {spec.file} ({exc})") from None
-    except RuntimeError as exc:  # OpenVINO's errors derive from RuntimeError
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: OpenVINO cannot load {spec.file} "
-                          f"({openvino_backend.error_text(exc)}); run it with DEVICE cpu, or re-export the bundle"
-                          ) from None
-
-
-def _session(bundle: Bundle, name: str, providers: list[str], threads: int) -> object:
-    """The stage's onnxruntime session; a file that fails its checksum or is not a loadable self-contained
-    network is a bundle error naming the stage."""
-    spec = bundle.manifest.stages[name]
-    try:
-        return get_session(bundle.stage_path(name), spec.sha256, providers, threads)
-    except ModelFileError as exc:
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: {exc}") from None
-    except OSError as exc:
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: cannot read {spec.file} ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise BundleError(f"{where}: cannot read {spec.file} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types; OpenVINO's derive from RuntimeError
+        if backend.kind == "openvino" and isinstance(exc, RuntimeError):
+            raise BundleError(f"{where}: OpenVINO cannot load {spec.file} ({openvino_backend.error_text(exc)}); "
+                              "run it with DEVICE cpu, or re-export the bundle") from None
         if not type(exc).__module__.startswith("onnxruntime"):
             raise
-        raise BundleError(f"model {bundle.manifest.name!r}, stage {name!r}: onnxruntime cannot load {spec.file} "
-                          f"({str(exc).splitlines()[0][:300]}); the file is not a valid network for this onnxruntime, "
-                          "reinstall or re-export the bundle") from None
+        raise BundleError(f"{where}: onnxruntime cannot load {spec.file} ({str(exc).splitlines()[0][:300]}); the file "
+                          "is not a valid network for this onnxruntime, reinstall or re-export the bundle") from None
 
 
 def check_stage_io(manifest: Manifest, name: str, stage: OnnxStage) -> None:

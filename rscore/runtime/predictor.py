@@ -100,7 +100,7 @@ def choose_backend(device: Device, available: list[str], openvino_bf16: bool | N
         return Backend("openvino", (), precision, f"running OpenVINO on CPU ({precision})")
     if device == "auto" and openvino_bf16 and "CUDAExecutionProvider" not in available:
         return Backend("openvino", (), "bfloat16", "running OpenVINO on CPU (bfloat16)")
-    providers, message = choose_providers("cpu" if device == "cpu" else device, available)
+    providers, message = choose_providers(device, available)
     return Backend("onnxruntime", tuple(providers), "float32", message)
 
 
