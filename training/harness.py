@@ -107,11 +107,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         self.nets = task.networks
+        self.ckpt = run_dir / "ckpt.pt"
+        init = cfg.model.get("init_from")
+        if init and not self.ckpt.exists():  # a resumed run has its own weights
+            from training.warm_start import warm_start
+
+            for line in warm_start(self.nets, str(init), task.warm_inputs):
+                print(f"warm start: {line}", flush=True)
         self.opt = torch.optim.AdamW(self.nets.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.nets, cfg.ema_decay)
         self.state = RunState()
         self.rng = np.random.default_rng(cfg.seed)
-        self.ckpt = run_dir / "ckpt.pt"
         if self.ckpt.exists():
             self._load()
         cfg.dump(run_dir / "config.yaml")

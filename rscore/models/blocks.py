@@ -50,10 +50,10 @@ class ChannelNorm(nn.Module):
 class LocalChannelAttention(nn.Module):
     """Channel attention from a 5x5 local mean (squeeze) and a two-layer 1x1 MLP (excite)."""
 
-    def __init__(self, c: int, reduction: int = 4) -> None:
+    def __init__(self, c: int, reduction: int = 4, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         hidden = max(4, c // reduction)
-        self.mlp = nn.Sequential(nn.Conv2d(c, hidden, 1), nn.GELU(), nn.Conv2d(hidden, c, 1))
+        self.mlp = nn.Sequential(nn.Conv2d(c, hidden, 1), act(), nn.Conv2d(hidden, c, 1))
         self.mean = LocalMean(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,6 +105,65 @@ class ESSBlock(nn.Module):
         return x + self.out(u2 + w1 * (u1 - u2))
 
 
+class Act(nn.Module):
+    """The lean blocks' activation: ReLU. While a network converted from GELU adapts (a warm start,
+    ``model.relu_ramp`` in training), ``relu_weight`` < 1 blends it with GELU; at 1 (always, once trained,
+    and in every export) it is a plain ReLU, which onnxruntime and OpenVINO fuse into the preceding Conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu_weight = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.relu_weight >= 1.0:
+            return F.relu(x)
+        return self.relu_weight * F.relu(x) + (1.0 - self.relu_weight) * F.gelu(x)
+
+
+class LeanMCBlock(nn.Module):
+    """:class:`MCBlock` for memory-bound CPUs (docs/performance.md, "Lean networks"): no channel norm, ReLU
+    instead of erf-GELU (a Conv+ReLU pair is one fused kernel in onnxruntime and OpenVINO), and the 1x1 fusion
+    of the three branches written as a sum of three 1x1 convolutions instead of a Concat (the same function:
+    ``W [a; b; c] = W_a a + W_b b + W_c c``), so no layout reorder or copy is needed around it."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([conv(c, c, 3, dilation=d, groups=c) for d in (1, 2, 3)])
+        self.fuse = nn.ModuleList([nn.Conv2d(c, c, 1, bias=i == 0) for i in range(3)])
+        self.attn = LocalChannelAttention(c, act=Act)
+        self.ffn = nn.Sequential(nn.Conv2d(c, 2 * c, 1), Act(), nn.Conv2d(2 * c, c, 1))
+        self.act = Act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f0, f1, f2 = self.fuse
+        b0, b1, b2 = self.branches
+        h = f0(b0(x)) + f1(b1(x)) + f2(b2(x))
+        x = x + self.attn(self.act(h))
+        return x + self.ffn(x)
+
+
+class LeanESSBlock(nn.Module):
+    """:class:`ESSBlock` without the channel norm, with ReLU, and with the selection written as one
+    convolution giving the logit difference ``a1 - a2`` directly (the same function as a ``2c`` convolution
+    followed by a chunk and a subtraction: its weights are the difference of the two halves)."""
+
+    def __init__(self, c: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(4, c // reduction)
+        self.b1 = nn.Sequential(conv(c, c, 3, groups=c), nn.Conv2d(c, c, 1))
+        self.b2 = nn.Sequential(conv(c, c, 3, dilation=2, groups=c), nn.Conv2d(c, c, 1))
+        self.squeeze = nn.Sequential(nn.Conv2d(c, hidden, 1), Act())
+        self.select = nn.Conv2d(hidden, c, 1)
+        self.out = nn.Conv2d(c, c, 1)
+        self.mean = LocalMean(c)
+        self.act = Act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u1, u2 = self.act(self.b1(x)), self.act(self.b2(x))
+        w1 = torch.sigmoid(self.select(self.squeeze(self.mean(u1 + u2))))
+        return x + self.out(u2 + w1 * (u1 - u2))
+
+
 class TimeEmbedding(nn.Module):
     """Sinusoidal embedding of t in (0, 1] followed by an MLP; returns (N, dim)."""
 
@@ -139,3 +198,18 @@ class Up(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return self.merge(torch.cat([x, skip], dim=1))
+
+
+class LeanUp(nn.Module):
+    """:class:`Up` with the merge written as two 1x1 convolutions and an Add instead of a Concat (the same
+    function); onnxruntime fuses the Add into the second convolution."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv = conv(cin, cout, 3)
+        self.merge = nn.Conv2d(cout, cout, 1)
+        self.merge_skip = nn.Conv2d(cout, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.merge(x) + self.merge_skip(skip)

@@ -12,7 +12,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rscore.models.blocks import Down, ESSBlock, MCBlock, TimeEmbedding, Up, conv
+from rscore.models.blocks import (
+    Act,
+    ChannelNorm,
+    Down,
+    ESSBlock,
+    LeanESSBlock,
+    LeanMCBlock,
+    LeanUp,
+    MCBlock,
+    TimeEmbedding,
+    Up,
+    conv,
+)
 
 SIZE_MULTIPLE = 4
 
@@ -27,6 +39,9 @@ class UNetConfig:
         enc_blocks: MC blocks per encoder level (full, 1/2).
         mid_blocks: ESS blocks at 1/4 resolution.
         dec_blocks: ESS blocks per decoder level (1/2, full).
+        context_px: window of the dark-channel context (0: none).
+        lean: the lean blocks (:class:`LeanMCBlock`, :class:`LeanESSBlock`, :class:`LeanUp`: no channel norm,
+            ReLU, no Concat), about 1.4x faster on CPU; :func:`lean_state_dict` converts trained weights.
     """
 
     bands: int
@@ -35,6 +50,7 @@ class UNetConfig:
     mid_blocks: int = 2
     dec_blocks: int = 1
     context_px: int = 0
+    lean: bool = False
 
 
 class HazeContext(nn.Module):
@@ -65,17 +81,19 @@ class MCESSUNet(nn.Module):
 
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__()
+        self.cfg = cfg
         w = cfg.width
+        mc, ess, up = (LeanMCBlock, LeanESSBlock, LeanUp) if cfg.lean else (MCBlock, ESSBlock, Up)
         self.head = conv(cfg.bands, w)
-        self.enc1 = nn.Sequential(*[MCBlock(w) for _ in range(cfg.enc_blocks)])
+        self.enc1 = nn.Sequential(*[mc(w) for _ in range(cfg.enc_blocks)])
         self.down1 = Down(w, 2 * w)
-        self.enc2 = nn.Sequential(*[MCBlock(2 * w) for _ in range(cfg.enc_blocks)])
+        self.enc2 = nn.Sequential(*[mc(2 * w) for _ in range(cfg.enc_blocks)])
         self.down2 = Down(2 * w, 4 * w)
-        self.mid = nn.Sequential(*[ESSBlock(4 * w) for _ in range(cfg.mid_blocks)])
-        self.up2 = Up(4 * w, 2 * w)
-        self.dec2 = nn.Sequential(*[ESSBlock(2 * w) for _ in range(cfg.dec_blocks)])
-        self.up1 = Up(2 * w, w)
-        self.dec1 = nn.Sequential(*[ESSBlock(w) for _ in range(cfg.dec_blocks)])
+        self.mid = nn.Sequential(*[ess(4 * w) for _ in range(cfg.mid_blocks)])
+        self.up2 = up(4 * w, 2 * w)
+        self.dec2 = nn.Sequential(*[ess(2 * w) for _ in range(cfg.dec_blocks)])
+        self.up1 = up(2 * w, w)
+        self.dec1 = nn.Sequential(*[ess(w) for _ in range(cfg.dec_blocks)])
         self.tail = conv(w, cfg.bands)
         self.context: nn.Module | None = None
         if cfg.context_px > 0:  # optional: bundles trained without it keep their exact state dict
@@ -114,9 +132,9 @@ class AffineHead(nn.Module):
 
     GAIN_BOUND = 2.5
 
-    def __init__(self, cin: int, bands: int) -> None:
+    def __init__(self, cin: int, bands: int, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
-        self.proj = nn.Sequential(nn.Conv2d(cin, cin, 1), nn.GELU(), nn.Conv2d(cin, 2 * bands, 1))
+        self.proj = nn.Sequential(nn.Conv2d(cin, cin, 1), act(), nn.Conv2d(cin, 2 * bands, 1))
         nn.init.zeros_(self.proj[2].weight)
         nn.init.zeros_(self.proj[2].bias)
         self.bands = bands
@@ -139,7 +157,7 @@ class AffineDehazeNet(MCESSUNet):
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__(cfg)
         w = cfg.width
-        self.affine = AffineHead(4 * w, cfg.bands)
+        self.affine = AffineHead(4 * w, cfg.bands, Act if cfg.lean else nn.GELU)
         self.gate = conv(w, 1)
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, -4.0)
@@ -167,7 +185,7 @@ class CloudReferenceNet(MCESSUNet):
     def __init__(self, cfg: UNetConfig) -> None:
         super().__init__(cfg)
         w = cfg.width
-        self.affine = AffineHead(4 * w, cfg.bands)
+        self.affine = AffineHead(4 * w, cfg.bands, Act if cfg.lean else nn.GELU)
         self.maps = conv(w, 2)  # (gate logit, cloud logit)
         nn.init.zeros_(self.maps.weight)
         nn.init.constant_(self.maps.bias, -4.0)
@@ -244,6 +262,70 @@ class ResidualDenoiser(TimeUNet):
 
     def forward(self, x_t: torch.Tensor, y: torch.Tensor, coarse: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.run(torch.cat([x_t, y, coarse], dim=1), t)
+
+
+@torch.no_grad()
+def norm_fits(trained: MCESSUNet, inputs: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{ChannelNorm module name: (a, b)}: per channel, the least-squares affine fit ``a x + b`` of the norm's
+    output over the activations that ``inputs`` produce."""
+    fits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+    for name, mod in trained.named_modules():
+        if isinstance(mod, ChannelNorm):
+            def fit(m: nn.Module, args: tuple[torch.Tensor], out: torch.Tensor, name: str = name) -> None:
+                x = args[0].transpose(0, 1).reshape(out.shape[1], -1).double()
+                h = out.transpose(0, 1).reshape(out.shape[1], -1).double()
+                xm, hm = x.mean(1, keepdim=True), h.mean(1, keepdim=True)
+                a = ((x - xm) * (h - hm)).mean(1) / ((x - xm) ** 2).mean(1).clamp_min(1e-12)
+                fits[name] = a.float(), (hm[:, 0] - a * xm[:, 0]).float()
+            hooks.append(mod.register_forward_hook(fit))
+    trained.eval()(inputs)
+    for hk in hooks:
+        hk.remove()
+    return fits
+
+
+@torch.no_grad()
+def lean_state_dict(trained: MCESSUNet, fits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Weights for the lean twin of a trained stage-1 network (``UNetConfig.lean``), as a warm start.
+
+    The Concat, chunk and merge rewrites are exact (weights split, or the two selection halves subtracted).
+    The channel norms are dropped: each is replaced by its affine fit (:func:`norm_fits`), folded into the
+    depthwise convolutions that read it (exact away from the zero-padded border). With the lean blocks'
+    activation at GELU (``Act.relu_weight`` 0) the twin computes what the trained network computes with its
+    norms replaced by their fits; training moves it to ReLU (``model.relu_ramp``) and makes up the rest.
+    """
+    if trained.cfg.lean:
+        raise ValueError("lean_state_dict converts a network with channel norms; this one is lean already")
+    sd = {k: v.clone() for k, v in trained.state_dict().items() if not k.endswith((".norm.weight", ".norm.bias"))}
+
+    def fold(dw: str, a: torch.Tensor, b: torch.Tensor) -> None:  # dw conv reading a x + b instead of x
+        w = sd[f"{dw}.weight"]
+        sd[f"{dw}.bias"] = sd[f"{dw}.bias"] + b * w.sum(dim=(1, 2, 3))
+        sd[f"{dw}.weight"] = w * a.view(-1, 1, 1, 1)
+
+    for name, mod in trained.named_modules():
+        if isinstance(mod, MCBlock):
+            a, b = fits[f"{name}.norm"]
+            for i in range(3):
+                fold(f"{name}.branches.{i}", a, b)
+            w, bias = sd.pop(f"{name}.fuse.weight"), sd.pop(f"{name}.fuse.bias")
+            c = w.shape[0]
+            for i in range(3):
+                sd[f"{name}.fuse.{i}.weight"] = w[:, i * c : (i + 1) * c].clone()
+            sd[f"{name}.fuse.0.bias"] = bias
+        elif isinstance(mod, ESSBlock):
+            a, b = fits[f"{name}.norm"]
+            fold(f"{name}.b1.0", a, b)
+            fold(f"{name}.b2.0", a, b)
+            w, bias = sd[f"{name}.select.weight"], sd[f"{name}.select.bias"]
+            c = w.shape[0] // 2
+            sd[f"{name}.select.weight"], sd[f"{name}.select.bias"] = w[:c] - w[c:], bias[:c] - bias[c:]
+        elif isinstance(mod, Up):
+            w = sd.pop(f"{name}.merge.weight")
+            c = w.shape[0]
+            sd[f"{name}.merge.weight"], sd[f"{name}.merge_skip.weight"] = w[:, :c].clone(), w[:, c:].clone()
+    return sd
 
 
 def count_params(m: nn.Module) -> int:

@@ -158,7 +158,7 @@ class _Strip:
         self.height = height
         self.cols = cols
         self.row0 = 0
-        ftype = np.float64 if runner.src.info.data_type == "Float64" else np.float32
+        ftype = runner._ftype
         self.ref = {t.name: np.zeros((t.bands, height, cols), ftype) for t in targets}
         self.acc = {t.name: np.zeros((t.bands, height, cols), ftype) for t in targets}
         self.wsum = np.zeros((height, cols), ftype)
@@ -171,9 +171,14 @@ class _Strip:
         cs = slice(core.col_off, core.col_end)
         first = self.wsum[rs, cs] == 0
         for t in self.targets:
+            v = values.get(t.name)
+            if v is None:  # a constant 0 (the uncertainty of one sample): ref and acc stay 0
+                continue
             ref = self.ref[t.name][:, rs, cs]
-            np.copyto(ref, values[t.name], where=first)  # a masked copy, without gathering and scattering
-            self.acc[t.name][:, rs, cs] += (values[t.name] - ref) * w
+            np.copyto(ref, v, where=first)  # a masked copy, without gathering and scattering
+            d = v - ref
+            d *= w
+            self.acc[t.name][:, rs, cs] += d
         self.wsum[rs, cs] += w
         self.valid[rs, cs] |= valid
 
@@ -287,18 +292,28 @@ class TiledRunner:
         #: output pixels whose value fell outside the output type's range and were clipped (e.g. a restored
         #: reflectance above 6.5535 or below 0 in UInt16)
         self.clipped_pixels = 0
-        self._out_mean = np.asarray(manifest.output.mean, np.float64)[:, None, None]
-        self._out_std = np.asarray(manifest.output.std, np.float64)[:, None, None]
+        #: the engine's working type after the networks (blending, output scaling): float32, or float64 for a
+        #: Float64 raster (the strip's type)
+        self._ftype = np.float64 if info.data_type == "Float64" else np.float32
+        self._out_mean = np.asarray(manifest.output.mean, self._ftype)[:, None, None]
+        self._out_std = np.asarray(manifest.output.std, self._ftype)[:, None, None]
 
     # ---- geometry -------------------------------------------------------------------------------
     def _model_units(self, raw: np.ndarray, valid: np.ndarray, spec: BandSpec, scale: np.ndarray,
                      offset: np.ndarray) -> np.ndarray:
         mean = np.asarray(spec.mean, np.float32)[:, None, None]
         std = np.asarray(spec.std, np.float32)[:, None, None]
-        m = (raw * scale + offset - mean) / std
+        # (raw * scale + offset - mean) / std, in place after the first product: the same arithmetic and the
+        # same values as the expression, without four temporaries of the tile's size
+        m = raw * scale
+        m += offset
+        m -= mean
+        m /= std
         # Nodata pixels become the band mean (0 in model units): a constant that does not depend on the raw
         # nodata value or on the tiling, so nodata never leaks into valid pixels and tiles stay consistent.
-        return np.where(valid[None], m, np.float32(0.0)).astype(np.float32)
+        if not valid.all():
+            m[:, ~valid] = 0.0
+        return m.astype(np.float32, copy=False)
 
     def _read_work(self, work: Window) -> tuple[np.ndarray, np.ndarray]:
         """Model-unit input and validity on the output-grid window ``work``."""
@@ -482,7 +497,8 @@ class TiledRunner:
                     fb.set_progress(min(1.0, done / total_units))
                     continue
                 values, valid = result
-                w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts, tp.tile_px)
+                w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts,
+                                  tp.tile_px).astype(self._ftype)
                 strip.add(core, values, w, valid)
             nxt = rows_of_tiles[i + 1][0].row_off if i + 1 < len(rows_of_tiles) else self.grid.rows
             strip.flush(nxt)
@@ -531,12 +547,15 @@ class TiledRunner:
                 raise BundleError(f"model {self.m.name!r} returned a {out['image'].shape[1]} x {out['image'].shape[2]} "
                                   f"tile for a {r1 - r0} x {c1 - c0} window at scale {self.s.scale_factor:g}; its "
                                   "networks do not produce the output grid they declare (re-export the bundle)")
-            samples.append(out["image"][crop].astype(np.float64) * self._out_std + self._out_mean)
+            img = out["image"][crop].astype(self._ftype)  # a copy: the pipeline's array is left alone
+            img *= self._out_std
+            img += self._out_mean
+            samples.append(img)
             for name in self.m.extra_outputs:
                 if name in out:
-                    extras[name] = extras.get(name, 0.0) + out[name][crop].astype(np.float64) / self.s.samples
+                    extras[name] = extras.get(name, 0.0) + out[name][crop].astype(self._ftype) / self.s.samples
         if len(samples) == 1:
-            values = {"image": samples[0], "uncertainty": np.zeros_like(samples[0]), **extras}
+            values = {"image": samples[0], **extras}  # the uncertainty of one sample is 0 (see _Strip.add)
         else:
             stack = np.stack(samples)
             values = {"image": stack.mean(axis=0), "uncertainty": stack.std(axis=0), **extras}

@@ -82,7 +82,8 @@ class CloudRemovalTask(ImageTask):
         n = len(self.bands)
         self.networks = nn.ModuleDict({
             "coarse": CloudReferenceNet(UNetConfig(n, width=int(m.get("reference_width", 16)),
-                                                    context_px=int(m.get("context_px", 0)))),
+                                                    context_px=int(m.get("context_px", 0)),
+                                                    lean=bool(m.get("lean", False)))),
             "cnp": NoisePredictor(UNetConfig(n, width=int(m.get("cnp_width", 16)))),
             "wa": WeightNet(UNetConfig(n, width=int(m.get("wa_width", 8)), mid_blocks=1)),
         })
@@ -102,6 +103,14 @@ class CloudRemovalTask(ImageTask):
     def set_progress(self, fraction: float) -> None:
         """Called by the harness before every step with the fraction of the budget spent."""
         self.progress = float(fraction)
+        self.ramp_activations(fraction)
+
+    def warm_inputs(self, stage: str) -> torch.Tensor:
+        """Typical inputs of a stage (cloudy and clear training patches), for warm starts of a lean reference."""
+        if stage != "coarse":
+            raise KeyError(f"no warm-start inputs for stage {stage!r}")
+        rng = np.random.default_rng(4321)
+        return torch.cat([self.norm(torch.from_numpy(self._pairs(rng, self.cfg.patch_px)[1])) for _ in range(4)])
 
     @property
     def phase(self) -> int:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from rscore.bundle.manifest import BandSpec, Manifest, StageSpec, TensorSpec, TilingDefaults
+from rscore.models.blocks import Act
 from rscore.models.dsrdmpd import SIZE_MULTIPLE, count_params
 from training.config import TrainConfig
 from training.tasks.imagery import Pool, load_pool
@@ -45,6 +46,15 @@ class ImageTask:
 
     def denorm(self, model: torch.Tensor) -> torch.Tensor:
         return model * self._std_t + self._mean_t
+
+    def ramp_activations(self, fraction: float) -> None:
+        """Lean networks warm-started from GELU weights move to ReLU over the first ``model.relu_ramp`` of the
+        budget (:class:`rscore.models.blocks.Act`; the exported networks are always plain ReLU)."""
+        ramp = float(self.cfg.model.get("relu_ramp", 0.0))
+        weight = 1.0 if ramp <= 0 else min(1.0, fraction / ramp)
+        for m in self.networks.modules():
+            if isinstance(m, Act):
+                m.relu_weight = weight
 
     def init_perceptual(self) -> None:
         """``self.vgg``: the VGG16 feature loss when ``loss.perceptual`` > 0, else None. Tasks call it at a fixed

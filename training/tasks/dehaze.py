@@ -70,7 +70,8 @@ class DehazeTask(ImageTask):
         n = len(self.bands)
         self.networks = nn.ModuleDict({
             "coarse": AffineDehazeNet(UNetConfig(n, width=int(m.get("coarse_width", 16)),
-                                                 context_px=int(m.get("context_px", 0)))),
+                                                 context_px=int(m.get("context_px", 0)),
+                                                 lean=bool(m.get("lean", False)))),
             "denoiser": ResidualDenoiser(UNetConfig(n, width=int(m.get("denoiser_width", 16)))),
         })
         self.augment = augment_config(cfg.data)
@@ -106,6 +107,17 @@ class DehazeTask(ImageTask):
         hazy = np.stack([c if k else self._haze(c, rng) for c, k in zip(clean, is_clear)])
         return {"clean": self.norm(torch.from_numpy(clean)), "hazy": self.norm(torch.from_numpy(hazy)),
                 "clear": torch.from_numpy(is_clear.astype(np.float32))}
+
+    def set_progress(self, fraction: float) -> None:
+        """Called by the harness before every step with the fraction of the budget spent."""
+        self.ramp_activations(fraction)
+
+    def warm_inputs(self, stage: str) -> torch.Tensor:
+        """Typical inputs of a stage (32 training patches, hazy or clean as in training), for warm starts."""
+        if stage != "coarse":
+            raise KeyError(f"no warm-start inputs for stage {stage!r}")
+        rng = np.random.default_rng(4321)
+        return torch.cat([self.batch(rng)["hazy"] for _ in range(4)])
 
     # ---- losses ---------------------------------------------------------------------------------
     def losses(self, nets: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

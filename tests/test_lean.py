@@ -1,0 +1,149 @@
+"""Lean stage-1 networks (issue 14): the lean blocks, the conversion of trained weights, warm starts from a
+committed bundle, and what the exported graph contains."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from rscore.models.blocks import Act, ChannelNorm
+from rscore.models.dsrdmpd import AffineDehazeNet, CloudReferenceNet, UNetConfig, lean_state_dict, norm_fits
+from training.warm_start import bundle_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trained_like(cfg: UNetConfig, seed: int = 0, kind: type = AffineDehazeNet) -> nn.Module:
+    """A stage-1 network with every weight random (the zero-initialised heads too), as after training."""
+    torch.manual_seed(seed)
+    net = kind(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return net.eval()
+
+
+@pytest.mark.parametrize("kind", [AffineDehazeNet, CloudReferenceNet])
+def test_lean_twin_matches_the_trained_network_with_fitted_norms(kind):
+    """Everything but the norm replacement is exact: with GELU, the lean twin equals the trained network whose
+    norms are replaced by their affine fits (away from the zero-padded border, where folding a bias into a
+    depthwise convolution differs)."""
+    cfg = UNetConfig(4, width=8, context_px=16)
+    trained = _trained_like(cfg, kind=kind)
+    x = torch.randn(2, 4, 128, 128)
+    fits = norm_fits(trained, x[:1])
+    assert len(fits) == 6  # one norm per block: 2 MC blocks (encoder), 4 ESS blocks (2 middle, 2 decoder)
+    lean = kind(UNetConfig(4, width=8, context_px=16, lean=True)).eval()
+    lean.load_state_dict(lean_state_dict(trained, fits), strict=True)
+    for m in lean.modules():
+        if isinstance(m, Act):
+            m.relu_weight = 0.0
+    for name, mod in trained.named_modules():
+        if isinstance(mod, ChannelNorm):
+            a, b = fits[name]
+            mod.forward = lambda t, a=a, b=b: t * a.view(1, -1, 1, 1) + b.view(1, -1, 1, 1)
+    with torch.no_grad():
+        want, got = trained(x), lean(x)
+    if kind is CloudReferenceNet:  # (restored, cloud probability): both must agree
+        want, got = torch.cat(want, dim=1), torch.cat(got, dim=1)
+    inner = (slice(None), slice(None), slice(56, 72), slice(56, 72))
+    scale = want.abs().max()
+    assert (got[inner] - want[inner]).abs().max() < 1e-5 * scale
+    assert (got - want).abs().max() > 1e-3 * scale  # the border does differ: the test can see a difference
+
+
+def test_norm_fits_are_least_squares_per_channel():
+    trained = _trained_like(UNetConfig(3, width=8), seed=1)
+    x = torch.randn(1, 3, 64, 64)
+    seen = {}
+    hook = trained.enc1[0].norm.register_forward_hook(lambda m, a, o: seen.update(x=a[0], h=o))
+    fits = norm_fits(trained, x)
+    hook.remove()
+    a, b = fits["enc1.0.norm"]
+    xs = seen["x"][0, 0].flatten().double().numpy()
+    hs = seen["h"][0, 0].flatten().double().numpy()
+    slope, intercept = np.polyfit(xs, hs, 1)
+    assert a[0].item() == pytest.approx(slope, rel=1e-4)
+    assert b[0].item() == pytest.approx(intercept, abs=1e-4)
+
+
+def test_lean_export_has_no_norm_erf_or_concat(tmp_path):
+    net = AffineDehazeNet(UNetConfig(4, width=8, lean=True)).eval()
+    path = tmp_path / "lean.onnx"
+    torch.onnx.export(net, (torch.randn(1, 4, 32, 32),), path, input_names=["y"], output_names=["x"],
+                      opset_version=17, dynamo=False)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "Relu" in ops
+    assert not ops & {"Erf", "ReduceMean", "Pow", "Sqrt", "Concat"}
+
+
+def test_relu_weight_blends_gelu_into_relu():
+    act = Act()
+    x = torch.linspace(-3, 3, 61)
+    assert torch.equal(act(x), torch.relu(x))
+    act.relu_weight = 0.25
+    assert torch.allclose(act(x), 0.25 * torch.relu(x) + 0.75 * nn.functional.gelu(x))
+
+
+def test_bundle_weights_are_the_state_dict_of_the_shipped_stage():
+    """Warm starts read weights back from ONNX initializers: they load strictly into the network the bundle's
+    config describes, and that network reproduces the ONNX stage."""
+    weights = bundle_weights("models/dehaze-rgb")
+    net = AffineDehazeNet(UNetConfig(3, width=16, context_px=48)).eval()
+    net.load_state_dict({k: v for k, v in weights["coarse"].items() if k in net.state_dict()}, strict=True)
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    sess = ort.InferenceSession(str(ROOT / "models/dehaze-rgb/coarse.onnx"), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"y": x})[0]
+    with torch.no_grad():
+        got = net(torch.from_numpy(x)).numpy()
+    assert np.abs(got - want).max() < 1e-4
+
+
+def test_bundle_weights_at_a_git_revision_and_clear_errors():
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    at_rev = bundle_weights(f"{head.stdout.strip()}:models/dehaze-rgb")
+    here = bundle_weights("models/dehaze-rgb")
+    assert at_rev.keys() == here.keys()
+    assert all(torch.equal(at_rev["coarse"][k], here["coarse"][k]) for k in here["coarse"])
+    with pytest.raises(FileNotFoundError, match="model.init_from"):
+        bundle_weights("models/no-such-bundle")
+    with pytest.raises(FileNotFoundError, match="git cannot show"):
+        bundle_weights("0000000:models/dehaze-rgb")
+
+
+def test_tiny_lean_run_warm_starts_from_a_bundle_and_exports_a_lean_bundle(tmp_path, bgrn_tif):
+    """The training path end to end: a tiny dehaze bundle, then a lean run warm-started from it
+    (``model.init_from``, ``model.relu_ramp``) whose export has no norm, GELU or Concat and runs in the runtime."""
+    import yaml
+
+    from rscore.bundle import load_bundle
+    from rscore.runtime import RestoreRequest, restore
+    from training.train import main as train_main
+
+    tiny = ROOT / "training" / "configs" / "tiny_dehaze_test.yaml"
+    runs, models = tmp_path / "runs", tmp_path / "models"
+    base = train_main(["--config", str(tiny), "--runs", str(runs), "--out", str(models), "--max-steps", "20"])
+    cfg = yaml.safe_load(tiny.read_text())
+    cfg["name"] = "tiny-lean-test"
+    cfg["model"].update(lean=True, relu_ramp=0.5, init_from=str(base))
+    lean_cfg = tmp_path / "tiny_lean_test.yaml"
+    lean_cfg.write_text(yaml.safe_dump(cfg))
+    bundle = train_main(["--config", str(lean_cfg), "--runs", str(runs), "--out", str(models), "--max-steps", "10"])
+    coarse = onnx.load(bundle / "coarse.onnx")
+    ops = {n.op_type for n in coarse.graph.node}
+    assert "Relu" in ops and not ops & {"Erf", "ReduceMean", "Concat"}
+    # the warm start carried the base bundle's denoiser over (same architecture; 10 more steps move it a little)
+    base_w, lean_w = bundle_weights(str(base))["denoiser"], bundle_weights(str(bundle))["denoiser"]
+    assert torch.allclose(base_w["head.weight"], lean_w["head.weight"], atol=0.05)
+    assert not torch.allclose(lean_w["head.weight"], torch.zeros_like(lean_w["head.weight"]))
+    assert load_bundle(bundle).manifest.training["steps"] == 10
+    out = tmp_path / "o.tif"
+    restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), seed=0, tile_size_px=64, overlap_px=16))
+    assert out.exists()

@@ -1,0 +1,73 @@
+"""Warm starts: a run begins from the weights of a committed bundle instead of from scratch.
+
+``model.init_from`` names the bundle: a folder (``models/dehaze-bgrn``) or a folder at a git revision
+(``18d5399:models/dehaze-bgrn``), so a run stays reproducible after the bundle it started from is
+replaced. The ONNX stages of our bundles keep every parameter as an initializer under its state-dict
+name, so the weights are read back from them. A stage whose network is lean (``UNetConfig.lean``) while
+the bundle's is not is converted by :func:`rscore.models.dsrdmpd.lean_state_dict`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+from torch import nn
+
+from rscore.models.dsrdmpd import MCESSUNet, lean_state_dict, norm_fits
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _read(spec: str, name: str) -> bytes:
+    """A file of the bundle ``spec`` ("folder" or "rev:folder")."""
+    rev, sep, folder = spec.rpartition(":")
+    if not sep:
+        path = Path(folder) if Path(folder).is_absolute() else ROOT / folder
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"model.init_from: no {name} in {path}; name a bundle folder (models/NAME), "
+                                    "optionally as REV:models/NAME")
+        return (path / name).read_bytes()
+    res = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{folder.rstrip('/')}/{name}"],
+                         capture_output=True, check=False)
+    if res.returncode != 0:
+        raise FileNotFoundError(f"model.init_from: git cannot show {rev}:{folder}/{name} "
+                                f"({res.stderr.decode(errors='replace').strip()})")
+    return res.stdout
+
+
+def bundle_weights(spec: str) -> dict[str, dict[str, torch.Tensor]]:
+    """{stage name: state dict} read from the initializers of a bundle's ONNX stages."""
+    manifest = json.loads(_read(spec, "manifest.json"))
+    out = {}
+    for stage, entry in manifest["stages"].items():
+        model = onnx.load_from_string(_read(spec, entry["file"]))
+        out[stage] = {i.name: torch.from_numpy(np.array(numpy_helper.to_array(i))) for i in model.graph.initializer}
+    return out
+
+
+def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch.Tensor]) -> list[str]:
+    """Load ``spec``'s weights into ``networks`` (every stage the bundle has). ``inputs(stage)`` gives
+    typical inputs of a stage, used only to convert a stage to its lean form. Returns one line per stage."""
+    weights = bundle_weights(spec)
+    lines = []
+    for name, net in networks.items():
+        if name not in weights:
+            lines.append(f"{name}: not in {spec}, starts from scratch")
+            continue
+        lean = isinstance(net, MCESSUNet) and net.cfg.lean and not any(".fuse.0." in k for k in weights[name])
+        target = type(net)(replace(net.cfg, lean=False)) if lean else net
+        keys = target.state_dict().keys()
+        # strict: a bundle of another architecture fails here, naming the missing or unexpected weights
+        target.load_state_dict({k: v for k, v in weights[name].items() if k in keys}, strict=True)
+        if lean:
+            net.load_state_dict(lean_state_dict(target, norm_fits(target, inputs(name))), strict=True)
+        lines.append(f"{name}: {'converted to lean' if lean else 'loaded'} from {spec}")
+    return lines
