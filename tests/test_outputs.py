@@ -54,6 +54,36 @@ def test_colour_interpretation_provenance_and_overviews(big_tif, tmp_path):
     assert "Overviews: 260x300" in info.stdout
 
 
+@pytest.mark.parametrize("cog", [False, True])
+def test_compression_threads_follow_the_run_and_change_no_pixel(big_tif, tmp_path, cog):
+    """A run on two threads compresses its outputs (and overviews) on two: the same pixels as one thread."""
+    from rscore.raster import io
+
+    seen = []
+    real = io._creation_options
+
+    def spy(data_type, compress_threads=1):  # noqa: ANN001, ANN202 - records what each output asked for
+        seen.append(compress_threads)
+        return real(data_type, compress_threads)
+
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"t{threads}.tif"
+        io._creation_options = spy
+        try:
+            restore(RestoreRequest(str(big_tif), str(DEMO), str(out), seed=7, tile_size_px=256, threads=threads,
+                                   cog=cog))
+        finally:
+            io._creation_options = real
+        outs.append(gdal.Open(str(out)))
+    assert set(seen[: len(seen) // 2]) == {1} and set(seen[len(seen) // 2 :]) == {2}
+    assert "NUM_THREADS=2" in real("UInt16", 2) and not any("NUM_THREADS" in o for o in real("UInt16", 1))
+    a, b = outs
+    assert np.array_equal(a.ReadAsArray(), b.ReadAsArray())
+    ov_a, ov_b = a.GetRasterBand(1).GetOverview(0), b.GetRasterBand(1).GetOverview(0)
+    assert np.array_equal(ov_a.ReadAsArray(), ov_b.ReadAsArray())
+
+
 def test_cloud_optimised_layout_keeps_pixels_provenance_and_atomicity(big_tif, tmp_path):
     """cog=True: a valid COG (checked with GDAL's own validator), the same pixels and overviews as the plain
     tiled output, the provenance as RSRESTORE_* default-domain items, and no temporary file left behind."""

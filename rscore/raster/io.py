@@ -296,6 +296,10 @@ class OutputSpec:
     #: when the file is finished. GDAL's copy keeps only the default metadata domain, so the provenance keys are
     #: then written there as ``RSRESTORE_<key>`` (:func:`read_provenance` reads either form)
     cog: bool = False
+    #: threads GDAL may compress with (GTiff ``NUM_THREADS``): the run's own thread count, so that a batch worker
+    #: with one thread stays on one core. Most of the compression happens when the file is finished, when the
+    #: networks are idle (docs/performance.md, a full Sentinel-2 tile)
+    compress_threads: int = 1
 
 
 #: band names that GDAL has a colour interpretation for: QGIS then shows red, green, blue as such by default
@@ -332,13 +336,15 @@ def overview_factors(rows: int, cols: int, min_px: int = OVERVIEW_MIN_PX) -> lis
     return factors
 
 
-def _creation_options(data_type: str) -> list[str]:
+def _creation_options(data_type: str, compress_threads: int = 1) -> list[str]:
     """GTiff options of every output: tiled, DEFLATE at level 1 (with the horizontal predictor for integer
-    types). Level 1 compresses 2.5 times faster than the default level 6, for files about 1 % larger
-    (docs/performance.md, a full Sentinel-2 tile)."""
+    types), compressed on ``compress_threads`` threads. Level 1 compresses 2.5 times faster than the default
+    level 6, for files about 1 % larger (docs/performance.md, a full Sentinel-2 tile)."""
     opts = ["TILED=YES", "COMPRESS=DEFLATE", "ZLEVEL=1", "BIGTIFF=IF_SAFER"]
     if data_type not in ("Float32", "Float64"):
         opts.append("PREDICTOR=2")
+    if compress_threads > 1:
+        opts.append(f"NUM_THREADS={int(compress_threads)}")
     return opts
 
 
@@ -357,7 +363,7 @@ class OutputRaster:
         self.final = final
         self.tmp = partial_path(final)
         self.spec = spec
-        opts = _creation_options(spec.data_type)
+        opts = _creation_options(spec.data_type, spec.compress_threads)
         gdal.ErrorReset()
         try:
             ds = gdal.GetDriverByName("GTiff").Create(
@@ -437,8 +443,8 @@ class OutputRaster:
         src = gdal.Open(str(self.tmp), gdal.GA_Update)
         if self.spec.metadata:
             src.SetMetadata({f"{METADATA_DOMAIN}_{k}": str(v) for k, v in self.spec.metadata})
-        opts = [*_creation_options(self.spec.data_type), "COPY_SRC_OVERVIEWS=YES", f"BLOCKXSIZE={COG_BLOCK_PX}",
-                f"BLOCKYSIZE={COG_BLOCK_PX}"]
+        opts = [*_creation_options(self.spec.data_type, self.spec.compress_threads), "COPY_SRC_OVERVIEWS=YES",
+                f"BLOCKXSIZE={COG_BLOCK_PX}", f"BLOCKYSIZE={COG_BLOCK_PX}"]
         cog = partial_path(self.final)  # a second hidden sibling, swept like the first if the process dies
         gdal.ErrorReset()
         try:

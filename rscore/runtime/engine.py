@@ -389,7 +389,8 @@ class TiledRunner:
     # ---- main loop ------------------------------------------------------------------------------
     def run(self, image_path: str | None, uncertainty_path: str | None = None,
             extra_paths: dict[str, str] | None = None, feedback: Feedback | None = None,
-            provenance: dict[str, str] | None = None, overviews: bool = True, cog: bool = False) -> EngineReport:
+            provenance: dict[str, str] | None = None, overviews: bool = True, cog: bool = False,
+            compress_threads: int = 1) -> EngineReport:
         """Run every tile and commit the outputs (or delete them on error/cancel).
 
         Args:
@@ -402,6 +403,7 @@ class TiledRunner:
                 output's role: image, uncertainty or an extra output's name).
             overviews: build internal overviews in every output when it is finished.
             cog: write every output in the cloud-optimised layout (:class:`OutputSpec`).
+            compress_threads: threads GDAL compresses the outputs with (the run's thread count).
 
         Raises:
             Cancelled: when feedback asks to stop (no output left behind).
@@ -436,7 +438,7 @@ class TiledRunner:
                 meta = tuple(sorted({**(provenance or {}), "OUTPUT": name}.items()))
                 spec = OutputSpec(self.grid.rows, self.grid.cols, nb, dt, nd, gt, info.crs_wkt, desc, so,
                                   color_interp=names if name == "image" else (), metadata=meta,
-                                  overviews=overviews, cog=cog)
+                                  overviews=overviews, cog=cog, compress_threads=compress_threads)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             report = self._run_tiles(targets, fb)
             if report.tiles_skipped == report.tiles_total:
