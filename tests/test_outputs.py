@@ -55,7 +55,7 @@ def test_colour_interpretation_provenance_and_overviews(big_tif, tmp_path):
 
 
 @pytest.mark.parametrize("cog", [False, True])
-def test_compression_threads_follow_the_run_and_change_no_pixel(big_tif, tmp_path, cog):
+def test_compression_threads_follow_the_run_and_change_no_pixel(big_tif, tmp_path, cog, monkeypatch):
     """A run on two threads compresses its outputs (and overviews) on two: the same pixels as one thread."""
     from rscore.raster import io
 
@@ -66,15 +66,11 @@ def test_compression_threads_follow_the_run_and_change_no_pixel(big_tif, tmp_pat
         seen.append(compress_threads)
         return real(data_type, compress_threads)
 
+    monkeypatch.setattr(io, "_creation_options", spy)
     outs = []
     for threads in (1, 2):
         out = tmp_path / f"t{threads}.tif"
-        io._creation_options = spy
-        try:
-            restore(RestoreRequest(str(big_tif), str(DEMO), str(out), seed=7, tile_size_px=256, threads=threads,
-                                   cog=cog))
-        finally:
-            io._creation_options = real
+        restore(RestoreRequest(str(big_tif), str(DEMO), str(out), seed=7, tile_size_px=256, threads=threads, cog=cog))
         outs.append(gdal.Open(str(out)))
     assert set(seen[: len(seen) // 2]) == {1} and set(seen[len(seen) // 2 :]) == {2}
     assert "NUM_THREADS=2" in real("UInt16", 2) and not any("NUM_THREADS" in o for o in real("UInt16", 1))

@@ -64,10 +64,10 @@ def measure(spec: str, stage: str, size: int, threads: int, repeat: int, profile
     import onnx
     import onnxruntime as ort
 
-    from training.warm_start import _read
+    from training.warm_start import read_bundle_file
 
-    manifest = json.loads(_read(spec, "manifest.json"))
-    blob = _read(spec, manifest["stages"][stage]["file"])
+    manifest = json.loads(read_bundle_file(spec, "manifest.json"))
+    blob = read_bundle_file(spec, manifest["stages"][stage]["file"])
     model = onnx.load_from_string(blob)
     ops = collections.Counter(n.op_type for n in model.graph.node)
     bands = len(manifest["input"]["names"])

@@ -26,7 +26,7 @@ from rscore.models.dsrdmpd import MCESSUNet, lean_state_dict, norm_fits
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _read(spec: str, name: str) -> bytes:
+def read_bundle_file(spec: str, name: str) -> bytes:
     """A file of the bundle ``spec`` ("folder" or "rev:folder")."""
     rev, sep, folder = spec.rpartition(":")
     if not sep:
@@ -45,10 +45,10 @@ def _read(spec: str, name: str) -> bytes:
 
 def bundle_weights(spec: str) -> dict[str, dict[str, torch.Tensor]]:
     """{stage name: state dict} read from the initializers of a bundle's ONNX stages."""
-    manifest = json.loads(_read(spec, "manifest.json"))
+    manifest = json.loads(read_bundle_file(spec, "manifest.json"))
     out = {}
     for stage, entry in manifest["stages"].items():
-        model = onnx.load_from_string(_read(spec, entry["file"]))
+        model = onnx.load_from_string(read_bundle_file(spec, entry["file"]))
         out[stage] = {i.name: torch.from_numpy(np.array(numpy_helper.to_array(i))) for i in model.graph.initializer}
     return out
 
@@ -65,7 +65,7 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
         lean = isinstance(net, MCESSUNet) and net.cfg.lean and not any(".fuse.0." in k for k in weights[name])
         target = type(net)(replace(net.cfg, lean=False)) if lean else net
         keys = target.state_dict().keys()
-        # strict: a bundle of another architecture fails here, naming the missing or unexpected weights
+        # strict: a bundle of another architecture fails here, naming the weights it lacks
         target.load_state_dict({k: v for k, v in weights[name].items() if k in keys}, strict=True)
         if lean:
             net.load_state_dict(lean_state_dict(target, norm_fits(target, inputs(name))), strict=True)

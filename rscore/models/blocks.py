@@ -202,7 +202,7 @@ class Up(nn.Module):
 
 class LeanUp(nn.Module):
     """:class:`Up` with the merge written as two 1x1 convolutions and an Add instead of a Concat (the same
-    function); onnxruntime fuses the Add into the second convolution."""
+    function), so the upsampled and the skip features are not copied into one tensor first."""
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()

@@ -41,7 +41,8 @@ class UNetConfig:
         dec_blocks: ESS blocks per decoder level (1/2, full).
         context_px: window of the dark-channel context (0: none).
         lean: the lean blocks (:class:`LeanMCBlock`, :class:`LeanESSBlock`, :class:`LeanUp`: no channel norm,
-            ReLU, no Concat), about 1.4x faster on CPU; :func:`lean_state_dict` converts trained weights.
+            ReLU, no Concat), 1.3-2x faster on CPU (docs/performance.md, "Lean networks");
+            :func:`lean_state_dict` converts trained weights.
     """
 
     bands: int

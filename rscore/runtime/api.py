@@ -607,7 +607,8 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
     t0 = time.perf_counter()
     run = resolve_run(request)
     m = run.manifest
-    pipeline, backend = build_pipeline_on(run.bundle, run.steps, request.device, request.threads, run.options)
+    threads = request.threads or default_threads()
+    pipeline, backend = build_pipeline_on(run.bundle, run.steps, request.device, threads, run.options)
     provider_msg = backend.message
     inputs = _Inputs()
     tmp_dir: tempfile.TemporaryDirectory[str] | None = None
@@ -647,7 +648,7 @@ def _restore(request: RestoreRequest, fb: Feedback) -> RestoreReport:
         main_fb = fb if am is None else _ScaledFeedback(fb, AUTO_MASK_PROGRESS, 1.0)
         report: EngineReport = runner.run(request.output_path, request.uncertainty_path, request.extra_outputs,
                                           main_fb, provenance_of(request, run, provider_msg, backend.precision),
-                                          request.overviews, request.cog, request.threads or default_threads())
+                                          request.overviews, request.cog, threads)
         if report.clipped_pixels:
             fb.info(f"{report.clipped_pixels:,} output pixel(s) fell outside the range of "
                     f"{inputs.src.info.data_type} and were clipped (saturated or negative values)")
