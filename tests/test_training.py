@@ -286,3 +286,51 @@ def test_tiny_codec_run_trains_three_phases_and_exports_a_latent_prior_bundle(tm
     out = tmp_path / "enhanced.tif"
     rep = restore(RestoreRequest(str(jp2), str(bundle), str(out)))
     assert (gdal.Open(str(out)).RasterYSize, gdal.Open(str(out)).RasterXSize) == (70, 90) and rep.steps == 4
+
+
+def test_select_best_exports_the_best_validation_pass(tmp_path, monkeypatch):
+    """With select_best the bundle holds the EMA weights of the validation pass the task scored highest
+    (here rigged so that the first pass wins), and the training info names that step."""
+    import dataclasses
+
+    import torch
+
+    from rscore.bundle import load_bundle
+    from training.config import TrainConfig
+    from training.harness import Trainer
+    from training.tasks import TASKS
+    from training.tasks.dehaze import DehazeTask
+
+    cfg = dataclasses.replace(TrainConfig.load(TINY), val_every=5, max_steps=15, select_best=True)
+    task = TASKS[cfg.task](cfg)
+    scores = iter([3.0, 1.0, 2.0])
+    monkeypatch.setattr(DehazeTask, "selection_score", lambda self, val: next(scores))
+    trainer = Trainer(cfg, task, tmp_path / "run")
+    snapshots = {}
+    orig = Trainer._keep_if_best
+
+    def spy(self, val):  # noqa: ANN001
+        snapshots[self.state.step] = {k: v.clone() for k, v in self.ema.shadow.state_dict().items()}
+        orig(self, val)
+
+    monkeypatch.setattr(Trainer, "_keep_if_best", spy)
+    trainer.train()
+    assert sorted(snapshots) == [5, 10, 15]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert best["step"] == 5 and best["score"] == 3.0
+    assert all(torch.equal(best["ema"][k], v) for k, v in snapshots[5].items())
+    assert not all(torch.equal(snapshots[15][k], v) for k, v in snapshots[5].items())
+    m = load_bundle(trainer.export(tmp_path / "models")).manifest
+    assert m.training["selected_step"] == 5 and m.training["steps"] == 15
+
+
+def test_select_best_needs_a_task_score(tmp_path):
+    import dataclasses
+
+    from training.config import TrainConfig
+    from training.harness import Trainer
+    from training.tasks import TASKS
+
+    cfg = dataclasses.replace(TrainConfig.load(TINY_CLOUDS), select_best=True)
+    with pytest.raises(ValueError, match="no selection_score"):
+        Trainer(cfg, TASKS[cfg.task](cfg), tmp_path / "run")

@@ -30,6 +30,8 @@ class TrainConfig:
         checkpoint_minutes: wall time between checkpoints.
         log_every: steps between CSV log lines.
         val_every: steps between validation passes.
+        select_best: export the EMA weights of the validation pass the task scores best
+            (``Task.selection_score``; held-out val scenes, never the test scenes) instead of the last ones.
         model: task-specific network settings.
         data: task-specific data settings.
         loss: task-specific loss weights.
@@ -51,6 +53,7 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     log_every: int = 20
     val_every: int = 250
+    select_best: bool = False
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     loss: dict[str, Any] = field(default_factory=dict)

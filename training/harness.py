@@ -108,6 +108,10 @@ class Trainer:
         torch.set_num_threads(cfg.threads)
         self.nets = task.networks
         self.ckpt = run_dir / "ckpt.pt"
+        self.best = run_dir / "best.pt"
+        if cfg.select_best and not callable(getattr(task, "selection_score", None)):
+            raise ValueError(f"{cfg.name}: select_best is set but task {cfg.task!r} has no selection_score(val); "
+                             "remove select_best from the config or give the task a score")
         init = cfg.model.get("init_from")
         if init and not self.ckpt.exists():  # a resumed run has its own weights
             from training.warm_start import warm_start
@@ -179,7 +183,10 @@ class Trainer:
                                **{k: float(v.detach()) for k, v in losses.items()}})
             if self.state.step % cfg.val_every == 0:
                 t1 = time.monotonic()
-                logs[1].write({**head, **self.task.validate(self.ema.shadow)})
+                val = self.task.validate(self.ema.shadow)
+                logs[1].write({**head, **val})
+                if cfg.select_best:
+                    self._keep_if_best(val)
                 self.state.elapsed_s += time.monotonic() - t1
             if time.monotonic() - last_ckpt > 60.0 * cfg.checkpoint_minutes:
                 self._save()
@@ -187,9 +194,30 @@ class Trainer:
         self._save()
         return self.state
 
+    def _keep_if_best(self, val: dict[str, float]) -> None:
+        """Save the EMA weights to ``best.pt`` when this validation pass scores above every earlier one."""
+        score = float(self.task.selection_score(val))
+        prev = torch.load(self.best, weights_only=False)["score"] if self.best.exists() else -math.inf
+        if score > prev:
+            tmp = self.best.with_suffix(".tmp")
+            torch.save({"ema": self.ema.shadow.state_dict(), "score": score, "step": self.state.step,
+                        "minutes": round(self.state.elapsed_s / 60, 1), "validation": val}, tmp)
+            tmp.replace(self.best)
+            print(f"best so far: step {self.state.step}, score {score:.3f}", flush=True)
+
     def export(self, out_dir: Path) -> Path:
-        """Export the EMA networks as a bundle (the task writes the manifest)."""
-        val = self.task.validate(self.ema.shadow)
-        info = {"steps": self.state.step, "train_minutes": round(self.state.elapsed_s / 60, 1),
-                "config": self.cfg.name, "final_validation": val}
-        return self.task.export(self.ema.shadow, out_dir, info)
+        """Export the EMA networks as a bundle (the task writes the manifest): the last ones, or with
+        ``select_best`` those of the best-scoring validation pass (its step goes in the bundle's training info)."""
+        nets = self.ema.shadow
+        info: dict[str, Any] = {"steps": self.state.step, "train_minutes": round(self.state.elapsed_s / 60, 1),
+                                "config": self.cfg.name}
+        if self.cfg.select_best:
+            if not self.best.exists():
+                raise FileNotFoundError(f"{self.best}: select_best is set but no validation pass was kept; "
+                                        f"train longer than val_every ({self.cfg.val_every}) steps")
+            best = torch.load(self.best, weights_only=False)
+            nets = copy.deepcopy(self.ema.shadow)
+            nets.load_state_dict(best["ema"])
+            info.update(selected_step=best["step"], selected_minutes=best["minutes"], selection_score=best["score"])
+        info["final_validation"] = self.task.validate(nets)
+        return self.task.export(nets, out_dir, info)

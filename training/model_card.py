@@ -528,7 +528,9 @@ def card(bundle_dir: Path, runs: Path) -> str:
         f"{cfg.budget_minutes:g} min); `make fetch-data` first.",
         "",
         f"Trained on this project's machine (2 CPU cores, no GPU): **{tr.get('steps', '?')} steps in "
-        f"{tr.get('train_minutes', '?')} min** of wall time (other trainings shared the 2 cores).",
+        f"{tr.get('train_minutes', '?')} min** of wall time (other trainings shared the 2 cores)."
+        + (f" Exported: the EMA weights of the best validation pass (`select_best`), step {tr['selected_step']} "
+           f"({tr.get('selected_minutes', '?')} min), not the last ones." if "selected_step" in tr else ""),
         "",
         NOTES[m.task][0] + (" " + HISTORY[m.name] if m.name in HISTORY else ""),
         "",

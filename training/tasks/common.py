@@ -72,12 +72,16 @@ class ImageTask:
         top = 1.0 if self.domain == "rgb8" else 0.5
         return self.denorm(model)[:, self.rgb_idx] * (2.0 / top) - 1.0
 
-    def mean_psnr(self, clean: np.ndarray, est: np.ndarray) -> float:
-        """Mean PSNR over a batch, data range 1 (8-bit) or 0.5 (reflectance)."""
+    def psnrs(self, clean: np.ndarray, est: np.ndarray) -> list[float]:
+        """PSNR per patch, data range 1 (8-bit) or 0.5 (reflectance)."""
         from rscore.metrics.fidelity import psnr
 
         rng_ = 1.0 if self.domain == "rgb8" else 0.5
-        return float(np.mean([psnr(c, e, rng_) for c, e in zip(clean, est)]))
+        return [float(psnr(c, e, rng_)) for c, e in zip(clean, est)]
+
+    def mean_psnr(self, clean: np.ndarray, est: np.ndarray) -> float:
+        """Mean PSNR over a batch (see :meth:`psnrs`)."""
+        return float(np.mean(self.psnrs(clean, est)))
 
     def _scene_roles(self) -> dict[str, list[str]]:
         """Scene names by role: trained on (blocks), held out for validation, held out for test."""

@@ -171,7 +171,19 @@ class DehazeTask(ImageTask):
         same_coarse, same_full = self.restore_torch(nets, quantize(c, self.domain))
         return {"psnr_input": self.mean_psnr(c, self.val_hazy), "psnr_coarse": self.mean_psnr(c, coarse),
                 "psnr_full": self.mean_psnr(c, full), "psnr_clear_coarse": self.mean_psnr(c, same_coarse),
-                "psnr_clear_full": self.mean_psnr(c, same_full)}
+                "psnr_clear_full": self.mean_psnr(c, same_full),
+                "psnr_clear_coarse_worst": min(self.psnrs(c, same_coarse)),
+                "psnr_clear_full_worst": min(self.psnrs(c, same_full))}
+
+    #: a validation pass whose worst clean patch comes back below this is ranked below every pass that keeps it
+    CLEAN_FLOOR_DB = 40.0
+
+    def selection_score(self, val: dict[str, float]) -> float:
+        """For ``select_best``: mean PSNR of the default path (stage 1 alone, or with diffusion) on hazy val
+        patches, ranked first by whether its worst clean patch stays at or above :attr:`CLEAN_FLOOR_DB`."""
+        path = "coarse" if self.sampler.default_steps == 0 else "full"
+        ok = val[f"psnr_clear_{path}_worst"] >= self.CLEAN_FLOOR_DB
+        return val[f"psnr_{path}"] - (0.0 if ok else 1000.0)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
