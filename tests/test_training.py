@@ -334,3 +334,16 @@ def test_select_best_needs_a_task_score(tmp_path):
     cfg = dataclasses.replace(TrainConfig.load(TINY_CLOUDS), select_best=True)
     with pytest.raises(ValueError, match="no selection_score"):
         Trainer(cfg, TASKS[cfg.task](cfg), tmp_path / "run")
+
+
+def test_dehaze_selection_score_weighs_the_worst_clean_patch():
+    from types import SimpleNamespace
+
+    from training.tasks.dehaze import DehazeTask
+
+    one_pass = SimpleNamespace(sampler=SimpleNamespace(default_steps=0), CLEAN_FLOOR_DB=40.0, CLEAN_PENALTY=0.1)
+    val = {"psnr_coarse": 24.0, "psnr_full": 30.0, "psnr_clear_coarse_worst": 30.0, "psnr_clear_full_worst": 50.0}
+    assert DehazeTask.selection_score(one_pass, val) == pytest.approx(23.0)  # 24 - 0.1 * (40 - 30)
+    assert DehazeTask.selection_score(one_pass, {**val, "psnr_clear_coarse_worst": 45.0}) == pytest.approx(24.0)
+    diffusion = SimpleNamespace(**{**vars(one_pass), "sampler": SimpleNamespace(default_steps=5)})
+    assert DehazeTask.selection_score(diffusion, val) == pytest.approx(30.0)
