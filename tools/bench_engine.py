@@ -72,7 +72,19 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="raster side in pixels (4-band uint16)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case; the fastest is reported")
+    ap.add_argument("--only", choices=["tiny-conv", "identity"], help="run one case only")
+    ap.add_argument("--gdal-overviews", action="store_true",
+                    help="build the outputs' overviews with GDAL once each output is finished (as before "
+                         "rscore/raster/overviews.py) instead of while it is written")
     args = ap.parse_args(argv)
+    if args.gdal_overviews:
+        from rscore.raster import io
+
+        class _Off:
+            def __init__(self, *a: object, **k: object) -> None:
+                raise RuntimeError("incremental overviews off (--gdal-overviews)")
+
+        io.OverviewBuilder = _Off  # type: ignore[assignment,misc]  # OutputRaster then falls back to GDAL
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         raster = rasters.reflectance_uint16(tmp / "in.tif", 4, args.size, args.size, seed=0)
@@ -82,11 +94,14 @@ def main(argv: list[str] | None = None) -> None:
         ]
         px = args.size * args.size
         print(f"machine: {platform.processor() or platform.machine()}, {predictor.default_threads()} threads; "
-              f"raster {args.size} x {args.size} x 4 uint16; best of {args.repeat}")
+              f"raster {args.size} x {args.size} x 4 uint16; best of {args.repeat}"
+              f"{'; overviews by GDAL at the end' if args.gdal_overviews else ''}")
         print()
         print("| case | tiles | network calls | wall s | Mpx/s | network s | engine overhead |")
         print("|---|---|---|---|---|---|---|")
         for name, b, kw in cases:
+            if args.only and not name.startswith(args.only):
+                continue
             r = bench(b.root, raster, tmp / "out.tif", args.repeat, **kw)
             over = (r["wall_s"] - r["net_s"]) / r["wall_s"]
             print(f"| {name} | {r['tiles']} | {r['calls']} | {r['wall_s']:.2f} | {px / r['wall_s'] / 1e6:.3f} | "

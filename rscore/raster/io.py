@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from osgeo import gdal
 
+from rscore.raster.overviews import OverviewBuilder
 from rscore.tiling.grid import Window
 
 
@@ -390,6 +391,15 @@ class OutputRaster:
         if spec.metadata:
             ds.SetMetadata({k: str(v) for k, v in spec.metadata}, METADATA_DOMAIN)
         self._ds: gdal.Dataset | None = ds
+        self._factors = overview_factors(spec.rows, spec.cols) if spec.overviews else []
+        # averaged from the rows as they are written (rscore/raster/overviews.py); GDAL builds them at finish
+        # instead if the writes were not full-width rows in order
+        self._overviews: OverviewBuilder | None = None
+        if self._factors:
+            try:
+                self._overviews = OverviewBuilder(ds, self._factors, spec.nodata, numpy_dtype(spec.data_type))
+            except RuntimeError:
+                self._overviews = None
 
     def write(self, win: Window, values: np.ndarray) -> None:
         """Write (bands, rows, cols) values, already of the output type, at ``win``."""
@@ -402,6 +412,12 @@ class OutputRaster:
                 err = 1
             if err != 0 or _failed():
                 raise RasterError(f"writing {self.final.name} failed at {win}: {_last_error('disk full?')}")
+        if self._overviews is not None:
+            try:
+                self._overviews.push(win.row_off, values) if win.col_off == 0 else self._overviews.abandon()
+            except RuntimeError as exc:
+                raise RasterError(f"writing the overviews of {self.final.name} failed at {win}: "
+                                  f"{_last_error(str(exc))}; is the disk full?") from None
 
     def finish(self) -> None:
         """Flush and close the temporary file, then reopen it and read its last pixel of every band: GDAL
@@ -410,14 +426,17 @@ class OutputRaster:
             return
         gdal.ErrorReset()
         try:
-            factors = overview_factors(self.spec.rows, self.spec.cols) if self.spec.overviews else []
-            if factors:  # AVERAGE honours nodata; a GDAL error here is a write error like any other
-                self._ds.BuildOverviews("AVERAGE", factors)
+            if self._overviews is not None:
+                self._overviews.finish()
+            if self._factors and (self._overviews is None or not self._overviews.complete):
+                # AVERAGE honours nodata; a GDAL error here is a write error like any other
+                self._ds.BuildOverviews("AVERAGE", self._factors)
             self._ds.FlushCache()
             flushed_ok = not _failed()
         except RuntimeError:
             flushed_ok = False
         msg = _last_error("unknown write error")
+        self._overviews = None  # it holds the dataset too
         self._ds = None  # closes the file
         if not flushed_ok or _failed():
             raise RasterError(f"writing {self.final.name} failed ({msg}); is the disk full or the folder writable?")
@@ -476,6 +495,7 @@ class OutputRaster:
 
     def abort(self) -> None:
         """Close and delete the temporary file. Safe to call twice; never raises."""
+        self._overviews = None
         self._ds = None
         for f in (self.tmp, Path(str(self.tmp) + ".aux.xml")):
             try:
