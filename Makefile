@@ -86,7 +86,7 @@ bench: qgis-python-deps dev-venv
 	$(PY) tools/bench_dehaze.py
 	$(PY) tools/bench_clouds.py
 
-## a full Sentinel-2 tile (10980 x 10980 x 4, a VRT mosaic of the sample) dehazed per backend (about 30 min)
+## a full Sentinel-2 tile (10980 x 10980 x 4, a VRT mosaic of the sample) dehazed per backend (about 8 min)
 bench-full: qgis-python-deps dev-venv
 	$(PY) tools/bench_full.py
 
