@@ -92,17 +92,25 @@ def test_relu_weight_blends_gelu_into_relu():
     assert torch.allclose(act(x), 0.25 * torch.relu(x) + 0.75 * nn.functional.gelu(x))
 
 
-def test_bundle_weights_are_the_state_dict_of_the_shipped_stage():
+@pytest.mark.parametrize("bundle, net, bands", [
+    ("dehaze-rgb", lambda: AffineDehazeNet(UNetConfig(3, width=16, context_px=48, lean=True)), 3),  # lean
+    ("clouds-bgrn", lambda: CloudReferenceNet(UNetConfig(4, width=16)), 4),  # GELU and channel norms
+])
+def test_bundle_weights_are_the_state_dict_of_the_shipped_stage(bundle, net, bands):
     """Warm starts read weights back from ONNX initializers: they load strictly into the network the bundle's
     config describes, and that network reproduces the ONNX stage."""
-    weights = bundle_weights("models/dehaze-rgb")
-    net = AffineDehazeNet(UNetConfig(3, width=16, context_px=48)).eval()
-    net.load_state_dict({k: v for k, v in weights["coarse"].items() if k in net.state_dict()}, strict=True)
-    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
-    sess = ort.InferenceSession(str(ROOT / "models/dehaze-rgb/coarse.onnx"), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {"y": x})[0]
+    import json
+
+    weights = bundle_weights(f"models/{bundle}")
+    model = net().eval()
+    model.load_state_dict({k: v for k, v in weights["coarse"].items() if k in model.state_dict()}, strict=True)
+    x = np.random.default_rng(0).normal(size=(1, bands, 64, 64)).astype(np.float32)
+    stage = json.loads((ROOT / "models" / bundle / "manifest.json").read_text())["stages"]["coarse"]["file"]
+    sess = ort.InferenceSession(str(ROOT / "models" / bundle / stage), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     with torch.no_grad():
-        got = net(torch.from_numpy(x)).numpy()
+        got = model(torch.from_numpy(x))
+    got = (got[0] if isinstance(got, tuple) else got).numpy()
     assert np.abs(got - want).max() < 1e-4
 
 
