@@ -109,6 +109,9 @@ class Trainer:
         self.nets = task.networks
         self.ckpt = run_dir / "ckpt.pt"
         self.best = run_dir / "best.pt"
+        #: score of the pass in best.pt (read once: a resumed run keeps competing against it)
+        self._best_score = (torch.load(self.best, weights_only=False)["score"]
+                            if cfg.select_best and self.best.exists() else -math.inf)
         if cfg.select_best and not callable(getattr(task, "selection_score", None)):
             raise ValueError(f"{cfg.name}: select_best is set but task {cfg.task!r} has no selection_score(val); "
                              "remove select_best from the config or give the task a score")
@@ -197,8 +200,8 @@ class Trainer:
     def _keep_if_best(self, val: dict[str, float]) -> None:
         """Save the EMA weights to ``best.pt`` when this validation pass scores above every earlier one."""
         score = float(self.task.selection_score(val))
-        prev = torch.load(self.best, weights_only=False)["score"] if self.best.exists() else -math.inf
-        if score > prev:
+        if score > self._best_score:
+            self._best_score = score
             tmp = self.best.with_suffix(".tmp")
             torch.save({"ema": self.ema.shadow.state_dict(), "score": score, "step": self.state.step,
                         "minutes": round(self.state.elapsed_s / 60, 1), "validation": val}, tmp)

@@ -414,7 +414,7 @@ class OutputRaster:
                 raise RasterError(f"writing {self.final.name} failed at {win}: {_last_error('disk full?')}")
         if self._overviews is not None:
             try:
-                self._overviews.push(win.row_off, values) if win.col_off == 0 else self._overviews.abandon()
+                self._overviews.push(win.row_off, values)  # a window short of the full width abandons
             except RuntimeError as exc:
                 raise RasterError(f"writing the overviews of {self.final.name} failed at {win}: "
                                   f"{_last_error(str(exc))}; is the disk full?") from None

@@ -48,6 +48,8 @@ class _Axis:
             self.w.append(w)
         #: the last source pixel each dst pixel needs
         self.last = last
+        #: the weight each dst pixel sums (without nodata): w[0] + w[1] + w[2], the order reduce() adds them in
+        self.total = self.w[0] + self.w[1] + self.w[2]
 
     def reduce(self, x: np.ndarray, axis: int, offset: int = 0, rows: slice | None = None) -> np.ndarray:
         """Weighted sums along ``axis`` of ``x``, whose index 0 is source pixel ``offset``; dst pixels ``rows``."""
@@ -173,8 +175,7 @@ class OverviewBuilder:
         rows = slice(lv.next, stop)
         s = lv.rows.reduce(lv.buf, axis=1, offset=lv.buf_start, rows=rows)
         if lv.wbuf is None:
-            w = lv.rows.reduce(np.ones((1, lv.buf.shape[1], 1)), axis=1, offset=lv.buf_start, rows=rows) * (
-                lv.cols.reduce(np.ones((1, 1, lv.cols.src)), axis=2))
+            w = lv.rows.total[rows][None, :, None] * lv.cols.total[None, None, :]
         else:
             w = lv.rows.reduce(lv.wbuf, axis=1, offset=lv.buf_start, rows=rows)
         out = self._write(k, lv.next, s, w)
