@@ -324,6 +324,33 @@ def test_select_best_exports_the_best_validation_pass(tmp_path, monkeypatch):
     assert m.training["selected_step"] == 5 and m.training["steps"] == 15
 
 
+def test_select_best_scores_the_starting_weights_of_a_warm_start(tmp_path, monkeypatch):
+    """A warm-started run with select_best scores its starting weights at step 0: when no later pass beats
+    them, the bundle it exports holds the weights it started from."""
+    import dataclasses
+
+    from training.config import TrainConfig
+    from training.harness import Trainer
+    from training.tasks import TASKS
+    from training.tasks.dehaze import DehazeTask
+    from training.warm_start import bundle_weights
+
+    base = train_main(["--config", str(TINY), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "models"),
+                       "--max-steps", "5"])
+    cfg = TrainConfig.load(TINY)
+    cfg = dataclasses.replace(cfg, name="tiny-warm", val_every=5, max_steps=10, select_best=True,
+                              model={**cfg.model, "init_from": str(base)})
+    scores = iter([3.0, 1.0, 2.0])
+    monkeypatch.setattr(DehazeTask, "selection_score", lambda self, val: next(scores))
+    trainer = Trainer(cfg, TASKS[cfg.task](cfg), tmp_path / "runs" / "tiny-warm")
+    trainer.train()
+    with open(tmp_path / "runs" / "tiny-warm" / "val.csv") as f:
+        assert [int(r["step"]) for r in csv.DictReader(f)] == [0, 5, 10]
+    bundle = trainer.export(tmp_path / "warm")
+    before, after = bundle_weights(str(base)), bundle_weights(str(bundle))
+    assert all(np.allclose(before[s][k].numpy(), v.numpy(), atol=1e-6) for s in after for k, v in after[s].items())
+
+
 def test_select_best_needs_a_task_score(tmp_path):
     import dataclasses
 

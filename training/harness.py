@@ -159,6 +159,9 @@ class Trainer:
         budget_s = 60.0 * cfg.budget_minutes
         logs = _CsvLog(self.run_dir / "log.csv"), _CsvLog(self.run_dir / "val.csv")
         last_ckpt = time.monotonic()
+        if cfg.select_best and cfg.model.get("init_from") and self.state.step == 0:
+            # a warm start scores its starting weights first: the fine-tuning must beat them to be exported
+            self._validate(logs[1])
         while self.state.step < cfg.max_steps and self.state.elapsed_s < budget_s:
             t0 = time.monotonic()
             self.nets.train()
@@ -185,17 +188,21 @@ class Trainer:
                 logs[0].write({**head, "lr": self._lr(), "loss": float(total.detach()),
                                **{k: float(v.detach()) for k, v in losses.items()}})
             if self.state.step % cfg.val_every == 0:
-                t1 = time.monotonic()
-                val = self.task.validate(self.ema.shadow)
-                logs[1].write({**head, **val})
-                if cfg.select_best:
-                    self._keep_if_best(val)
-                self.state.elapsed_s += time.monotonic() - t1
+                self._validate(logs[1])
             if time.monotonic() - last_ckpt > 60.0 * cfg.checkpoint_minutes:
                 self._save()
                 last_ckpt = time.monotonic()
         self._save()
         return self.state
+
+    def _validate(self, log: _CsvLog) -> None:
+        """Score the EMA weights on the validation set (counted in the budget); keep them if best."""
+        t1 = time.monotonic()
+        val = self.task.validate(self.ema.shadow)
+        log.write({"step": self.state.step, "minutes": round(self.state.elapsed_s / 60, 3), **val})
+        if self.cfg.select_best:
+            self._keep_if_best(val)
+        self.state.elapsed_s += time.monotonic() - t1
 
     def _keep_if_best(self, val: dict[str, float]) -> None:
         """Save the EMA weights to ``best.pt`` when this validation pass scores above every earlier one."""
