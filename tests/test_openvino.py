@@ -96,3 +96,54 @@ def test_openvino_failures_name_the_fix_and_auto_falls_back(tmp_path, monkeypatc
     with pytest.raises(BundleError, match="cannot compile coarse.onnx.*Unable to read the model.*DEVICE cpu"):
         stage({"y": np.zeros((1, 4, 64, 64), np.float32)})
     openvino_backend.clear_cache()
+
+
+_WIDE_BLUR_BF16 = """
+import sys
+import numpy as np
+from openvino import Core, Model, opset13 as ops
+from rscore.runtime.openvino_backend import split_wide_group_convs
+x = ops.parameter([1, 4, 32, 64], np.float32, name="x")
+w = ops.constant(np.full((4, 1, 1, 1, 25), 0.04, np.float32))
+model = Model([ops.result(ops.group_convolution(x, w, [1, 1], [0, 12], [0, 12], [1, 1]))], [x])
+split_wide_group_convs(model)
+Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+print("compiled")
+"""
+
+
+def test_wide_depthwise_kernels_are_split_for_bf16():
+    """OpenVINO's CPU plugin never finishes compiling a grouped convolution 15 or more taps wide (fewer than 32
+    channels) in bf16 on AVX512-BF16 CPUs: the bf16 path splits such kernels into convolutions of at most 13
+    taps over shifted slices of the input. The result is the same in fp32, and it compiles in bf16."""
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    import subprocess
+    import sys
+
+    from openvino import Core, Model
+    from openvino import opset13 as ops
+
+    from rscore.runtime import openvino_backend
+
+    rng = np.random.default_rng(3)
+    weights = rng.random((4, 1, 1, 3, 25), dtype=np.float32)
+
+    def blur() -> Model:  # a 3 x 25 depthwise kernel with zero padding along the width
+        x = ops.parameter([1, 4, 40, 70], np.float32, name="x")
+        y = ops.group_convolution(x, ops.constant(weights), [1, 1], [1, 12], [1, 12], [1, 1])
+        return Model([ops.result(y)], [x])
+
+    plain, split = blur(), blur()
+    assert openvino_backend.split_wide_group_convs(split) == 1
+    widths = [int(n.get_input_partial_shape(1).to_shape()[-1]) for n in split.get_ordered_ops()
+              if n.get_type_name() == "GroupConvolution"]
+    assert widths == [13, 12]
+    x = rng.random((1, 4, 40, 70), dtype=np.float32)
+    f32 = {"INFERENCE_PRECISION_HINT": "f32"}
+    want, got = (np.array(Core().compile_model(m, "CPU", f32)(x)[0]) for m in (plain, split))
+    assert got.shape == want.shape == (1, 4, 40, 70)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    if openvino_backend.cpu_has_bf16():  # in a child process: without the split the compile would never return
+        res = subprocess.run([sys.executable, "-c", _WIDE_BLUR_BF16], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+        assert res.stdout.strip() == "compiled", res.stderr

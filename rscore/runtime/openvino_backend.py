@@ -68,6 +68,49 @@ def cpu_has_bf16() -> bool | None:
     return "BF16" in [str(c).upper() for c in caps]
 
 
+#: widest horizontal kernel of a grouped (depthwise) convolution that OpenVINO's CPU plugin compiles in bf16:
+#: from 15 taps on, with fewer than 32 channels, compile_model never returns on AVX512-BF16 CPUs (OpenVINO 2025.3
+#: and 2026.4 on an AMD EPYC; the Gaussian blurs of refsr-bgrn's reference low-pass have 25 taps)
+BF16_MAX_GROUP_CONV_TAPS = 13
+
+
+def split_wide_group_convs(model: Any, max_taps: int = BF16_MAX_GROUP_CONV_TAPS) -> int:
+    """Rewrite, in place, every grouped convolution of ``model`` (an ``openvino.Model``) whose kernel is wider
+    than ``max_taps`` into a sum of convolutions of at most ``max_taps`` columns each, read from shifted slices
+    of the input: the same result up to the order of the float sums. Only kernels with unit stride and
+    dilation along the width are rewritten. Returns how many were."""
+    from openvino import opset13 as ops
+
+    count = 0
+    for node in model.get_ordered_ops():
+        if node.get_type_name() != "GroupConvolution" or not node.get_input_partial_shape(1).is_static:
+            continue
+        taps = int(node.get_input_partial_shape(1).to_shape()[-1])
+        a = node.get_attributes()
+        if taps <= max_taps or a["strides"][-1] != 1 or a["dilations"][-1] != 1 or a["auto_pad"] not in (
+                "explicit", "notset"):
+            continue
+        x, w = node.input_value(0), node.input_value(1)
+        pads_begin, pads_end = list(a["pads_begin"]), list(a["pads_end"])
+        if pads_begin[-1] or pads_end[-1]:  # the width padding becomes an explicit zero Pad before the slices
+            zeros = [0] * (len(pads_begin) + 1)
+            x = ops.pad(x, [*zeros, pads_begin[-1]], [*zeros, pads_end[-1]], "constant").output(0)
+            pads_begin[-1] = pads_end[-1] = 0
+        total = None
+        for first in range(0, taps, max_taps):
+            last = min(taps, first + max_taps)  # taps [first, last) read input columns [first, width - taps + last)
+            stop = last - taps if last < taps else np.iinfo(np.int64).max
+            xs = ops.slice(x, np.array([first]), np.array([stop]), np.array([1]), np.array([-1]))
+            ws = ops.slice(w, np.array([first]), np.array([last]), np.array([1]), np.array([-1]))
+            part = ops.group_convolution(xs, ws, a["strides"], pads_begin, pads_end, a["dilations"])
+            total = part if total is None else ops.add(total, part)
+        node.output(0).replace(total.output(0))
+        count += 1
+    if count:
+        model.validate_nodes_and_infer_types()
+    return count
+
+
 class OpenVinoStage:
     """One stage network on OpenVINO, with :class:`rscore.runtime.predictor.OnnxStage`'s interface: named
     float32 inputs in, named outputs out."""
@@ -77,6 +120,8 @@ class OpenVinoStage:
         self.threads = threads
         self.precision = precision
         self.model = core().read_model(model_bytes)
+        if precision == "bfloat16":
+            split_wide_group_convs(self.model)
         self.input_names = tuple(i.get_any_name() for i in self.model.inputs)
         self.output_names = tuple(o.get_any_name() for o in self.model.outputs)
         self._compiled: OrderedDict[tuple[tuple[int, ...], ...], Any] = OrderedDict()
