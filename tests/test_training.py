@@ -358,7 +358,7 @@ def test_select_best_needs_a_task_score(tmp_path):
     from training.harness import Trainer
     from training.tasks import TASKS
 
-    cfg = dataclasses.replace(TrainConfig.load(TINY_CLOUDS), select_best=True)
+    cfg = dataclasses.replace(TrainConfig.load(ROOT / "training" / "configs" / "tiny_sr_test.yaml"), select_best=True)
     with pytest.raises(ValueError, match="no selection_score"):
         Trainer(cfg, TASKS[cfg.task](cfg), tmp_path / "run")
 
@@ -374,3 +374,39 @@ def test_dehaze_selection_score_weighs_the_worst_clean_patch():
     assert DehazeTask.selection_score(one_pass, {**val, "psnr_clear_coarse_worst": 45.0}) == pytest.approx(24.0)
     diffusion = SimpleNamespace(**{**vars(one_pass), "sampler": SimpleNamespace(default_steps=5)})
     assert DehazeTask.selection_score(diffusion, val) == pytest.approx(30.0)
+
+
+def test_clouds_selection_score_weighs_the_worst_clean_patch():
+    from types import SimpleNamespace
+
+    from training.tasks.clouds import CloudRemovalTask
+
+    one_pass = SimpleNamespace(sampler=SimpleNamespace(default_steps=0), CLEAN_FLOOR_DB=40.0, CLEAN_PENALTY=0.1)
+    val = {"psnr_ref": 26.0, "psnr_de": 28.0, "psnr_clear_ref_worst": 35.0}
+    assert CloudRemovalTask.selection_score(one_pass, val) == pytest.approx(25.5)  # 26 - 0.1 * (40 - 35)
+    assert CloudRemovalTask.selection_score(one_pass, {**val, "psnr_clear_ref_worst": 41.0}) == pytest.approx(26.0)
+    sampled = SimpleNamespace(**{**vars(one_pass), "sampler": SimpleNamespace(default_steps=5)})
+    assert CloudRemovalTask.selection_score(sampled, val) == pytest.approx(27.5)
+
+
+def test_warm_start_finds_networks_exported_inside_another_stage(tmp_path):
+    """The cloud bundle exports its CNP and WA networks together as one stage ("denoiser", weights named cnp.* and
+    wa.*): a warm start from it loads both, not only the reference."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.tasks import TASKS
+    from training.warm_start import bundle_weights, warm_start
+
+    base = train_main(["--config", str(TINY_CLOUDS), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "m"),
+                       "--max-steps", "3"])
+    cfg = TrainConfig.load(TINY_CLOUDS)
+    task = TASKS[cfg.task](cfg)
+    lines = warm_start(task.networks, str(base), task.warm_inputs)
+    assert sorted(lines) == sorted([f"coarse: loaded from {base}", f"cnp: loaded from {base} (inside another stage)",
+                                    f"wa: loaded from {base} (inside another stage)"])
+    saved = bundle_weights(str(base))["denoiser"]
+    for name in ("cnp", "wa"):
+        for k, v in task.networks[name].state_dict().items():
+            if f"{name}.{k}" in saved:
+                assert torch.equal(v, saved[f"{name}.{k}"]), f"{name}.{k}"

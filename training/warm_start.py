@@ -57,11 +57,17 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
     """Load ``spec``'s weights into ``networks`` (every stage the bundle has). ``inputs(stage)`` gives
     typical inputs of a stage, used only to convert a stage to its lean form. Returns one line per stage."""
     weights = bundle_weights(spec)
+    manifest_stages = set(weights)
     lines = []
     for name, net in networks.items():
-        if name not in weights:
-            lines.append(f"{name}: not in {spec}, starts from scratch")
-            continue
+        if name not in weights:  # a network exported inside another stage (clouds: cnp and wa in "denoiser")
+            nested = {stage: {k[len(name) + 1 :]: v for k, v in w.items() if k.startswith(f"{name}.")}
+                      for stage, w in weights.items()}
+            nested = {stage: w for stage, w in nested.items() if w}
+            if len(nested) != 1:
+                lines.append(f"{name}: not in {spec}, starts from scratch")
+                continue
+            weights[name] = next(iter(nested.values()))
         lean = isinstance(net, MCESSUNet) and net.cfg.lean and not any(".fuse.0." in k for k in weights[name])
         target = type(net)(replace(net.cfg, lean=False)) if lean else net
         keys = target.state_dict().keys()
@@ -69,5 +75,6 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
         target.load_state_dict({k: v for k, v in weights[name].items() if k in keys}, strict=True)
         if lean:
             net.load_state_dict(lean_state_dict(target, norm_fits(target, inputs(name))), strict=True)
-        lines.append(f"{name}: {'converted to lean' if lean else 'loaded'} from {spec}")
+        lines.append(f"{name}: {'converted to lean' if lean else 'loaded'} from {spec}"
+                     + ("" if name in manifest_stages else " (inside another stage)"))
     return lines
