@@ -103,7 +103,7 @@ def test_tiny_cloud_run_exports_a_de_bundle(tmp_path, bgrn_tif):
     assert m.stages["denoiser"].outputs == ("eps", "weight") and m.fusion.weight_floor == 0.3
     assert m.sampler.family == "ddim" and m.sampler.default_steps == 3
     assert set(m.training["final_validation"]) == {"psnr_input", "psnr_ref", "psnr_pure", "psnr_de",
-                                                   "psnr_clear_ref"}
+                                                   "psnr_clear_ref", "psnr_clear_ref_worst"}
     assert m.stages["coarse"].outputs == ("x", "cloud") and m.extra_outputs == ("cloud",)
     assert m.auto_mask is not None and 0 < m.auto_mask.threshold < 1
     out = tmp_path / "o.tif"
