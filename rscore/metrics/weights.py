@@ -65,7 +65,7 @@ class PinnedArtifact:
         requirement: pip requirement, exact version (``name==version``).
         filename: File name pip saves (used as the cache key).
         sha256: Lower-case hex SHA-256 of the whole file.
-        sdist: True for a source tarball (``--no-binary :all:``), False for a wheel.
+        sdist: True for a source tarball (read with tarfile), False for a wheel (a zip).
         licence: Licence as stated by the distribution's metadata.
     """
 
