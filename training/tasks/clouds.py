@@ -29,7 +29,7 @@ from rscore.models.de import DEDenoiser, NoisePredictor, WeightNet
 from rscore.models.dsrdmpd import CloudReferenceNet, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import VALIDATION_STEPS, ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 
 CLOUD_TYPES = ("thin", "thick")
@@ -241,22 +241,18 @@ class CloudRemovalTask(ImageTask):
         c = self.val_clean
         with torch.no_grad():
             same, _ = nets["coarse"](self.norm(torch.from_numpy(np.ascontiguousarray(c))))
+        clear_ref, clear_ref_worst = self.mean_and_worst_psnr(c, self.denorm(same).numpy())
         return {"psnr_input": self.mean_psnr(c, self.val_cloudy), "psnr_ref": self.mean_psnr(c, ref),
                 "psnr_pure": self.mean_psnr(c, pure), "psnr_de": self.mean_psnr(c, full),
-                "psnr_clear_ref": self.mean_psnr(c, self.denorm(same).numpy()),
-                "psnr_clear_ref_worst": min(self.psnrs(c, self.denorm(same).numpy()))}
-
-    #: clean validation patches should come back through the reference at least this close to themselves (dB)
-    CLEAN_FLOOR_DB = 40.0
-    #: dB of mean cloudy PSNR that one dB of the worst clean patch below the floor costs in the selection score
-    CLEAN_PENALTY = 0.1
+                "psnr_clear_ref": clear_ref, "psnr_clear_ref_worst": clear_ref_worst}
 
     def selection_score(self, val: dict[str, float]) -> float:
         """For ``select_best``: mean PSNR of the default path (the reference alone, or DE sampling) on cloudy val
         patches, less :attr:`CLEAN_PENALTY` per dB that the worst clean patch falls below :attr:`CLEAN_FLOOR_DB`
-        through the reference (as :meth:`training.tasks.dehaze.DehazeTask.selection_score`)."""
+        through the reference (:func:`training.tasks.common.clean_floor_score`)."""
         path = "ref" if self.sampler.default_steps == 0 else "de"
-        return val[f"psnr_{path}"] - self.CLEAN_PENALTY * max(0.0, self.CLEAN_FLOOR_DB - val["psnr_clear_ref_worst"])
+        return clean_floor_score(val[f"psnr_{path}"], val["psnr_clear_ref_worst"], self.CLEAN_FLOOR_DB,
+                                 self.CLEAN_PENALTY)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:

@@ -21,12 +21,24 @@ VALIDATION_STEPS = 5
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
+def clean_floor_score(mean_db: float, worst_clean_db: float, floor_db: float, penalty: float) -> float:
+    """A ``select_best`` score: ``mean_db`` (degraded val patches) less ``penalty`` dB per dB that the worst clean
+    patch falls below ``floor_db``. The worst clean patch, not the mean: a pass that damages one clean scene
+    badly must lose to one that spreads a smaller gain evenly."""
+    return mean_db - penalty * max(0.0, floor_db - worst_clean_db)
+
+
 class ImageTask:
     """Base of the restoration tasks.
 
     Normalisation statistics are computed over 128 clean training patches of 64 px *and* their degraded
     versions (the network input spans both), with a fixed seed.
     """
+
+    #: clean validation patches should come back at least this close to themselves (dB), for select_best
+    CLEAN_FLOOR_DB = 40.0
+    #: dB of mean degraded PSNR that one dB of the worst clean patch below the floor costs in the selection score
+    CLEAN_PENALTY = 0.1
 
     def __init__(self, cfg: TrainConfig, degrade: Degrade) -> None:
         self.cfg = cfg
@@ -82,6 +94,11 @@ class ImageTask:
     def mean_psnr(self, clean: np.ndarray, est: np.ndarray) -> float:
         """Mean PSNR over a batch (see :meth:`psnrs`)."""
         return float(np.mean(self.psnrs(clean, est)))
+
+    def mean_and_worst_psnr(self, clean: np.ndarray, est: np.ndarray) -> tuple[float, float]:
+        """(mean, lowest) PSNR over a batch, from one pass of :meth:`psnrs` (the no-harm figures of validation)."""
+        per_patch = self.psnrs(clean, est)
+        return float(np.mean(per_patch)), min(per_patch)
 
     def _scene_roles(self) -> dict[str, list[str]]:
         """Scene names by role: trained on (blocks), held out for validation, held out for test."""

@@ -27,7 +27,7 @@ from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.dsrdmpd import AffineDehazeNet, ResidualDenoiser, UNetConfig
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import VALIDATION_STEPS, ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 
 LEVELS = ("thin", "moderate", "thick")
@@ -169,16 +169,12 @@ class DehazeTask(ImageTask):
         c = self.val_clean
         # no harm: a clean input must come back unchanged
         same_coarse, same_full = self.restore_torch(nets, quantize(c, self.domain))
+        clear_coarse, clear_coarse_worst = self.mean_and_worst_psnr(c, same_coarse)
+        clear_full, clear_full_worst = self.mean_and_worst_psnr(c, same_full)
         return {"psnr_input": self.mean_psnr(c, self.val_hazy), "psnr_coarse": self.mean_psnr(c, coarse),
-                "psnr_full": self.mean_psnr(c, full), "psnr_clear_coarse": self.mean_psnr(c, same_coarse),
-                "psnr_clear_full": self.mean_psnr(c, same_full),
-                "psnr_clear_coarse_worst": min(self.psnrs(c, same_coarse)),
-                "psnr_clear_full_worst": min(self.psnrs(c, same_full))}
-
-    #: clean validation patches should come back at least this close to themselves (dB)
-    CLEAN_FLOOR_DB = 40.0
-    #: dB of mean hazy PSNR that one dB of the worst clean patch below the floor costs in the selection score
-    CLEAN_PENALTY = 0.1
+                "psnr_full": self.mean_psnr(c, full), "psnr_clear_coarse": clear_coarse,
+                "psnr_clear_full": clear_full, "psnr_clear_coarse_worst": clear_coarse_worst,
+                "psnr_clear_full_worst": clear_full_worst}
 
     def selection_score(self, val: dict[str, float]) -> float:
         """For ``select_best``: mean PSNR of the default path (stage 1 alone, or with diffusion) on hazy val
@@ -186,8 +182,8 @@ class DehazeTask(ImageTask):
         The worst clean patch, not the mean: a pass that damages one clean scene badly must lose to one that
         spreads a smaller gain evenly (some clean RGB patches look like haze; docs/models/dehaze-rgb.md)."""
         path = "coarse" if self.sampler.default_steps == 0 else "full"
-        shortfall = max(0.0, self.CLEAN_FLOOR_DB - val[f"psnr_clear_{path}_worst"])
-        return val[f"psnr_{path}"] - self.CLEAN_PENALTY * shortfall
+        return clean_floor_score(val[f"psnr_{path}"], val[f"psnr_clear_{path}_worst"], self.CLEAN_FLOOR_DB,
+                                 self.CLEAN_PENALTY)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
