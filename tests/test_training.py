@@ -410,3 +410,44 @@ def test_warm_start_finds_networks_exported_inside_another_stage(tmp_path):
         for k, v in task.networks[name].state_dict().items():
             if f"{name}.{k}" in saved:
                 assert torch.equal(v, saved[f"{name}.{k}"]), f"{name}.{k}"
+
+
+def test_warm_start_unwraps_a_stage_exported_through_a_wrapper(tmp_path):
+    """refsr exports its denoiser through ResidualOnly (the residual head alone), which names every weight
+    "denoiser.<name>": a warm start from that bundle still loads the denoiser, weight for weight."""
+    import torch
+    import yaml
+
+    from training.config import TrainConfig
+    from training.tasks import TASKS
+    from training.warm_start import bundle_weights, warm_start
+
+    raw = yaml.safe_load((ROOT / "training" / "configs" / "tiny_refsr_test.yaml").read_text())
+    raw["model"]["eps_at_inference"] = "derived"
+    cfg_path = tmp_path / "tiny_refsr_derived.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    base = train_main(["--config", str(cfg_path), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "m"),
+                       "--max-steps", "2"])
+    saved = bundle_weights(str(base))["denoiser"]
+    assert saved and all(k.startswith("denoiser.") for k in saved)  # the wrapper's prefix
+    cfg = TrainConfig.load(cfg_path)
+    task = TASKS[cfg.task](cfg)
+    lines = warm_start(task.networks, str(base), task.warm_inputs)
+    assert sorted(lines) == sorted([f"coarse: loaded from {base}", f"denoiser: loaded from {base}"])
+    for k, v in task.networks["denoiser"].state_dict().items():
+        assert torch.equal(v, saved[f"denoiser.{k}"]), k
+
+
+def test_refsr_selection_score_penalises_copying_an_unrelated_reference():
+    from types import SimpleNamespace
+
+    from training.tasks.refsr import ReferenceSrTask
+
+    one_pass = SimpleNamespace(sampler=SimpleNamespace(default_steps=0), UNRELATED_MARGIN_DB=0.1,
+                               UNRELATED_PENALTY=1.0)
+    val = {"psnr_synthetic_coarse": 35.0, "psnr_unrelated_coarse": 33.6, "psnr_no_reference_coarse": 34.0,
+           "psnr_synthetic": 30.0, "psnr_unrelated": 30.0, "psnr_no_reference": 30.0}
+    assert ReferenceSrTask.selection_score(one_pass, val) == pytest.approx(34.7)  # 35 - 1.0 * (0.4 - 0.1)
+    assert ReferenceSrTask.selection_score(one_pass, {**val, "psnr_unrelated_coarse": 33.95}) == pytest.approx(35.0)
+    sampled = SimpleNamespace(**{**vars(one_pass), "sampler": SimpleNamespace(default_steps=5)})
+    assert ReferenceSrTask.selection_score(sampled, val) == pytest.approx(30.0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -53,6 +53,20 @@ def bundle_weights(spec: str) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
+def unwrap(weights: dict[str, torch.Tensor], keys: Iterable[str]) -> dict[str, torch.Tensor]:
+    """``weights`` with the export wrapper's prefix removed: a stage exported through a wrapper module (refsr's
+    ``ResidualOnly`` holds the network as ``denoiser``) names every parameter ``<attribute>.<state-dict name>``.
+    The prefix is removed only when every name has it and the network has none of the names as they are."""
+    keys = set(keys)
+    if keys & set(weights):
+        return weights
+    heads = {k.split(".", 1)[0] for k in weights}
+    if len(heads) != 1 or not all("." in k for k in weights):
+        return weights
+    stripped = {k.split(".", 1)[1]: v for k, v in weights.items()}
+    return stripped if keys & set(stripped) else weights
+
+
 def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch.Tensor]) -> list[str]:
     """Load ``spec``'s weights into ``networks`` (every stage the bundle has). ``inputs(stage)`` gives
     typical inputs of a stage, used only to convert a stage to its lean form. Returns one line per stage."""
@@ -68,6 +82,7 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
                 lines.append(f"{name}: not in {spec}, starts from scratch")
                 continue
             weights[name] = next(iter(nested.values()))
+        weights[name] = unwrap(weights[name], net.state_dict().keys())
         lean = isinstance(net, MCESSUNet) and net.cfg.lean and not any(".fuse.0." in k for k in weights[name])
         target = type(net)(replace(net.cfg, lean=False)) if lean else net
         keys = target.state_dict().keys()

@@ -59,6 +59,12 @@ class ImageTask:
     def denorm(self, model: torch.Tensor) -> torch.Tensor:
         return model * self._std_t + self._mean_t
 
+    def warm_inputs(self, stage: str) -> torch.Tensor:
+        """Typical inputs of a stage, needed by a warm start only to convert a stage to its lean form
+        (:mod:`training.warm_start`); tasks with lean networks override it."""
+        raise KeyError(f"{type(self).__name__} has no warm-start inputs for stage {stage!r}: its networks have no "
+                       "lean form to convert to")
+
     def ramp_activations(self, fraction: float) -> None:
         """Lean networks warm-started from GELU weights move to ReLU over the first ``model.relu_ramp`` of the
         budget (:class:`rscore.models.blocks.Act`; the exported networks are always plain ReLU)."""

@@ -54,6 +54,11 @@ class ResidualOnly(nn.Module):
 class ReferenceSrTask(ImageTask):
     """Data, losses, validation and export of the reference-based SR bundle."""
 
+    #: an unrelated reference may cost this much against no reference (dB) before select_best penalises it
+    UNRELATED_MARGIN_DB = 0.1
+    #: dB of other-date PSNR that one dB of harm beyond the margin costs in the selection score
+    UNRELATED_PENALTY = 1.0
+
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.patch_px % MATCH_FACTOR:
             raise ValueError(f"patch_px must be a multiple of {MATCH_FACTOR}, got {cfg.patch_px}")
@@ -199,14 +204,23 @@ class ReferenceSrTask(ImageTask):
             t = self._model_units(pairs)
             hr = pairs["hr"]
             coarse, full = self.restore_torch(nets, t)
-            _, plain = self.restore_torch(nets, {**t, "ref": torch.zeros_like(t["ref"]),
-                                                 "valid": torch.zeros_like(t["valid"])})
+            plain_coarse, plain = self.restore_torch(nets, {**t, "ref": torch.zeros_like(t["ref"]),
+                                                            "valid": torch.zeros_like(t["valid"])})
             if kind == "synthetic":
                 row["psnr_bicubic"] = self.mean_psnr(hr, pairs["bic"])
                 row["psnr_no_reference"] = self.mean_psnr(hr, plain)
+                row["psnr_no_reference_coarse"] = self.mean_psnr(hr, plain_coarse)
             row[f"psnr_{kind}_coarse"] = self.mean_psnr(hr, coarse)
             row[f"psnr_{kind}"] = self.mean_psnr(hr, full)
         return row
+
+    def selection_score(self, val: dict[str, float]) -> float:
+        """For ``select_best``: mean PSNR of the default path (one pass, or with diffusion) with other-date
+        references, less :attr:`UNRELATED_PENALTY` per dB by which an unrelated reference falls more than
+        :attr:`UNRELATED_MARGIN_DB` below no reference at all (the bundle must not copy another place)."""
+        sfx = "_coarse" if self.sampler.default_steps == 0 else ""
+        harm = val[f"psnr_no_reference{sfx}"] - val[f"psnr_unrelated{sfx}"] - self.UNRELATED_MARGIN_DB
+        return val[f"psnr_synthetic{sfx}"] - self.UNRELATED_PENALTY * max(0.0, harm)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
