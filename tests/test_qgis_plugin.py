@@ -106,7 +106,8 @@ def test_qgis_process_lists_and_runs(enabled_env, tmp_path, bgrn_tif):
 def test_qgis_process_refuses_two_bands(enabled_env, tmp_path):
     two = rasters.write(tmp_path / "two.tif", np.round(rasters.scene(2, 30, 30) * 1e4))
     out = tmp_path / "o.tif"
-    r = run_qgis_process(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={two}", f"MODEL={DEMO}", f"OUTPUT={out}")
+    r = run_qgis_process(enabled_env, "run", "rsrestore:restore", "--", f"INPUT={two}", f"MODEL={DEMO}",
+                         f"OUTPUT={out}")
     assert r.returncode == 1
     assert "needs 4 band(s)" in r.stdout + r.stderr
     assert not out.exists()
@@ -142,3 +143,26 @@ def test_missing_onnxruntime_explained(tmp_path, bgrn_tif):
     assert res["loaded"] and not res["ok"]
     assert "onnxruntime is not installed" in res["error"] and "pip install" in res["error"]
     assert not list(tmp_path.glob("out_*.tif"))
+
+
+def test_input_layer_is_resolved_once_per_phase(qgis_app, tmp_path, bgrn_tif):
+    """Validation and the run each load the INPUT layer once (it was loaded again to build the request)."""
+    from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback
+
+    alg = QgsApplication.processingRegistry().createAlgorithmById("rsrestore:restore")
+    calls = []
+    real = alg.file_raster
+
+    def counting(parameters, name, context, what):  # noqa: ANN001, ANN202
+        calls.append(name)
+        return real(parameters, name, context, what)
+
+    alg.file_raster = counting
+    params = {"INPUT": str(bgrn_tif), "MODEL": str(DEMO), "STEPS": 1, "TILE_SIZE": 64,
+              "OUTPUT": str(tmp_path / "o.tif")}
+    ok, msg = alg.checkParameterValues(params, QgsProcessingContext())
+    assert ok, msg
+    assert calls == ["INPUT"]
+    calls.clear()
+    res = alg.processAlgorithm(params, QgsProcessingContext(), QgsProcessingFeedback())
+    assert calls == ["INPUT"] and Path(res["OUTPUT"]).is_file()

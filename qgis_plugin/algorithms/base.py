@@ -286,15 +286,16 @@ class RestoreAlgorithmBase(RestorationGroup):
     def input_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> tuple[QgsRasterLayer, str]:
         return self.file_raster(parameters, self.INPUT, context, "Input raster")
 
-    def plain_values(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False
-                     ) -> dict[str, Any]:
+    def plain_values(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False,
+                     known: dict[str, str] | None = None) -> dict[str, Any]:
         """Every parameter's value as :func:`rscore.runtime.algorithms.build_request` takes it (paths, numbers,
         strings; None when unset). EXTENT is applied later (:meth:`with_extent`). ``validating``: outputs get a
-        placeholder path, because resolving a temporary output registers a layer to load with the context."""
-        values: dict[str, Any] = {}
+        placeholder path, because resolving a temporary output registers a layer to load with the context.
+        ``known``: raster parameters already resolved to file paths by the caller (each layer is loaded once)."""
+        values: dict[str, Any] = dict(known or {})
         for p in self.spec.params:
             name = p.name
-            if p.kind == "extent":
+            if p.kind == "extent" or name in values:
                 continue
             if p.kind == "raster":
                 if p.optional and self.parameterAsRasterLayer(parameters, name, context) is None:
@@ -326,11 +327,12 @@ class RestoreAlgorithmBase(RestorationGroup):
                     values[name] = self.parameterAsOutputLayer(parameters, name, context) or None
         return values
 
-    def resolve(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False
-                ) -> specs.Resolved:
+    def resolve(self, parameters: dict[str, Any], context: QgsProcessingContext, validating: bool = False,
+                known: dict[str, str] | None = None) -> specs.Resolved:
         """The request the parameters ask for (the same rules as the command line's)."""
         try:
-            return specs.build_request(self.spec, self.plain_values(parameters, context, validating), model_roots())
+            return specs.build_request(self.spec, self.plain_values(parameters, context, validating, known),
+                                       model_roots())
         except (RequestError, RasterError, BundleError) as exc:
             raise QgsProcessingException(str(exc)) from None
 
@@ -347,7 +349,7 @@ class RestoreAlgorithmBase(RestorationGroup):
             return ok, msg
         try:
             layer, src = self.input_path(parameters, context)
-            request = self.resolve(parameters, context, validating=True).request
+            request = self.resolve(parameters, context, validating=True, known={self.INPUT: src}).request
             bundle = load_bundle(request.bundle_path)
             resolve_bands(bundle.manifest, layer.bandCount(), request.bands)
             self.area_window(parameters, context, layer, src)
@@ -382,7 +384,7 @@ class RestoreAlgorithmBase(RestorationGroup):
     def processAlgorithm(self, parameters: dict[str, Any], context: QgsProcessingContext,  # noqa: N802
                          feedback: QgsProcessingFeedback) -> dict[str, Any]:
         layer, src = self.input_path(parameters, context)
-        resolved = self.resolve(parameters, context)
+        resolved = self.resolve(parameters, context, known={self.INPUT: src})
         for line in resolved.infos:
             feedback.pushInfo(self.tr(line))
         for line in resolved.notices:
