@@ -75,6 +75,18 @@ def test_build_request_follows_the_task_rules(tmp_path, bgrn_tif):
         build_request(SPECS["dehaze"], {"INPUT": str(bgrn_tif), "OUTPUT": "o.tif", "BANDS": [1, 2]})
 
 
+def test_building_a_request_reads_the_manifest_without_hashing_the_networks(tmp_path, bgrn_tif, monkeypatch):
+    """The task hooks read the bundle's manifest only: the run verifies every file's checksum before it computes
+    anything, so hashing the networks while building the request read each of them once more."""
+    import rscore.bundle.store as store
+
+    hashed = []
+    real = store.sha256_file
+    monkeypatch.setattr(store, "sha256_file", lambda path: hashed.append(Path(path).name) or real(path))
+    res = build_request(SPECS["remove_clouds"], {"INPUT": str(bgrn_tif), "OUTPUT": str(tmp_path / "o.tif")})
+    assert Path(res.request.bundle_path).name == "clouds-bgrn" and hashed == []
+
+
 def test_cli_lists_algorithms_and_reports_bad_input(tmp_path, capsys):
     assert main(["algorithms"]) == 0
     listed = capsys.readouterr().out
