@@ -324,7 +324,11 @@ HISTORY = {
         "step 530. On the held-out test scenes it gains +3.48 dB on hazy inputs against +2.80 dB for the network "
         "it started from, and the worst clean crop comes back at 43.75 dB instead of 31.73 dB. A second "
         "candidate of the same session (the GELU/norm trunk with a 128 px dark-channel window) gained +2.12 dB "
-        "and was not shipped."),
+        "and was not shipped. A second fine-tune from this bundle (2026-12-01: lr 0.0004, clean pairs "
+        "weighted x2.5 instead of x3, 48 validation patches, bf16) never beat its starting weights on "
+        "validation in 600 steps (hazy patches 21.85-21.99 dB against 22.08 dB, the worst clean patch "
+        "15.5-19.8 dB against 18.0 dB) and was stopped: like the two fine-tunes of the session before, more "
+        "training of this network on this data does not raise its held-out gain."),
     "clouds-bgrn": (
         "This bundle's run was resumed twice: the first 120 min trained with the augmentation of that time "
         "(no grey gravel surface, no flattened spectra) and a mask loss weight of 0.1; the evaluation then "
@@ -405,7 +409,13 @@ SHORTFALLS = {
         "-0.10 dB with an unrelated reference (within the 0.2 dB allowed). It trained for 26 min (1,051 steps): the "
         "texture stage has only begun to use the reference, whose aligned detail is worth several dB on validation. "
         "The residual diffusion still loses 1.4 dB on validation, so the default is the one-pass texture stage "
-        "(`STEPS` runs the diffusion). A first version of this bundle should come from a longer run."),
+        "(`STEPS` runs the diffusion). A longer run was tried: a 100-min continuation of this bundle "
+        "(`training/configs/refsr_bgrn_long.yaml`, 7,419 steps, bf16) met the synthetic targets at x4 (+1.35 dB "
+        "over plain SR, +1.56 dB over bicubic, LPIPS 0.179 against 0.352) and gained +0.26 dB with an unrelated "
+        "reference, but lost 0.46 dB against plain SR on the real pair of dates and 0.92 dB on the Bouconne "
+        "sample of the tests: it had learnt to trust the reference and copied the other season's texture. It is "
+        "not shipped. Real pairs of dates in training (the corpus holds one, kept for this evaluation), or a check "
+        "that the transferred detail agrees with the input at the input's resolution, come next."),
     "sr-rgb": (
         "**Does not meet every super-resolution target.** PSNR is +0.5 to +1.3 dB over bicubic at x2.5 on "
         "Sentinel-2 and very-high-resolution scenes, but +0.1 / +0.4 dB at x4. " + _SR_COMMON),
