@@ -340,7 +340,13 @@ HISTORY = {
     "decoded-bgrn": _CODEC_HISTORY,
     "decoded-rgb": _CODEC_HISTORY,
     "sr-bgrn": _SR_HISTORY,
-    "sr-rgb": _SR_HISTORY,
+    "sr-rgb": (
+        "This is the third version: the second version's design, data and losses with a full-resolution width of "
+        "12 instead of 8 (condition encoder, decoder and the training-only encoder), trained 7,840 steps in 90 min with bf16 autocast (this "
+        "machine's CPU has AVX512-BF16) instead of 2,196 steps in 60 min in fp32. On validation the default path "
+        "went from 27.32 dB to 28.22 dB (bicubic 26.78 dB), the regression path from 27.31 to 28.23 dB and the "
+        "autoencoder from 29.16 to 30.12 dB. About the second version: t" + _SR_HISTORY[len("This is the second "
+        "version. T"):]),
     "refsr-bgrn": (
         "Third run of this session's design. The first (55 min, 1,681 steps) matched 4 x 4-pixel cells: it could "
         "not align references misregistered by 1-3 px, and sampling with its predicted noise term left the start "
@@ -417,8 +423,14 @@ SHORTFALLS = {
         "not shipped. Real pairs of dates in training (the corpus holds one, kept for this evaluation), or a check "
         "that the transferred detail agrees with the input at the input's resolution, come next."),
     "sr-rgb": (
-        "**Does not meet every super-resolution target.** PSNR is +0.5 to +1.3 dB over bicubic at x2.5 on "
-        "Sentinel-2 and very-high-resolution scenes, but +0.1 / +0.4 dB at x4. " + _SR_COMMON),
+        "**Meets the PSNR targets, not the LPIPS one.** PSNR is +0.96 / +0.57 dB over bicubic at x2.5 / x4 on the "
+        "Sentinel-2 test blocks and +1.83 / +1.10 dB on very-high-resolution scenes (target +0.5 dB), and every "
+        "held-out scene gains at x4 (+0.36 to +1.82 dB); LPIPS is well below bicubic at every scale, but the 4-step "
+        "latent diffusion still adds nothing over the one-pass regression path (PSNR and LPIPS agree to a few "
+        "thousandths), so the LPIPS target (below the regression path) is not met. On noise-free area averages, a "
+        "down-sampler it never trained on and sharper than a sensor's, it is **0.25-1.6 dB below bicubic** "
+        "(x2: -1.58 dB): it adds the sharpening a blurred sensor image needs to an image that is already sharp. "
+        "A clean input at scale 1 comes back unchanged (worst crop 64.2 dB)."),
 }
 
 
