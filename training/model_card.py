@@ -342,11 +342,11 @@ HISTORY = {
     "sr-bgrn": _SR_HISTORY,
     "sr-rgb": (
         "This is the third version: the second version's design, data and losses with a full-resolution width of "
-        "12 instead of 8 (condition encoder, decoder and the training-only encoder), trained 7,840 steps in 90 min with bf16 autocast (this "
-        "machine's CPU has AVX512-BF16) instead of 2,196 steps in 60 min in fp32. On validation the default path "
-        "went from 27.32 dB to 28.22 dB (bicubic 26.78 dB), the regression path from 27.31 to 28.23 dB and the "
-        "autoencoder from 29.16 to 30.12 dB. About the second version: t" + _SR_HISTORY[len("This is the second "
-        "version. T"):]),
+        "12 instead of 8 (condition encoder, decoder and the training-only encoder), trained 7,840 steps in 90 "
+        "min with bf16 autocast (this machine's CPU has AVX512-BF16) instead of 2,196 steps in 60 min in fp32. "
+        "On validation the default path went from 27.32 dB to 28.22 dB (bicubic 26.78 dB), the regression path "
+        "from 27.31 to 28.23 dB and the autoencoder from 29.16 to 30.12 dB. About the second version: t"
+        + _SR_HISTORY[len("This is the second version. T"):]),
     "refsr-bgrn": (
         "Third run of this session's design. The first (55 min, 1,681 steps) matched 4 x 4-pixel cells: it could "
         "not align references misregistered by 1-3 px, and sampling with its predicted noise term left the start "
@@ -440,7 +440,8 @@ def _context_text(cfg: TrainConfig) -> str:
     if px <= 0:
         return ""
     return (f"* **Dark-channel context** (`model.context_px: {px}`; `rscore/models/dsrdmpd.py: HazeContext`): per "
-            f"band, the minimum and the mean-minus-minimum (contrast) over a window of about {px} px at 1/4 resolution, "
+            f"band, the minimum and the mean-minus-minimum (contrast) over a window of about {px} px at 1/4 "
+            "resolution, "
             "projected by a zero-initialised 1x1 convolution into the trunk's bottleneck. Haze and thin cloud lift "
             "the local minimum and flatten the contrast, while a clean bright or grey scene keeps dark shadows "
             "nearby: without a NIR band this is the evidence that tells the two apart, and the small trunk did "
