@@ -292,8 +292,9 @@ _CODEC_HISTORY = (
     "96-pixel patches were dominated by the JPEG 2000 headers (fixed by encoding each batch as one mosaic).")
 
 
-_SR_HISTORY = (
-    "This is the second version. The first (60 min, 5,200 steps) trained with far too strong noise in its "
+#: the second version of the SR bundles and the runs before it (sr-bgrn is still that version)
+_SR_V2 = (
+    "the first (60 min, 5,200 steps) trained with far too strong noise in its "
     "down-sampling (Gaussian up to 0.02 reflectance and shot noise on half of the pairs) and no identity pairs: it "
     "learnt to denoise, came back softer than bicubic on noise-free inputs, and sr-rgb changed clean inputs at "
     "scale 1 (27.4 dB). This version draws realistic noise (`data.lr_noise`), 8 % identity pairs, and adds "
@@ -301,6 +302,7 @@ _SR_HISTORY = (
     "uses the same realistic noise (`SENSOR_NOISE`), so the first version's figures are not comparable. Two "
     "earlier runs were abandoned: their decoder ignored the latent, fixed by injecting the latent at every "
     "decoder level and starting the encoder's log-variance at -8.")
+_SR_HISTORY = "This is the second version. " + _SR_V2[0].upper() + _SR_V2[1:]
 
 #: what a bundle's training went through beyond its config (resumes under changed code or settings)
 HISTORY = {
@@ -345,8 +347,8 @@ HISTORY = {
         "12 instead of 8 (condition encoder, decoder and the training-only encoder), trained 7,840 steps in 90 "
         "min with bf16 autocast (this machine's CPU has AVX512-BF16) instead of 2,196 steps in 60 min in fp32. "
         "On validation the default path went from 27.32 dB to 28.22 dB (bicubic 26.78 dB), the regression path "
-        "from 27.31 to 28.23 dB and the autoencoder from 29.16 to 30.12 dB. About the second version: t"
-        + _SR_HISTORY[len("This is the second version. T"):]),
+        "from 27.31 to 28.23 dB and the autoencoder from 29.16 to 30.12 dB. About the second version: "
+        + _SR_V2),
     "refsr-bgrn": (
         "Third run of this session's design. The first (55 min, 1,681 steps) matched 4 x 4-pixel cells: it could "
         "not align references misregistered by 1-3 px, and sampling with its predicted noise term left the start "
@@ -441,12 +443,11 @@ def _context_text(cfg: TrainConfig) -> str:
         return ""
     return (f"* **Dark-channel context** (`model.context_px: {px}`; `rscore/models/dsrdmpd.py: HazeContext`): per "
             f"band, the minimum and the mean-minus-minimum (contrast) over a window of about {px} px at 1/4 "
-            "resolution, "
-            "projected by a zero-initialised 1x1 convolution into the trunk's bottleneck. Haze and thin cloud lift "
-            "the local minimum and flatten the contrast, while a clean bright or grey scene keeps dark shadows "
-            "nearby: without a NIR band this is the evidence that tells the two apart, and the small trunk did "
-            "not find it by itself (the previous RGB bundles stayed at the identity or darkened clean urban "
-            "scenes).\n")
+            "resolution, projected by a zero-initialised 1x1 convolution into the trunk's bottleneck. Haze and "
+            "thin cloud lift the local minimum and flatten the contrast, while a clean bright or grey scene keeps "
+            "dark shadows nearby: without a NIR band this is the evidence that tells the two apart, and the small "
+            "trunk did not find it by itself (the previous RGB bundles stayed at the identity or darkened clean "
+            "urban scenes).\n")
 
 
 def _lean_text(cfg: TrainConfig) -> str:

@@ -29,7 +29,7 @@ from rscore.diffusion.plan import SamplerConfig, make_plan
 from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, TextureNet, Ttrd3Config
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
-from training.tasks.common import VALIDATION_STEPS, ImageTask
+from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 from training.tasks.sr import lr_pair
 
@@ -219,8 +219,9 @@ class ReferenceSrTask(ImageTask):
         references, less :attr:`UNRELATED_PENALTY` per dB by which an unrelated reference falls more than
         :attr:`UNRELATED_MARGIN_DB` below no reference at all (the bundle must not copy another place)."""
         sfx = "_coarse" if self.sampler.default_steps == 0 else ""
-        harm = val[f"psnr_no_reference{sfx}"] - val[f"psnr_unrelated{sfx}"] - self.UNRELATED_MARGIN_DB
-        return val[f"psnr_synthetic{sfx}"] - self.UNRELATED_PENALTY * max(0.0, harm)
+        # the floor of the unrelated case is no reference at all, less the margin
+        return clean_floor_score(val[f"psnr_synthetic{sfx}"], val[f"psnr_unrelated{sfx}"],
+                                 val[f"psnr_no_reference{sfx}"] - self.UNRELATED_MARGIN_DB, self.UNRELATED_PENALTY)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
