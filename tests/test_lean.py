@@ -155,3 +155,55 @@ def test_tiny_lean_run_warm_starts_from_a_bundle_and_exports_a_lean_bundle(tmp_p
     out = tmp_path / "o.tif"
     restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), seed=0, tile_size_px=64, overlap_px=16))
     assert out.exists()
+
+
+def test_split_conv_is_the_single_convolution_cut_into_parts_and_loads_its_weights():
+    from rscore.models.blocks import SplitConv
+
+    torch.manual_seed(3)
+    whole, dw = nn.Conv2d(6, 10, 1), nn.Conv2d(10, 10, 3, padding=1, groups=10)
+    split, split_dw = SplitConv(6, (4, 6)), SplitConv(0, (4, 6), 3, depthwise=True)
+    split.load_state_dict(whole.state_dict())
+    split_dw.load_state_dict(dw.state_dict())
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        want = torch.split(dw(whole(x)), [4, 6], dim=1)
+        got = split_dw(split(x))
+    assert [tuple(t.shape) for t in got] == [(2, 4, 9, 11), (2, 6, 9, 11)]
+    assert all(torch.allclose(g, w, atol=1e-6) for g, w in zip(got, want))
+    with pytest.raises(ValueError, match="need 9"):
+        SplitConv(6, (4, 5)).load_state_dict(whole.state_dict())
+    with pytest.raises(ValueError, match="one input per part"):
+        split_dw(x)
+
+
+@pytest.mark.parametrize("bundle, bands", [("decoded-rgb", 3), ("decoded-bgrn", 4)])
+def test_codec_decoder_in_parts_reproduces_the_shipped_stage_and_exports_no_split(
+        bundle, bands, tmp_path):
+    """The enhancement network's convolutions in parts (and the prior resized before its projection) compute
+    the same function as the shipped decoder, whose weights are in the single-convolution form, and its export
+    has no Split: every part is a convolution of its own."""
+    import json
+
+    from rscore.models.ldm_rsic import EnhancementNet, PriorDecoder, RsicConfig
+    from training.warm_start import unwrap
+
+    manifest = json.loads((ROOT / "models" / bundle / "manifest.json").read_text())
+    weights = bundle_weights(f"models/{bundle}")["decoder"]
+    men = EnhancementNet(RsicConfig(bands, width=weights["men.stem.weight"].shape[0])).eval()
+    men.load_state_dict(unwrap(weights, men.state_dict().keys()), strict=True)
+    rng = np.random.default_rng(1)
+    feeds = {"x0": rng.normal(size=(1, 8, 8, 12)).astype(np.float32),
+             "y": rng.uniform(0, 1, size=(1, bands, 64, 96)).astype(np.float32)}
+    sess = ort.InferenceSession(str(ROOT / "models" / bundle / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    want = sess.run(None, feeds)[0]
+    decoder = PriorDecoder(men, manifest["training"]["z_std"]).eval()
+    with torch.no_grad():
+        got = decoder(*(torch.from_numpy(feeds[k]) for k in ("x0", "y"))).numpy()
+    assert np.abs(got - want).max() < 1e-4
+    path = tmp_path / "decoder.onnx"
+    torch.onnx.export(decoder, tuple(torch.from_numpy(feeds[k]) for k in ("x0", "y")), path,
+                      input_names=["x0", "y"], output_names=["x"], opset_version=17, dynamo=False)
+    graph = onnx.load(path).graph
+    assert "Split" not in {n.op_type for n in graph.node}
+    assert all(i.name.startswith("men.") for i in graph.initializer)  # warm starts read them back by name

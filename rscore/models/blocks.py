@@ -7,6 +7,7 @@ depends on a bounded neighbourhood and tiles agree with each other (the engine a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +163,43 @@ class LeanESSBlock(nn.Module):
         u1, u2 = self.act(self.b1(x)), self.act(self.b2(x))
         w1 = torch.sigmoid(self.select(self.squeeze(self.mean(u1 + u2))))
         return x + self.out(u2 + w1 * (u1 - u2))
+
+
+class SplitConv(nn.Module):
+    """One convolution whose output channels are used in parts, held as one convolution per part.
+
+    The same function as a convolution of ``sum(sizes)`` outputs followed by a split: written that way, an ONNX
+    runtime copies every part out of the blocked-layout result (a Split and a layout reorder per use). With
+    ``depthwise`` each part is a depthwise convolution of its own input (a list, one tensor per part). A state
+    dict of the single-convolution form (``weight``, ``bias``) loads too: its rows are cut into the parts.
+    """
+
+    def __init__(self, cin: int, sizes: Sequence[int], k: int = 1, depthwise: bool = False) -> None:
+        super().__init__()
+        self.sizes, self.depthwise = tuple(int(n) for n in sizes), depthwise
+        self.parts = nn.ModuleList(conv(n if depthwise else cin, n, k, groups=n if depthwise else 1)
+                                   for n in self.sizes)
+
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if self.depthwise:
+            if isinstance(x, torch.Tensor) or len(x) != len(self.parts):
+                raise ValueError(f"a depthwise SplitConv takes one input per part ({len(self.parts)})")
+            return [part(t) for part, t in zip(self.parts, x)]
+        return [part(x) for part in self.parts]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        weight, bias = state_dict.pop(prefix + "weight", None), state_dict.pop(prefix + "bias", None)
+        if weight is not None:
+            if weight.shape[0] != sum(self.sizes):
+                raise ValueError(f"{prefix}weight has {weight.shape[0]} output channels, the parts {self.sizes} "
+                                 f"need {sum(self.sizes)}")
+            start = 0
+            for i, n in enumerate(self.sizes):
+                state_dict[f"{prefix}parts.{i}.weight"] = weight[start:start + n]
+                if bias is not None:
+                    state_dict[f"{prefix}parts.{i}.bias"] = bias[start:start + n]
+                start += n
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class TimeEmbedding(nn.Module):
