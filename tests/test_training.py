@@ -288,6 +288,39 @@ def test_tiny_codec_run_trains_three_phases_and_exports_a_latent_prior_bundle(tm
     assert (gdal.Open(str(out)).RasterYSize, gdal.Open(str(out)).RasterXSize) == (70, 90) and rep.steps == 4
 
 
+def test_codec_batches_encode_jpeg2000_one_file_per_band_or_all_bands_in_one(monkeypatch):
+    """``data.joint_file_fraction``: that share of the 4-band JPEG 2000 batches is one file of every band (as
+    rsrestore:compress_raster writes it), the rest one file per band (as Sentinel-2); 0 leaves the draws as
+    they were."""
+    import dataclasses
+
+    import training.tasks.codec as codec
+    from training.config import TrainConfig
+    from training.tasks import TASKS
+
+    seen = []
+
+    def spy(patches, params, per_band=None):  # noqa: ANN001, ANN202
+        seen.append(per_band)
+        return real(patches, params, per_band)
+
+    real = codec.mosaic_roundtrip
+    monkeypatch.setattr(codec, "mosaic_roundtrip", spy)
+    base = TrainConfig.load(ROOT / "training" / "configs" / "tiny_codec_test.yaml")
+    for fraction, want in ((0.5, {None, False}), (0.0, {None})):
+        cfg = dataclasses.replace(base, data={**base.data, "joint_file_fraction": fraction})
+        task = TASKS["enhance_decoded"](cfg)
+        seen.clear()
+        rng = np.random.default_rng(4)
+        batches = [task.batch(rng) for _ in range(10)]
+        assert set(seen) == want
+        assert all(b["dec"].shape == b["hq"].shape for b in batches)
+    # one file of 4 bands and four files of one band are different encodings of the same patches
+    patches = task.val_hq[:2]
+    params = codec.CodecParams("jp2", compression_ratio=40.0, bits=16)
+    assert not np.array_equal(real(patches, params, False)[0], real(patches, params, None)[0])
+
+
 def test_select_best_exports_the_best_validation_pass(tmp_path, monkeypatch):
     """With select_best the bundle holds the EMA weights of the validation pass the task scored highest
     (here rigged so that the first pass wins), and the training info names that step."""

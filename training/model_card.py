@@ -204,6 +204,9 @@ DEGRADATIONS = {
         + "; ".join(f"{c} {'ratio' if c == 'jp2' else 'quality'} {lo}-{hi}" for c, lo, hi in cfg.data["codecs"])
         + (" (JPEG 2000 at 16 bits with 15 significant bits, as Sentinel-2)" if cfg.data.get("domain") !=
            "rgb8" else " (8-bit; JPEG with YCbCr 4:2:0)")
+        + (f"; JPEG 2000 one file per band, as Sentinel-2, and on {100 * float(cfg.data['joint_file_fraction']):g} "
+           "% of the batches all bands in one file, as `rsrestore:compress_raster` writes them"
+           if float(cfg.data.get("joint_file_fraction", 0)) > 0 else "")
         + f"; {100 * float(cfg.data.get('identity_fraction', 0)):g} % never-compressed patches whose target is the "
         "input itself."),
 }

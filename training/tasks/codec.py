@@ -8,7 +8,9 @@ take the whole budget and the decoded patch is garbage. ``data.identity_fraction
 patch itself: an image that was never compressed must come back unchanged. ``data.block_offset_px`` (0 = off):
 encode patches that many pixels larger and cut the training patch at a random offset, so that the codec's block
 grid (8/16 px for JPEG and WebP) does not always fall on the networks' grid (a raster cropped after decoding
-shifts it).
+shifts it). ``data.joint_file_fraction`` (0 = off): JPEG 2000 of 4-band patches is encoded one file per band, as
+Sentinel-2 delivers it, except on that fraction of the batches, where all bands go in one file, as
+``rsrestore:compress_raster`` writes them.
 
 1. Stage I (until ``model.prior_fraction`` of the budget): the prior encoder (HQ and decoded) and the
    enhancement network (MEN), L1 (+ VGG features); on ``model.prior_dropout`` of the samples the prior is zero,
@@ -62,16 +64,17 @@ VAL_QUALITIES_16BIT = (("jp2", 64.0), ("jp2", 24.0), ("jp2", 120.0))
 PRIOR_ENCODER_FILE = "prior_encoder.onnx"
 
 
-def mosaic_roundtrip(patches: np.ndarray, params: CodecParams) -> tuple[np.ndarray, float]:
+def mosaic_roundtrip(patches: np.ndarray, params: CodecParams, per_band: bool | None = None
+                     ) -> tuple[np.ndarray, float]:
     """Round-trip (n, bands, p, p) patches as one mosaic of two rows (one for n = 1); returns the decoded patches
-    and the encoded bits per pixel."""
+    and the encoded bits per pixel. ``per_band`` as :func:`rscore.degradations.codecs.roundtrip`."""
     n, b, p, _ = patches.shape
     rows = 2 if n > 1 else 1
     cols = -(-n // rows)
     mosaic = np.zeros((b, rows * p, cols * p), np.float32)
     for i, patch in enumerate(patches):
         mosaic[:, (i // cols) * p:(i // cols + 1) * p, (i % cols) * p:(i % cols + 1) * p] = patch
-    trip = roundtrip(mosaic, params)
+    trip = roundtrip(mosaic, params, per_band)
     out = np.stack([trip.image[:, (i // cols) * p:(i // cols + 1) * p, (i % cols) * p:(i % cols + 1) * p]
                     for i in range(n)])
     return out, trip.bits_per_pixel
@@ -109,6 +112,7 @@ class EnhanceDecodedTask(ImageTask):
         self.augment = augment_config(cfg.data)
         self.identity_fraction = float(cfg.data.get("identity_fraction", 0.0))
         self.block_offset_px = int(cfg.data.get("block_offset_px", 0))
+        self.joint_file_fraction = float(cfg.data.get("joint_file_fraction", 0.0))
         self.progress = 0.0
         self.init_perceptual()
         vrng = np.random.default_rng(778)
@@ -133,7 +137,11 @@ class EnhanceDecodedTask(ImageTask):
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         p, o = self.cfg.patch_px, self.block_offset_px
         hq = augmented_patches(self.pool, "train", p + o, self.cfg.batch_size, self.domain, rng, self.augment)
-        dec = mosaic_roundtrip(hq, sample_codec(rng, self.codecs, self.bits))[0]
+        params = sample_codec(rng, self.codecs, self.bits)
+        # JPEG 2000 of more than 3 bands: one file per band (as Sentinel-2), or on this fraction of the batches
+        # all bands in one file (as rsrestore:compress_raster writes them); drawn only when asked for
+        joint = self.joint_file_fraction > 0 and len(self.bands) > 3 and rng.random() < self.joint_file_fraction
+        dec = mosaic_roundtrip(hq, params, False if joint else None)[0]
         if o:
             cuts = rng.integers(0, o + 1, size=(len(hq), 2))
             hq = np.stack([h[:, r:r + p, c:c + p] for h, (r, c) in zip(hq, cuts)])
