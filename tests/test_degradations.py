@@ -233,6 +233,39 @@ def test_reference_radiometry_and_greening(scene: np.ndarray) -> None:
     assert 0.5 < float(green.vegetation_weight.mean()) < 0.9
 
 
+def test_reference_texture_corr_changes_only_the_fine_detail(scene: np.ndarray) -> None:
+    """With texture_corr rho the reference's fine detail correlates with the target's at about rho (the other part
+    is the same detail displaced), its blur is the target's, and rho = 1 is the reference of before; the sampler
+    draws it only when asked, after the other draws."""
+    from rscore.degradations.fields import gaussian_blur
+    from rscore.degradations.reference import DETAIL_SIGMA_PX, sample_reference_params
+
+    def detail(x: np.ndarray) -> np.ndarray:
+        return (x - gaussian_blur(x, DETAIL_SIGMA_PX))[:, 8:-8, 8:-8]
+
+    same = ReferenceParams(gains=(1.0,) * 4, offsets=(0.0,) * 4)
+    np.testing.assert_array_equal(make_reference(scene, same, BGRN_NM, np.random.default_rng(0)).image,
+                                  make_reference(scene, ReferenceParams((1.0,) * 4, (0.0,) * 4, texture_corr=1.0),
+                                                 BGRN_NM, np.random.default_rng(0)).image)
+    # measured as on real dates (detail of each image): falls with rho (the blur of the target's part adds some
+    # correlation back, and this scene's texture correlates with its displaced self)
+    corrs = []
+    for rho in (1.0, 0.9, 0.5, 0.2):
+        ref = make_reference(scene, ReferenceParams((1.0,) * 4, (0.0,) * 4, texture_corr=rho,
+                                                    texture_offset_px=(6, -5)), BGRN_NM, np.random.default_rng(0))
+        corrs.append(np.corrcoef(detail(scene).ravel(), detail(ref.image).ravel())[0, 1])
+        blur = gaussian_blur(ref.image, 4.0)[:, 16:-16, 16:-16]
+        assert np.abs(blur - gaussian_blur(scene, 4.0)[:, 16:-16, 16:-16]).max() < 0.1 * float(scene.std())
+    assert corrs[0] > 0.999 and corrs == sorted(corrs, reverse=True) and corrs[2] < 0.8 and corrs[3] < 0.65
+    with pytest.raises(ValueError, match="texture_corr"):
+        ReferenceParams((1.0,) * 4, (0.0,) * 4, texture_corr=0.0)
+    plain = sample_reference_params(np.random.default_rng(5), 4)
+    drawn = sample_reference_params(np.random.default_rng(5), 4, texture_corr_min=0.3)
+    assert plain.texture_corr == 1.0 and 0.3 <= drawn.texture_corr < 1.0
+    assert drawn.gains == plain.gains and drawn.shift_px == plain.shift_px and drawn.noise_sigma == plain.noise_sigma
+    assert all(3 <= abs(v) <= 9 for v in drawn.texture_offset_px)
+
+
 # ---------------------------------------------------------------- determinism and helpers
 
 

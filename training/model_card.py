@@ -195,7 +195,11 @@ DEGRADATIONS = {
         + ", ".join(f"{100 * float(v):g} % {k}" for k, v in (cfg.data.get("reference_mix") or {}).items())
         + " - *synthetic*: the HR patch on another date (`rscore.degradations.reference`: seasonal change weighted "
         "by vegetation, per-band gain and offset, misregistration up to 3 px, noise up to "
-        f"{float(cfg.data.get('reference_noise_max', 0.01)):g}), half of them with 5-50 % of "
+        f"{float(cfg.data.get('reference_noise_max', 0.01)):g}"
+        + (f", fine detail (the image less its 1.5-px Gaussian blur) correlated with the target's at a value drawn "
+           f"in [{float(cfg.data['reference_texture_corr_min']):g}, 1], the rest being the same detail displaced "
+           "3-9 px" if float(cfg.data.get("reference_texture_corr_min", 1.0)) < 1.0 else "")
+        + "), half of them with 5-50 % of "
         "the patch replaced by blobs of another place (changes between the dates); *unrelated*: another place; "
         "*missing*: no valid reference, or only half of the patch; *date*: real pairs of acquisitions."),
     "enhance_decoded": lambda cfg: (

@@ -84,6 +84,8 @@ class ReferenceSrTask(ImageTask):
         self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
         #: largest Gaussian noise of the synthetic references (image units)
         self.ref_noise_max = float(cfg.data.get("reference_noise_max", 0.01))
+        #: synthetic references' fine-detail correlation with the target drawn in [this, 1] (1: unchanged detail)
+        self.ref_texture_corr_min = float(cfg.data.get("reference_texture_corr_min", 1.0))
         mix = {**REFERENCE_MIX, **(cfg.data.get("reference_mix") or {})}
         unknown = sorted(set(mix) - set(REFERENCE_MIX))
         if unknown:
@@ -98,6 +100,11 @@ class ReferenceSrTask(ImageTask):
                     for kind in ("synthetic", "unrelated")}
 
     # ---- data -----------------------------------------------------------------------------------
+    def _other_date(self, hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A synthetic other-date reference of ``hr`` (:func:`make_reference`, this config's noise and detail)."""
+        params = sample_reference_params(rng, hr.shape[0], self.ref_noise_max, self.ref_texture_corr_min)
+        return make_reference(hr, params, self.pool.wavelengths_nm, rng).image
+
     def _reference(self, hr: np.ndarray, kind: str, split: str, rng: np.random.Generator
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hr, reference, validity (1, P, P)) for one pair of ``kind`` ("date" may replace ``hr``)."""
@@ -109,16 +116,14 @@ class ReferenceSrTask(ImageTask):
                 return pair[0], pair[1], valid
             kind = "synthetic"  # no multi-date scene in this pool
         if kind == "synthetic":
-            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0], self.ref_noise_max),
-                                 self.pool.wavelengths_nm, rng).image
+            ref = self._other_date(hr, rng)
             if rng.random() < 0.5:
                 donor = self.pool.patches(split, p, 1, rng)[0]
                 ref, _ = change_patches(ref, donor, float(rng.uniform(0.05, 0.5)), float(rng.uniform(8, p)), rng)
         elif kind == "unrelated":
             ref = self.pool.patches(split, p, 1, rng)[0]
         else:  # missing: none at all, or only part (a random half-plane of the patch)
-            ref = make_reference(hr, sample_reference_params(rng, hr.shape[0], self.ref_noise_max),
-                                 self.pool.wavelengths_nm, rng).image
+            ref = self._other_date(hr, rng)
             if rng.random() < 0.5:
                 valid[:] = 0.0
             else:
