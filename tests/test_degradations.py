@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -312,3 +314,22 @@ def test_downsample_noise_levels_are_configurable_without_changing_the_draws():
     assert (a.factor, a.psf_sigma_lr_px) == (b.factor, b.psf_sigma_lr_px)
     assert 0.0 <= b.noise_sigma <= 0.002 and b.photons_per_unit is None
     assert b.noise_sigma == pytest.approx(a.noise_sigma * 0.1)
+
+
+def test_downsample_psf_range_is_configurable_and_zero_is_a_plain_area_average():
+    from rscore.degradations.resample import area_resample, downsample, sample_downsample_params
+    from training.tasks.sr import lr_degradation
+
+    a = sample_downsample_params(np.random.default_rng(4))
+    b = sample_downsample_params(np.random.default_rng(4), psf_range_lr_px=(0.0, 0.0))
+    c = sample_downsample_params(np.random.default_rng(4), psf_range_lr_px=(0.0, 0.7))
+    assert 0.3 <= a.psf_sigma_lr_px <= 0.7 and b.psf_sigma_lr_px == 0.0 and 0.0 <= c.psf_sigma_lr_px <= 0.7
+    assert (a.factor, a.noise_sigma) == (b.factor, b.noise_sigma) == (c.factor, c.noise_sigma)
+    hr = np.random.default_rng(1).random((2, 24, 24)).astype(np.float32)
+    sharp = dataclasses.replace(b, factor=3.0, noise_sigma=0.0, photons_per_unit=None)
+    np.testing.assert_allclose(downsample(hr, sharp, np.random.default_rng(0)), area_resample(hr, 3.0), atol=1e-6)
+    with pytest.raises(ValueError, match="psf_range_lr_px"):
+        sample_downsample_params(np.random.default_rng(4), psf_range_lr_px=(0.5, 0.2))
+    assert lr_degradation({"lr_noise": {"noise_max": 0.003}, "lr_psf_lr_px": [0, 0.7]}) == {
+        "noise_max": 0.003, "psf_range_lr_px": (0.0, 0.7)}
+    assert lr_degradation({}) == {}

@@ -184,7 +184,9 @@ DEGRADATIONS = {
     "super_resolve": lambda cfg: (
         "Low-resolution inputs on the fly (`rscore.degradations.resample`): a real scale factor drawn "
         f"log-uniformly in {cfg.model.get('scale_range', [1, 8])[0]:g}-{cfg.model.get('scale_range', [1, 8])[1]:g}, "
-        "a Gaussian optical blur of 0.3-0.7 LR pixels (a sensor's MTF), area resampling to the LR grid, realistic "
+        "a Gaussian optical blur of "
+        + "-".join(f"{float(v):g}" for v in (cfg.data.get("lr_psf_lr_px") or (0.3, 0.7)))
+        + " LR pixels (a sensor's MTF; 0 is a plain area average), area resampling to the LR grid, realistic "
         f"noise (`data.lr_noise`: {cfg.data.get('lr_noise') or 'the generator defaults'}), and quantisation to the "
         "raster type; the bicubic input is the runtime's own resampler. "
         f"{100 * float(cfg.data.get('identity_fraction', 0)):g} % identity pairs (scale 1, the clean patch as its "

@@ -125,16 +125,21 @@ SENSOR_NOISE: dict[str, float] = {"noise_max": 0.003, "shot_fraction": 0.3, "min
 def sample_downsample_params(
     rng: np.random.Generator, factor: float | None = None, factor_range: tuple[float, float] = (1.0, 8.0),
     noise_max: float = 0.02, shot_fraction: float = 0.5, min_photons_per_unit: float = 200.0,
+    psf_range_lr_px: tuple[float, float] = (0.3, 0.7),
 ) -> DownsampleParams:
-    """Draw a factor (log-uniform in ``factor_range`` unless given), PSF width and noise levels: Gaussian noise
-    uniform in [0, ``noise_max``], and shot noise for ``shot_fraction`` of the draws with a photon scale
-    log-uniform in [``min_photons_per_unit``, 20000]. The defaults are strong noise (the shipped SR bundles
-    learnt to denoise from them); the draws are the same whatever the values, so a seed gives the same pairs."""
+    """Draw a factor (log-uniform in ``factor_range`` unless given), PSF width (uniform in ``psf_range_lr_px``, LR
+    pixels; 0 is a plain area average) and noise levels: Gaussian noise uniform in [0, ``noise_max``], and shot
+    noise for ``shot_fraction`` of the draws with a photon scale log-uniform in [``min_photons_per_unit``, 20000].
+    The defaults are strong noise (the shipped SR bundles learnt to denoise from them); the draws are the same
+    whatever the values, so a seed gives the same pairs."""
+    lo, hi = (float(v) for v in psf_range_lr_px)
+    if not 0.0 <= lo <= hi:
+        raise ValueError(f"psf_range_lr_px must be (low, high) with 0 <= low <= high, got {psf_range_lr_px}")
     if factor is None:
         factor = float(np.exp(rng.uniform(np.log(factor_range[0]), np.log(factor_range[1]))))
     return DownsampleParams(
         factor=float(factor),
-        psf_sigma_lr_px=float(rng.uniform(0.3, 0.7)),
+        psf_sigma_lr_px=float(rng.uniform(lo, hi)),
         noise_sigma=float(rng.uniform(0.0, noise_max)),
         photons_per_unit=(float(np.exp(rng.uniform(np.log(min_photons_per_unit), np.log(20000.0))))
                           if rng.random() < shot_fraction else None),

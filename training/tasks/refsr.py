@@ -31,7 +31,7 @@ from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
 from training.tasks.imagery import augment_config, augmented_patches, quantize
-from training.tasks.sr import lr_pair
+from training.tasks.sr import lr_degradation, lr_pair
 
 #: reference kinds and their default shares of the training pairs (config ``data.reference_mix``)
 REFERENCE_MIX = {"date": 0.15, "synthetic": 0.55, "unrelated": 0.15, "missing": 0.15}
@@ -81,7 +81,7 @@ class ReferenceSrTask(ImageTask):
             raise ValueError(f"model.eps_at_inference must be 'predicted' or 'derived', got {self.eps_mode!r}")
         self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg), "denoiser": RefDenoiser(self.tcfg)})
         self.augment = augment_config(cfg.data)
-        self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
+        self.lr_noise = lr_degradation(cfg.data)
         #: largest Gaussian noise of the synthetic references (image units)
         self.ref_noise_max = float(cfg.data.get("reference_noise_max", 0.01))
         #: synthetic references' fine-detail correlation with the target drawn in [this, 1] (1: unchanged detail)

@@ -74,10 +74,21 @@ class ScaledDecoder(nn.Module):
         return self.dec(x0 * self.z_std, y, scale)
 
 
-def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator, **noise: float
+def lr_degradation(data: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of :func:`sample_downsample_params` that a config's ``data`` section sets: ``lr_noise``
+    (noise_max, shot_fraction, min_photons_per_unit) and ``lr_psf_lr_px`` (the PSF's range, LR pixels; the default
+    0.3-0.7 is a blurred sensor, 0 a plain area average)."""
+    out: dict[str, Any] = {k: float(v) for k, v in (data.get("lr_noise") or {}).items()}
+    if data.get("lr_psf_lr_px") is not None:
+        lo, hi = (float(v) for v in data["lr_psf_lr_px"])
+        out["psf_range_lr_px"] = (lo, hi)
+    return out
+
+
+def lr_pair(hr: np.ndarray, s0: float, domain: str, rng: np.random.Generator, **noise: Any
             ) -> tuple[np.ndarray, float]:
     """(bicubic upsampling of the degraded LR, exact scale) for an HR patch (bands, P, P) and a target scale;
-    ``noise``: the noise keywords of :func:`sample_downsample_params` (config ``data.lr_noise``). A scale of
+    ``noise``: keywords of :func:`sample_downsample_params` (:func:`lr_degradation` of the config). A scale of
     exactly 1 is the identity pair (the clean patch itself, no blur, no noise): a clean raster at scale 1 must
     come back unchanged."""
     p = hr.shape[1]
@@ -113,8 +124,8 @@ class SuperResolutionTask(ImageTask):
             "denoiser": LatentDenoiser(self.lcfg), "z_scale": LatentScale(),
         })
         self.augment = augment_config(cfg.data)
-        #: noise of the training down-sampling (``data.lr_noise``: noise_max, shot_fraction, min_photons_per_unit)
-        self.lr_noise = {k: float(v) for k, v in (cfg.data.get("lr_noise") or {}).items()}
+        #: noise and PSF of the training down-sampling (``data.lr_noise``, ``data.lr_psf_lr_px``)
+        self.lr_noise = lr_degradation(cfg.data)
         #: fraction of training pairs that are identity pairs (scale 1, LR = the clean HR patch)
         self.identity_fraction = float(cfg.data.get("identity_fraction", 0.0))
         self.progress = 0.0
