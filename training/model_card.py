@@ -397,8 +397,10 @@ SHORTFALLS = {
         "never-compressed raster comes back at 51.5 dB or better. The "
         "ablations say why: the diffusion-generated prior adds nothing over the regression prior or no prior "
         "(within 0.05 dB), while Stage I's prior from the true image would add another 0.6 dB: Stage II does not "
-        "recover the prior in ~300 Stage II steps. Next: a longer run, high-quality settings and joint 4-band "
-        "files in training (`roundtrip(per_band=False)`), random block-grid offsets (`data.block_offset_px`)."),
+        "recover the prior in ~300 Stage II steps. Next: decoded-rgb's second version (width 24, the network in "
+        "parts, no VGG term, bf16) with joint 4-band files on part of the batches (`data.joint_file_fraction`). A "
+        "first run of that recipe (2026-12-01, lr 0.001, joint files on 30 % of the batches) diverged at step "
+        "450 (L1 from 0.036 to 0.19, then not a number at step 526); it needs a lower learning rate."),
     "decoded-rgb": (
         "**Targets not met yet** (docs/quality.md): +0.49 / +0.56 dB over the decoded raster at JPEG quality 20 / "
         "30 (target +1.0), +0.26 / +0.34 dB for WebP, +0.18 dB for JPEG 2000 at 1 bit per pixel; Bjontegaard rate "
