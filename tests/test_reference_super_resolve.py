@@ -22,8 +22,8 @@ PARAMS = ["INPUT", "BANDS", "MODEL", "MODEL_FOLDER", "REFERENCE", "REFERENCE_BAN
 ROOT_MODELS = Path(__file__).resolve().parents[1] / "models"
 #: PSNR gain of the shipped refsr-bgrn (default: one pass) over sr-bgrn on the Bouconne pair below: measured
 #: +0.20 dB (the continuation shipped 2026-12-01, against the third sr-bgrn; the bundle before it: +0.27 against the
-#: third and +0.04 against the second sr-bgrn; bicubic -0.12 dB). The bundle misses its targets (docs/models/refsr-bgrn.md); this pins that it does
-#: not make a real other-date case worse than plain super-resolution
+#: third and +0.04 against the second sr-bgrn; bicubic -0.12 dB). The bundle misses its targets
+#: (docs/models/refsr-bgrn.md); this pins that it does not make a real other-date case worse than plain super-resolution
 GAIN_OVER_PLAIN_PIN = -0.1
 GT_HR = (500000.0, 10.0, 0.0, 4100000.0, 0.0, -10.0)
 GT_LR = (500000.0, 40.0, 0.0, 4100000.0, 0.0, -40.0)

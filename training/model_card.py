@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 
 from rscore.bundle import load_bundle  # noqa: E402
 from rscore.bundle.quality import QUALITY_FILE, load_quality_summaries, quality_text  # noqa: E402
+from rscore.degradations.reference import DETAIL_SIGMA_PX, TEXTURE_OFFSET_PX  # noqa: E402
+from rscore.degradations.resample import SENSOR_PSF_LR_PX  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 
 #: prose per task: method, architecture and design choices (numbers are filled in from the artefacts)
@@ -185,7 +187,7 @@ DEGRADATIONS = {
         "Low-resolution inputs on the fly (`rscore.degradations.resample`): a real scale factor drawn "
         f"log-uniformly in {cfg.model.get('scale_range', [1, 8])[0]:g}-{cfg.model.get('scale_range', [1, 8])[1]:g}, "
         "a Gaussian optical blur of "
-        + "-".join(f"{float(v):g}" for v in (cfg.data.get("lr_psf_lr_px") or (0.3, 0.7)))
+        + "-".join(f"{float(v):g}" for v in (cfg.data.get("lr_psf_lr_px") or SENSOR_PSF_LR_PX))
         + " LR pixels (a sensor's MTF; 0 is a plain area average), area resampling to the LR grid, realistic "
         f"noise (`data.lr_noise`: {cfg.data.get('lr_noise') or 'the generator defaults'}), and quantisation to the "
         "raster type; the bicubic input is the runtime's own resampler. "
@@ -198,9 +200,10 @@ DEGRADATIONS = {
         + " - *synthetic*: the HR patch on another date (`rscore.degradations.reference`: seasonal change weighted "
         "by vegetation, per-band gain and offset, misregistration up to 3 px, noise up to "
         f"{float(cfg.data.get('reference_noise_max', 0.01)):g}"
-        + (f", fine detail (the image less its 1.5-px Gaussian blur) correlated with the target's at a value drawn "
-           f"in [{float(cfg.data['reference_texture_corr_min']):g}, 1], the rest being the same detail displaced "
-           "3-9 px" if float(cfg.data.get("reference_texture_corr_min", 1.0)) < 1.0 else "")
+        + (f", fine detail (the image less its {DETAIL_SIGMA_PX:g}-px Gaussian blur) correlated with the target's at a "
+           f"value drawn in [{float(cfg.data['reference_texture_corr_min']):g}, 1], the rest being the same detail "
+           f"displaced {TEXTURE_OFFSET_PX[0]}-{TEXTURE_OFFSET_PX[1]} px"
+           if float(cfg.data.get("reference_texture_corr_min", 1.0)) < 1.0 else "")
         + "), half of them with 5-50 % of "
         "the patch replaced by blobs of another place (changes between the dates); *unrelated*: another place; "
         "*missing*: no valid reference, or only half of the patch; *date*: real pairs of acquisitions."),

@@ -25,6 +25,8 @@ from rscore.degradations.fields import check_image, fractal_field, gaussian_blur
 
 #: Gaussian blur (pixels) whose residual is the fine detail that ``texture_corr`` changes
 DETAIL_SIGMA_PX = 1.5
+#: whole-pixel range (each axis, either sign) of the displacement of the detail's other realisation
+TEXTURE_OFFSET_PX = (3, 9)
 
 #: Relative response of each spectral region to greening, per unit of (weight × greening).
 _GREENING_RESPONSE = ((0.0, 520.0, -0.3), (520.0, 600.0, 0.15), (600.0, 700.0, -0.5), (700.0, 1400.0, 0.6))
@@ -162,7 +164,7 @@ def sample_reference_params(rng: np.random.Generator, bands: int, noise_max: flo
         return params
     if not 0.0 < texture_corr_min:
         raise ValueError(f"texture_corr_min must be in (0, 1], got {texture_corr_min}")
-    offset = rng.integers(3, 10, size=2) * rng.choice([-1, 1], size=2)
+    offset = rng.integers(TEXTURE_OFFSET_PX[0], TEXTURE_OFFSET_PX[1] + 1, size=2) * rng.choice([-1, 1], size=2)
     return replace(params, texture_corr=float(rng.uniform(texture_corr_min, 1.0)),
                    texture_offset_px=(int(offset[0]), int(offset[1])))
 

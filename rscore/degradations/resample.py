@@ -122,10 +122,14 @@ def downsample(image: np.ndarray, params: DownsampleParams, rng: np.random.Gener
 SENSOR_NOISE: dict[str, float] = {"noise_max": 0.003, "shot_fraction": 0.3, "min_photons_per_unit": 2000.0}
 
 
+#: PSF standard deviation range of the down-sampling, LR pixels: a blurred sensor (MTF at Nyquist about 0.1-0.4)
+SENSOR_PSF_LR_PX: tuple[float, float] = (0.3, 0.7)
+
+
 def sample_downsample_params(
     rng: np.random.Generator, factor: float | None = None, factor_range: tuple[float, float] = (1.0, 8.0),
     noise_max: float = 0.02, shot_fraction: float = 0.5, min_photons_per_unit: float = 200.0,
-    psf_range_lr_px: tuple[float, float] = (0.3, 0.7),
+    psf_range_lr_px: tuple[float, float] = SENSOR_PSF_LR_PX,
 ) -> DownsampleParams:
     """Draw a factor (log-uniform in ``factor_range`` unless given), PSF width (uniform in ``psf_range_lr_px``, LR
     pixels; 0 is a plain area average) and noise levels: Gaussian noise uniform in [0, ``noise_max``], and shot
