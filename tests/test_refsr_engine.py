@@ -100,3 +100,50 @@ def test_tile_size_invariance(bundles, scene, tmp_path):
     b, _ = _run(bundles, scene, "ref", tmp_path / "b.tif", tile_size_px=192, overlap_px=16, device="cpu")
     # the same up to float32 rounding of convolutions on other tile shapes (measured: 1 DN at a handful of pixels)
     assert np.abs(a - b).max() <= 1.0 and np.mean(a != b) < 1e-3
+
+
+@pytest.fixture(scope="module")
+def based_refsr(tmp_path_factory) -> Path:
+    """A tiny refsr bundle built on the shipped sr-bgrn (``model.base_sr``), two training steps: its texture stage
+    holds sr-bgrn's regression path, mapped between the two bundles' band statistics."""
+    import yaml
+
+    from training.train import main as train_main
+
+    d = tmp_path_factory.mktemp("based")
+    root = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((root / "training" / "configs" / "tiny_refsr_test.yaml").read_text())
+    raw["model"] = {**raw["model"], "base_sr": str(root / "models" / "sr-bgrn"), "default_steps": 0}
+    raw["export"] = {**raw["export"], "margin_px": 64}  # the SR base's reach, as sr-bgrn's own margin
+    cfg = d / "tiny_refsr_based.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    return train_main(["--config", str(cfg), "--runs", str(d / "runs"), "--out", str(d / "models"),
+                       "--max-steps", "2"])
+
+
+def test_refsr_on_an_sr_base_is_that_sr_exactly_where_the_reference_has_no_data(based_refsr, scene, tmp_path):
+    """Built on plain SR, the one-pass estimate is sr-bgrn's regression path (``super_resolve`` one pass) wherever
+    the reference has no data; inside the footprint the reference changes it. Windows align to the SR latent grid
+    (size multiple 8), so another tiling gives the same pixels."""
+    from rscore.bundle import load_bundle
+
+    assert load_bundle(based_refsr).manifest.tiling.size_multiple == 8
+    root = Path(__file__).resolve().parents[1]
+    sr = tmp_path / "sr.tif"
+    restore(RestoreRequest(str(scene["lr"]), str(root / "models" / "sr-bgrn"), str(sr), scale_factor=4.0,
+                           device="cpu", options={"one_pass": True}))
+    plain = gdal.Open(str(sr)).ReadAsArray().astype(np.float64)
+
+    def run(ref: str, name: str, **kw) -> np.ndarray:
+        restore(RestoreRequest(str(scene["lr"]), str(based_refsr), str(tmp_path / name), scale_factor=4.0,
+                               aux_path=str(scene[ref]), device="cpu", **kw))
+        return gdal.Open(str(tmp_path / name)).ReadAsArray().astype(np.float64)
+
+    # one tile, as the plain SR run
+    none, part = run("ref_none", "none.tif", tile_size_px=256), run("ref_part", "part.tif", tile_size_px=256)
+    # the same networks on the same windows, up to float32 rounding to uint16 (1 DN)
+    assert np.abs(none - plain).max() <= 1.0
+    assert np.abs(part[:, :, 160:] - plain[:, :, 160:]).max() <= 1.0
+    assert np.abs(part[:, :, :100] - plain[:, :, :100]).max() > 1.0
+    tiled = run("ref_part", "tiled.tif", tile_size_px=96, overlap_px=16)
+    assert np.abs(tiled - part).max() <= 1.0 and np.mean(tiled != part) < 1e-3

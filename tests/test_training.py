@@ -206,6 +206,23 @@ def test_tiny_sr_run_trains_both_phases_and_exports_an_ldcsr_bundle(tmp_path, bg
     rep = restore(RestoreRequest(str(bgrn_tif), str(bundle), str(out), scale_factor=2.5, tile_size_px=96))
     ds = gdal.Open(str(out))
     assert (ds.RasterYSize, ds.RasterXSize) == (375, 425) and rep.steps == 4
+    # a warm start from the bundle: the decoder (exported through a wrapper as "dec.*", beside the latent
+    # denoiser's own "dec" blocks) is found; the training-only HR encoder starts from scratch, not from the
+    # denoiser's "enc" blocks
+    import torch
+
+    from training.config import TrainConfig
+    from training.tasks import TASKS
+    from training.warm_start import bundle_weights, warm_start
+
+    task = TASKS["super_resolve"](TrainConfig.load(ROOT / "training" / "configs" / "tiny_sr_test.yaml"))
+    lines = warm_start(task.networks, str(bundle), task.warm_inputs)
+    assert sorted(lines) == sorted([
+        f"enc: not in {bundle}, starts from scratch", f"dec: loaded from {bundle} (inside another stage)",
+        f"cond: loaded from {bundle}", f"denoiser: loaded from {bundle}",
+        f"z_scale: not in {bundle}, starts from scratch"])
+    saved = bundle_weights(str(bundle))["decoder"]
+    assert all(torch.equal(v, saved[f"dec.{k}"]) for k, v in task.networks["dec"].state_dict().items())
 
 
 def test_shipped_sr_configs_train_on_the_realistic_sensor_noise_the_evaluation_uses():

@@ -77,7 +77,13 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
         if name not in weights:  # a network exported inside another stage (clouds: cnp and wa in "denoiser")
             nested = {stage: {k[len(name) + 1 :]: v for k, v in w.items() if k.startswith(f"{name}.")}
                       for stage, w in weights.items()}
-            nested = {stage: w for stage, w in nested.items() if w}
+            # only a stage holding this network's every weight under the prefix: another network's layers may
+            # share it (sr: the latent denoiser's "enc"/"dec" blocks beside the HR encoder "enc" and the decoder
+            # "dec", exported through a wrapper as "dec.*")
+            forms = [set(net.state_dict())]
+            if isinstance(net, MCESSUNet) and net.cfg.lean:  # a lean network may start from its full form
+                forms.append(set(type(net)(replace(net.cfg, lean=False)).state_dict()))
+            nested = {stage: w for stage, w in nested.items() if w and any(f <= set(w) for f in forms)}
             if len(nested) != 1:
                 lines.append(f"{name}: not in {spec}, starts from scratch")
                 continue
@@ -85,11 +91,16 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
         weights[name] = unwrap(weights[name], net.state_dict().keys())
         lean = isinstance(net, MCESSUNet) and net.cfg.lean and not any(".fuse.0." in k for k in weights[name])
         target = type(net)(replace(net.cfg, lean=False)) if lean else net
-        keys = target.state_dict().keys()
-        # strict: a bundle of another architecture fails here, naming the weights it lacks
-        target.load_state_dict({k: v for k, v in weights[name].items() if k in keys}, strict=True)
+        own = target.state_dict()
+        load = {k: v for k, v in weights[name].items() if k in own}
+        # weights that do not train (a frozen base, ``frozen_prefixes``) and that the bundle lacks stay the
+        # network's own; strict for the rest: a bundle of another architecture fails here, naming what it lacks
+        frozen = tuple(getattr(net, "frozen_prefixes", ()))
+        kept = [k for k in own if k not in load and frozen and k.startswith(frozen)]
+        target.load_state_dict({**load, **{k: own[k] for k in kept}}, strict=True)
         if lean:
             net.load_state_dict(lean_state_dict(target, norm_fits(target, inputs(name))), strict=True)
         lines.append(f"{name}: {'converted to lean' if lean else 'loaded'} from {spec}"
-                     + ("" if name in manifest_stages else " (inside another stage)"))
+                     + ("" if name in manifest_stages else " (inside another stage)")
+                     + (f" (kept its own {', '.join(frozen)}*: not in the bundle)" if kept else ""))
     return lines

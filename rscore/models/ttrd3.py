@@ -17,6 +17,11 @@ scale), ``aux`` the reference warped onto the same grid, ``aux_valid`` where the
 Falling back to plain SR: ``c`` enters every network through bias-free convolutions, and is exactly 0 where the
 reference is invalid (outside its footprint, nodata). There both networks compute what they compute with no
 reference at all, i.e. plain super-resolution, and invent no texture.
+
+With a base (:class:`SrBase`: a ``super_resolve`` bundle's regression path, frozen, inside the texture stage) the
+one-pass estimate is built on plain SR instead of bicubic: ``base + valid * (residual + gate * (reference detail -
+base detail))``. The gate swaps plain SR's own fine detail for the reference's where the match is trusted;
+outside the reference's footprint the estimate is exactly the base, i.e. plain super-resolution.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rscore.models.blocks import LocalMean, TimeEmbedding, conv
-from rscore.models.ldcsr import ResBlock, ScaleEmbedding
+from rscore.models.ldcsr import CondEncoder, LdcsrConfig, ResBlock, ScaleEmbedding, SrDecoder
 
 #: the networks' deepest stride (the U-Nets' 1/4 level, the coarsest matching grid): tile windows are aligned to
 #: it (the manifest's size multiple)
@@ -147,12 +152,54 @@ def _shift(x: torch.Tensor, pad: int, dy: int, dx: int) -> torch.Tensor:
     return x[..., pad + dy : pad + dy + rows, pad + dx : pad + dx + cols]
 
 
-class TextureNet(nn.Module):
-    """(y, aux, aux_valid, scale) -> (x: one-pass estimate, c: transferred texture and confidence)."""
+class SrBase(nn.Module):
+    """Plain super-resolution under the texture transfer: the regression path of a ``super_resolve`` bundle (its
+    decoder over its condition encoder's estimate of the normalised latent times ``z_std``,
+    :mod:`rscore.models.ldcsr`), frozen, in this bundle's model units. ``y`` (this bundle's units) becomes the SR
+    networks' units by a fixed per-band affine map (``gain_in``, ``offset_in``) and their output comes back by
+    another (``gain_out``, ``offset_out``): the two bundles normalise with their own band statistics. Always float32 (outside autocast): the base is a fixed
+    input of the trained networks, not something they learn."""
 
-    def __init__(self, cfg: Ttrd3Config) -> None:
+    def __init__(self, cond: CondEncoder, decoder: SrDecoder, z_std: float, gain_in: torch.Tensor,
+                 offset_in: torch.Tensor, gain_out: torch.Tensor, offset_out: torch.Tensor) -> None:
+        super().__init__()
+        self.cond, self.decoder, self.z_std = cond, decoder, float(z_std)
+        for name, v in (("gain_in", gain_in), ("offset_in", offset_in), ("gain_out", gain_out),
+                        ("offset_out", offset_out)):
+            self.register_buffer(name, v.detach().float().reshape(1, -1, 1, 1).clone())
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    @staticmethod
+    def config_of(cond_weights: dict[str, torch.Tensor]) -> LdcsrConfig:
+        """The SR networks' widths, read from the condition encoder's weights."""
+        stem, out = cond_weights["pyramid.stem.weight"], cond_weights["out.weight"]
+        return LdcsrConfig(int(stem.shape[1]), latent_channels=int(out.shape[0]), width=int(stem.shape[0]))
+
+    @classmethod
+    def from_weights(cls, cond_weights: dict[str, torch.Tensor], decoder_weights: dict[str, torch.Tensor],
+                     z_std: float, gain_in: torch.Tensor, offset_in: torch.Tensor, gain_out: torch.Tensor,
+                     offset_out: torch.Tensor) -> SrBase:
+        cfg = cls.config_of(cond_weights)
+        cond, decoder = CondEncoder(cfg), SrDecoder(cfg)
+        cond.load_state_dict(cond_weights, strict=True)
+        decoder.load_state_dict(decoder_weights, strict=True)
+        return cls(cond, decoder, z_std, gain_in, offset_in, gain_out, offset_out)
+
+    def forward(self, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            ys = y.float() * self.gain_in + self.offset_in
+            return self.decoder(self.cond(ys, scale) * self.z_std, ys, scale) * self.gain_out + self.offset_out
+
+
+class TextureNet(nn.Module):
+    """(y, aux, aux_valid, scale) -> (x: one-pass estimate, c: transferred texture and confidence); on plain SR
+    when given a ``base`` (see the module's docstring)."""
+
+    def __init__(self, cfg: Ttrd3Config, base: SrBase | None = None) -> None:
         super().__init__()
         self.cfg = cfg
+        self.base = base
         self.lowpass = ScaleLowPass(cfg.bands)
         self.match = MatchEncoder(cfg.bands, cfg.match_channels, cfg.match_factor)
         self.tex_stem = conv(cfg.bands, cfg.texture_channels)
@@ -215,13 +262,25 @@ class TextureNet(nn.Module):
     def forward(self, y: torch.Tensor, aux: torch.Tensor, aux_valid: torch.Tensor, scale: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """One-pass estimate ``y + residual + gate * detail``, where ``detail`` is the transferred reference
-        pixels minus their low-pass at the scale (what the input cannot show), and the texture ``c``."""
+        pixels minus their low-pass at the scale (what the input cannot show), and the texture ``c``. With a base:
+        ``base + aux_valid * (residual + gate * (detail - the base's own detail))``."""
         c = self.transfer(y, aux, aux_valid, scale)
         n, t = self.cfg.bands, self.cfg.texture_channels
         pixels = c[:, t : t + n]
         detail = pixels - self.lowpass(pixels, scale)
-        res, gate = self.head(y, c, self.head.embed(scale=scale)).chunk(2, dim=1)
-        return y + res + torch.sigmoid(gate) * detail, c
+        if self.base is None:
+            res, gate = self.head(y, c, self.head.embed(scale=scale)).chunk(2, dim=1)
+            return y + res + torch.sigmoid(gate) * detail, c
+        b = self.base(y, scale)
+        res, gate = self.head(b, c, self.head.embed(scale=scale)).chunk(2, dim=1)
+        own = b - self.lowpass(b, scale)
+        return b + aux_valid * (res + torch.sigmoid(gate) * (detail - own)), c
+
+    @property
+    def frozen_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of weights that do not train (the base): a warm start from a bundle without them
+        keeps the network's own (:func:`training.warm_start.warm_start`)."""
+        return ("base.",) if self.base is not None else ()
 
 
 class RefUNet(nn.Module):

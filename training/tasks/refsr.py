@@ -12,10 +12,16 @@ engine's own bicubic upsampling: :func:`training.tasks.sr.lr_pair`) and a refere
 
 Losses: the one-pass estimate (texture net) L1 + VGG feature loss; RDDM (residual and noise prediction) from the
 one-pass estimate: L1 on the residual and on the noise, VGG feature loss on the one-step estimate.
+
+``model.base_sr`` (a ``super_resolve`` bundle: a folder, or REV:folder) builds the one-pass estimate on that bundle's
+plain super-resolution instead of bicubic (:class:`rscore.models.ttrd3.SrBase`, frozen, exported inside the texture
+stage): the networks then learn only what the reference adds.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,8 @@ from torch import nn
 from rscore.bundle.manifest import ScaleRange, TensorSpec
 from rscore.degradations.reference import change_patches, make_reference, sample_reference_params
 from rscore.diffusion.plan import SamplerConfig, make_plan
-from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, TextureNet, Ttrd3Config
+from rscore.models.ldcsr import LATENT_FACTOR
+from rscore.models.ttrd3 import MATCH_FACTOR, RefDenoiser, SrBase, TextureNet, Ttrd3Config
 from rscore.torch_ops.diffusion import ForwardTables, sample_torch, seeded_noise
 from training.config import TrainConfig
 from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
@@ -51,6 +58,37 @@ class ResidualOnly(nn.Module):
         return self.denoiser(x_t, y, coarse, c, t, scale)[0]
 
 
+def load_sr_base(spec: str, bands: tuple[str, ...], mean: np.ndarray, std: np.ndarray) -> SrBase:
+    """The regression path of the ``super_resolve`` bundle ``spec`` ("folder" or "REV:folder"), frozen, mapped to
+    the model units of a bundle normalised by ``mean`` and ``std`` (physical units, per band)."""
+    from rscore.models.ldcsr import SrDecoder
+    from training.warm_start import bundle_weights, read_bundle_file, unwrap
+
+    manifest = json.loads(read_bundle_file(spec, "manifest.json"))
+    if manifest.get("task") != "super_resolve" or not {"cond", "decoder"} <= set(manifest.get("stages", {})):
+        raise ValueError(f"model.base_sr: {spec} is not a super_resolve bundle with cond and decoder stages "
+                         f"(task {manifest.get('task')!r}); name one, e.g. models/sr-bgrn")
+    if tuple(manifest["input"]["names"]) != tuple(bands):
+        raise ValueError(f"model.base_sr: {spec} reads bands {manifest['input']['names']}, this config "
+                         f"{list(bands)}; name the super_resolve bundle of the same bands")
+    weights = bundle_weights(spec)
+    z_std = float(manifest.get("training", {}).get("z_std") or 0.0)
+    if not z_std > 0:
+        raise ValueError(f"model.base_sr: {spec} records no latent scale (training.z_std); re-export it")
+    # the decoder stage is exported through ScaledDecoder (every weight named "dec.<name>")
+    cfg = SrBase.config_of(weights["cond"])
+    decoder = unwrap(weights["decoder"], SrDecoder(cfg).state_dict().keys())
+
+    def stats(side: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.tensor(manifest[side]["mean"], dtype=torch.float64),
+                torch.tensor(manifest[side]["std"], dtype=torch.float64))
+
+    m, s = torch.from_numpy(np.asarray(mean, np.float64)), torch.from_numpy(np.asarray(std, np.float64))
+    (im, isd), (om, osd) = stats("input"), stats("output")
+    # ours -> physical -> the SR bundle's units, and back: x_sr = (x * s + m - im) / isd; x = (out * osd + om - m) / s
+    return SrBase.from_weights(weights["cond"], decoder, z_std, s / isd, (m - im) / isd, osd / s, (om - m) / s)
+
+
 class ReferenceSrTask(ImageTask):
     """Data, losses, validation and export of the reference-based SR bundle."""
 
@@ -60,10 +98,12 @@ class ReferenceSrTask(ImageTask):
     UNRELATED_PENALTY = 1.0
 
     def __init__(self, cfg: TrainConfig) -> None:
-        if cfg.patch_px % MATCH_FACTOR:
-            raise ValueError(f"patch_px must be a multiple of {MATCH_FACTOR}, got {cfg.patch_px}")
-        super().__init__(cfg, lambda c, rng: c)
         m = cfg.model
+        #: input size multiple: the matching grid, and the SR base's latent grid when there is one
+        self.size_multiple = math.lcm(MATCH_FACTOR, LATENT_FACTOR) if m.get("base_sr") else MATCH_FACTOR
+        if cfg.patch_px % self.size_multiple:
+            raise ValueError(f"patch_px must be a multiple of {self.size_multiple}, got {cfg.patch_px}")
+        super().__init__(cfg, lambda c, rng: c)
         n = len(self.bands)
         self.tcfg = Ttrd3Config(n, match_channels=int(m.get("match_channels", 16)),
                                 texture_channels=int(m.get("texture_channels", 8)), width=int(m.get("width", 16)),
@@ -79,7 +119,8 @@ class ReferenceSrTask(ImageTask):
         self.eps_mode = str(m.get("eps_at_inference", "predicted"))
         if self.eps_mode not in ("predicted", "derived"):
             raise ValueError(f"model.eps_at_inference must be 'predicted' or 'derived', got {self.eps_mode!r}")
-        self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg), "denoiser": RefDenoiser(self.tcfg)})
+        base = load_sr_base(str(m["base_sr"]), tuple(self.bands), self.mean, self.std) if m.get("base_sr") else None
+        self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg, base), "denoiser": RefDenoiser(self.tcfg)})
         self.augment = augment_config(cfg.data)
         self.lr_noise = lr_degradation(cfg.data)
         #: largest Gaussian noise of the synthetic references (image units)
@@ -244,7 +285,7 @@ class ReferenceSrTask(ImageTask):
         lo, hi = self.scale_range
         manifest = self.manifest(
             "reference_super_resolve", "rddm", stages, nets, info, default_tile_px=512,
-            size_multiple=MATCH_FACTOR, tensors={"coarse": {"c": cs}, "denoiser": {"c": cs}},
+            size_multiple=self.size_multiple, tensors={"coarse": {"c": cs}, "denoiser": {"c": cs}},
             sampler=self.sampler, scale=ScaleRange(lo, hi, min(max(4.0, lo), hi)), resample="bicubic")
         bundle, _ = build_bundle(out_dir / self.cfg.name, manifest, stages, parity_rows=64, parity_cols=96)
         return bundle.root
