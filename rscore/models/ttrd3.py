@@ -157,8 +157,8 @@ class SrBase(nn.Module):
     decoder over its condition encoder's estimate of the normalised latent times ``z_std``,
     :mod:`rscore.models.ldcsr`), frozen, in this bundle's model units. ``y`` (this bundle's units) becomes the SR
     networks' units by a fixed per-band affine map (``gain_in``, ``offset_in``) and their output comes back by
-    another (``gain_out``, ``offset_out``): the two bundles normalise with their own band statistics. Always float32 (outside autocast): the base is a fixed
-    input of the trained networks, not something they learn."""
+    another (``gain_out``, ``offset_out``): the two bundles normalise with their own band statistics. Always
+    float32 (outside autocast): the base is a fixed input of the trained networks, not something they learn."""
 
     def __init__(self, cond: CondEncoder, decoder: SrDecoder, z_std: float, gain_in: torch.Tensor,
                  offset_in: torch.Tensor, gain_out: torch.Tensor, offset_out: torch.Tensor) -> None:
