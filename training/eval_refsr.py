@@ -89,6 +89,10 @@ class RefSrResult:
     scales: tuple[float, ...]
     scenes: list[tuple[TestScene, str]]
     default_steps: int
+    #: the super_resolve bundle under the texture stage (manifest ``training.base_sr``), if any
+    base_sr: str = ""
+    #: sources of the evaluation's real pairs that the base trained on
+    base_seen: tuple[str, ...] = ()
     rows: list[dict[str, object]] = field(default_factory=list)
     strips: list[Path] = field(default_factory=list)
 
@@ -115,7 +119,9 @@ def evaluate_bundle(spec: RefSrBundle, cfg: RefSrSuiteConfig, settings: EvalSett
     pool = load_pool(data, bands, settings.data_cache)
     scenes = eval_scenes(pool, cfg.crop_px)
     res = RefSrResult(spec.name, spec.plain, bands, cfg.scales, scenes,
-                      int(manifest.sampler.default_steps) if manifest.sampler else 0)
+                      int(manifest.sampler.default_steps) if manifest.sampler else 0,
+                      str(manifest.training.get("base_sr", "")),
+                      tuple(sorted(set(REAL_PAIR_SOURCES) & set(manifest.training.get("base_sr_sources", [])))))
     rgb = [bands.index(b) for b in ("red", "green", "blue")]
     n = cfg.quick_crops_per_scene if settings.quick else cfg.crops_per_scene
     key = zlib.crc32(spec.name.encode())
@@ -239,8 +245,14 @@ def suite_markdown(results: Sequence[RefSrResult], skipped: Sequence[str], cfg: 
         out += [f"*Bundle `{name}` is not in `{settings.models_dir}`: skipped.*", ""]
     for res in results:
         steps = f"{res.default_steps} step(s)" if res.default_steps else "one pass"
+        seen = (" The base trained on the real pairs' scenes (" + ", ".join(res.base_seen) + "), as the plain SR "
+                "bundle may have." if res.base_seen else "")
+        base = ([f"Built on plain SR: its texture stage holds `{res.base_sr}`'s regression path, which it refines "
+                 "where the reference has data. *RefSR − plain SR* with an unrelated reference is that refinement "
+                 "alone; the other rows less that one are what the reference itself adds." + seen, ""]
+                if res.base_sr else [])
         out += [f"### `{res.name}` ({', '.join(res.bands)}; default {steps}; plain SR: `{res.plain}`)", "",
-                "Targets:", "", *targets(res), "", table(res), "",
+                *base, "Targets:", "", *targets(res), "", table(res), "",
                 "Strips at ×4 (LR at its own size | bicubic | plain SR | reference | RefSR | truth):", ""]
         out += [f"![{p.stem}]({rel(p, settings.out_dir)})" for p in res.strips]
         out.append("")

@@ -234,11 +234,13 @@ VALIDATION = {
                       (("bicubic", "psnr_bicubic"), ("autoencoder (knows the HR latent)", "psnr_autoencoder"),
                        ("regression (one pass)", "psnr_regression"), ("diffusion (default steps)", "psnr_diffusion"))),
     "reference_super_resolve": ("sensor-like down-sampling at scales 2, 3, 4 and 6, synthetic other-date and "
-                                "unrelated references",
-                                (("bicubic", "psnr_bicubic"), ("no reference", "psnr_no_reference"),
+                                "unrelated references, each kind on its own patches",
+                                (("bicubic", "psnr_bicubic"), ("no reference: one pass", "psnr_no_reference_coarse"),
                                  ("other date: one pass", "psnr_synthetic_coarse"),
                                  ("other date (default steps)", "psnr_synthetic"),
-                                 ("unrelated reference", "psnr_unrelated"))),
+                                 ("unrelated: one pass", "psnr_unrelated_coarse"),
+                                 ("unrelated patches, no reference: one pass",
+                                  "psnr_no_reference_unrelated_coarse"))),
     "enhance_decoded": ("codec round trips at fixed settings (JPEG q20, WebP q25, JPEG q50 and JPEG 2000 1:24 "
                         "for 8-bit; JPEG 2000 1:64, 1:24 and 1:120 for 16-bit)",
                         (("decoded", "psnr_decoded"), ("no prior", "psnr_no_prior"),

@@ -39,6 +39,7 @@ from training.config import TrainConfig
 from training.tasks.common import VALIDATION_STEPS, ImageTask, clean_floor_score
 from training.tasks.imagery import augment_config, augmented_patches, quantize
 from training.tasks.sr import lr_degradation, lr_pair
+from training.warm_start import read_bundle_file
 
 #: reference kinds and their default shares of the training pairs (config ``data.reference_mix``)
 REFERENCE_MIX = {"date": 0.15, "synthetic": 0.55, "unrelated": 0.15, "missing": 0.15}
@@ -62,7 +63,7 @@ def load_sr_base(spec: str, bands: tuple[str, ...], mean: np.ndarray, std: np.nd
     """The regression path of the ``super_resolve`` bundle ``spec`` ("folder" or "REV:folder"), frozen, mapped to
     the model units of a bundle normalised by ``mean`` and ``std`` (physical units, per band)."""
     from rscore.models.ldcsr import SrDecoder
-    from training.warm_start import bundle_weights, read_bundle_file, unwrap
+    from training.warm_start import bundle_weights, unwrap
 
     manifest = json.loads(read_bundle_file(spec, "manifest.json"))
     if manifest.get("task") != "super_resolve" or not {"cond", "decoder"} <= set(manifest.get("stages", {})):
@@ -120,6 +121,9 @@ class ReferenceSrTask(ImageTask):
         if self.eps_mode not in ("predicted", "derived"):
             raise ValueError(f"model.eps_at_inference must be 'predicted' or 'derived', got {self.eps_mode!r}")
         base = load_sr_base(str(m["base_sr"]), tuple(self.bands), self.mean, self.std) if m.get("base_sr") else None
+        #: the base's training sources (recorded in the manifest: the evaluation's real pairs may be among them)
+        self.base_sources = (json.loads(read_bundle_file(str(m["base_sr"]), "manifest.json")).get("training", {})
+                             .get("data_sources", []) if base is not None else [])
         self.networks = nn.ModuleDict({"coarse": TextureNet(self.tcfg, base), "denoiser": RefDenoiser(self.tcfg)})
         self.augment = augment_config(cfg.data)
         self.lr_noise = lr_degradation(cfg.data)
@@ -252,10 +256,12 @@ class ReferenceSrTask(ImageTask):
             coarse, full = self.restore_torch(nets, t)
             plain_coarse, plain = self.restore_torch(nets, {**t, "ref": torch.zeros_like(t["ref"]),
                                                             "valid": torch.zeros_like(t["valid"])})
+            # each kind has its own patches: the unrelated case is compared with no reference on its own
+            sfx = "" if kind == "synthetic" else f"_{kind}"
             if kind == "synthetic":
                 row["psnr_bicubic"] = self.mean_psnr(hr, pairs["bic"])
-                row["psnr_no_reference"] = self.mean_psnr(hr, plain)
-                row["psnr_no_reference_coarse"] = self.mean_psnr(hr, plain_coarse)
+            row[f"psnr_no_reference{sfx}"] = self.mean_psnr(hr, plain)
+            row[f"psnr_no_reference{sfx}_coarse"] = self.mean_psnr(hr, plain_coarse)
             row[f"psnr_{kind}_coarse"] = self.mean_psnr(hr, coarse)
             row[f"psnr_{kind}"] = self.mean_psnr(hr, full)
         return row
@@ -263,11 +269,13 @@ class ReferenceSrTask(ImageTask):
     def selection_score(self, val: dict[str, float]) -> float:
         """For ``select_best``: mean PSNR of the default path (one pass, or with diffusion) with other-date
         references, less :attr:`UNRELATED_PENALTY` per dB by which an unrelated reference falls more than
-        :attr:`UNRELATED_MARGIN_DB` below no reference at all (the bundle must not copy another place)."""
+        :attr:`UNRELATED_MARGIN_DB` below no reference at all on the same patches (the bundle must not copy another
+        place)."""
         sfx = "_coarse" if self.sampler.default_steps == 0 else ""
-        # the floor of the unrelated case is no reference at all, less the margin
+        # the floor of the unrelated case is no reference at all on the same patches, less the margin
         return clean_floor_score(val[f"psnr_synthetic{sfx}"], val[f"psnr_unrelated{sfx}"],
-                                 val[f"psnr_no_reference{sfx}"] - self.UNRELATED_MARGIN_DB, self.UNRELATED_PENALTY)
+                                 val[f"psnr_no_reference_unrelated{sfx}"] - self.UNRELATED_MARGIN_DB,
+                                 self.UNRELATED_PENALTY)
 
     # ---- export ---------------------------------------------------------------------------------
     def export(self, nets: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> Path:
@@ -283,6 +291,8 @@ class ReferenceSrTask(ImageTask):
         }
         cs = TensorSpec("output", self.tcfg.cond_channels)
         lo, hi = self.scale_range
+        if self.cfg.model.get("base_sr"):  # the super_resolve bundle under the texture stage, for the record
+            info = {**info, "base_sr": str(self.cfg.model["base_sr"]), "base_sr_sources": list(self.base_sources)}
         manifest = self.manifest(
             "reference_super_resolve", "rddm", stages, nets, info, default_tile_px=512,
             size_multiple=self.size_multiple, tensors={"coarse": {"c": cs}, "denoiser": {"c": cs}},
