@@ -443,7 +443,12 @@ SHORTFALLS = {
         "haze are only partly removed (+0.3 and +1.2 dB). Without a NIR band a flat, low-contrast rendering of a "
         "clean scene and a veil of haze look alike: one clean validation patch (bluish, low contrast, no dark "
         "pixel) still comes back at about 18 dB, and the dark-channel context helps only where the scene has dark "
-        "shadows nearby. Where the raster has a NIR band, use the 4-band `dehaze-bgrn`."),
+        "shadows nearby. Where the raster has a NIR band, use the 4-band `dehaze-bgrn`. Two continuations of this "
+        "bundle that weighed clean pairs less (clear_fraction 0.25 and clear_weight 1.0 instead of 0.3 and 2.0; "
+        "lr 5e-4 for 1,050 steps, and lr 1.5e-4 with rarer barely visible haze for 600 steps, fp32) did not make "
+        "it bolder: validation on hazy patches fell from 23.0 dB to 22.1-22.6 dB within a few hundred steps, so "
+        "`select_best` kept these weights (2026-12-01). More of the same training does not close the gap; a "
+        "wider stage 1 trained from scratch is the next step."),
     "sr-bgrn": (
         "**Meets the PSNR targets on very-high-resolution scenes, not on the Sentinel-2 test blocks, nor the "
         "LPIPS one.** PSNR is +1.20 / +0.69 dB over bicubic at x2.5 / x4 on very-high-resolution scenes (target "
