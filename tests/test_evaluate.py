@@ -220,3 +220,5 @@ def test_sr_suite_end_to_end(tmp_path: Path, tiny_sr_bundle_root: Path):
     md = run_sr(settings, cfg).markdown
     assert md.startswith("## Super-resolution") and "Bundle `not-shipped` is not in" in md
     assert "| ×2.5 |" in md and "SR − bicubic" in md and "Clean input at scale 1" in md
+    # the tiny config keeps the default sensor PSF (0.3-0.7 LR px): area averages are a down-sampler it never saw
+    assert not res.trained_unblurred and "(unseen: its training pairs were all blurred)" in md

@@ -52,7 +52,10 @@ PSNR_TARGET_SCALES, GAIN_TARGET_DB = (2.5, 4.0), 0.5
 LPIPS_TARGET_SCALES = (2.0, 3.0, 4.0, 6.0, 8.0)
 NO_HARM_DB = 35.0
 DOWNSAMPLERS = {"sensor": "sensor-like (Gaussian PSF, area, realistic noise; fresh seeds)",
-                "area": "area average (unseen: no blur, no noise)"}
+                "area": "area average (no blur, no noise)"}
+#: how the area-average rows relate to a bundle's training pairs (``SrResult.trained_unblurred``)
+AREA_SEEN = {False: "unseen: its training pairs were all blurred",
+             True: "its training pairs included unblurred ones, always with noise"}
 METHODS = ("bicubic", "regression", "sr")
 METHOD_LABELS = {"bicubic": "bicubic", "regression": "regression (one pass)", "sr": "SR (default steps)"}
 #: source -> group of the report; held-out scenes of other sources form "other"
@@ -89,6 +92,8 @@ class SrResult:
     scenes: list[tuple[TestScene, str]]
     default_steps: int
     crop_px: int = CROP_PX
+    #: whether the training down-sampling included a PSF of 0 (``data.lr_psf_lr_px`` from 0): plain area averages
+    trained_unblurred: bool = False
     rows: list[dict[str, object]] = field(default_factory=list)
     strips: list[Path] = field(default_factory=list)
 
@@ -144,7 +149,8 @@ def evaluate_bundle(spec: SrBundle, cfg: SrSuiteConfig, settings: EvalSettings) 
     pool = load_pool(data, bands, settings.data_cache)
     scenes = eval_scenes(pool, cfg.crop_px)
     res = SrResult(spec.name, bands, cfg.scales, scenes,
-                   int(manifest.sampler.default_steps) if manifest.sampler else 0, cfg.crop_px)
+                   int(manifest.sampler.default_steps) if manifest.sampler else 0, cfg.crop_px,
+                   float((data.get("lr_psf_lr_px") or (1.0,))[0]) == 0.0)
     rgb = [bands.index(b) for b in ("red", "green", "blue")]
     n = cfg.quick_crops_per_scene if settings.quick else cfg.crops_per_scene
     key = zlib.crc32(spec.name.encode())
@@ -264,7 +270,8 @@ def suite_markdown(results: Sequence[SrResult], skipped: Sequence[str], cfg: SrS
         for group in ("Sentinel-2 10 m", "very high resolution", "other"):
             if any(r["group"] == group for r in res.rows):
                 out += [f"*{DOWNSAMPLERS['sensor']}*, {group}:", "", scale_table(res, "sensor", group), ""]
-        out += [f"*{DOWNSAMPLERS['area']}*, all scenes:", "", scale_table(res, "area"), "",
+        area = f"*{DOWNSAMPLERS['area']}*, all scenes ({AREA_SEEN[res.trained_unblurred]}):"
+        out += [area, "", scale_table(res, "area"), "",
                 "Per scene at ×4 (sensor-like):", "", scene_table(res), "",
                 "Strips at ×4 (LR at its own size | bicubic | regression | SR | truth; 2–98 % stretch of the truth):",
                 ""]
