@@ -190,6 +190,53 @@ def test_scene_reader_npz_gain_window_and_nodata(tmp_path, monkeypatch):
         dn_to_value(np.ones((2, 2, 2)), "dn_gain", (1.0,))
 
 
+def test_scene_reader_netcdf_cube_dates_and_grid_from_xy_variables(tmp_path, monkeypatch):
+    """A date of a netCDF cube (time, y, x) whose x/y variables lack CF attributes: the band is the date's plane and
+    the geotransform comes from the x/y pixel centres (the nrt cube's layout)."""
+    from osgeo import gdal, osr
+
+    from rscore.data.scenes import load_source
+
+    gdal.UseExceptions()
+    nc = tmp_path / "c.nc"
+    ds = gdal.GetDriverByName("netCDF").CreateMultiDimensional(str(nc))
+    root = ds.GetRootGroup()
+    dims = [root.CreateDimension(n, None, None, k) for n, k in (("time", 3), ("y", 4), ("x", 5))]
+    # every variable is defined before any is written (netCDF's define mode)
+    xa, ya = (root.CreateMDArray(n, [d], gdal.ExtendedDataType.Create(gdal.GDT_Float64))
+              for n, d in (("x", dims[2]), ("y", dims[1])))
+    var = root.CreateMDArray("B2", dims, gdal.ExtendedDataType.Create(gdal.GDT_UInt16))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(3035)
+    var.SetSpatialRef(srs)
+    xa.Write(500005.0 + 10.0 * np.arange(5))
+    ya.Write(4000035.0 - 10.0 * np.arange(4))  # north first, as the nrt cube
+    cube = np.arange(3 * 4 * 5, dtype=np.uint16).reshape(3, 4, 5) + 1
+    var.Write(cube)
+    del xa, ya, var, dims, root, ds  # closes the file
+    cache = tmp_path / "cache"
+    _register(monkeypatch, "ncpkg", "sdist", "c-1.0.tar.gz", _tar_bytes({"c-1.0/c.nc": nc.read_bytes()}),
+              ("c-1.0/c.nc",), cache)
+    scene = sources.SceneSpec("d2", (sources.BandFile("blue", "c-1.0/c.nc", 2, 490.0, "B2"),), 10.0)
+    monkeypatch.setitem(sources.SOURCES, "ncpkg_src",
+                        sources.SourceSpec("ncpkg_src", "ncpkg", ("c-1.0/c.nc",), (scene,), "toy", "reflectance_1e4",
+                                           0))
+    importlib.import_module("rscore.data.fetch").fetch_archives(["ncpkg"], cache)
+    sc = load_source("ncpkg_src", cache)[0]
+    assert np.allclose(sc.pixels[0], cube[1] * 1e-4)
+    assert sc.geotransform == pytest.approx((500000.0, 10.0, 0.0, 4000040.0, 0.0, -10.0))
+    assert "3035" in sc.crs_wkt or "LAEA" in sc.crs_wkt
+
+
+def test_nrt_cube_dates_are_distinct_cloud_free_acquisitions_of_one_grid():
+    """The registry's nrt dates: ten distinct time indices and dates, one place, Sentinel-2 bands B2/B3/B4/B8."""
+    spec = sources.SOURCES["nrt_romania"]
+    indices = {b.band_index for sc in spec.scenes for b in sc.bands}
+    assert len(spec.scenes) == len(indices) == len({sc.date for sc in spec.scenes}) == 10
+    assert {sc.place for sc in spec.scenes} == {"forest, Romania (nrt test cube)"}
+    assert all(tuple(b.array for b in sc.bands) == ("B2", "B3", "B4", "B8") for sc in spec.scenes)
+
+
 # ---- splits and pools -----------------------------------------------------------------------------------
 def test_held_out_scenes_are_whole_windows_of_their_split_only():
     shape = (300, 400)

