@@ -6,7 +6,7 @@ import configparser
 import re
 import zipfile
 
-from tools.build_plugin import build_folder, build_zip
+from tools.build_plugin import _SKIP, build_folder, build_zip
 
 REQUIRED = ("name", "qgisMinimumVersion", "description", "version", "author", "email", "about", "repository",
             "tracker")
@@ -40,3 +40,8 @@ def test_zip_layout_metadata_and_no_torch(tmp_path):
     assert g["qgisMinimumVersion"] == "3.22"
     assert g["hasProcessingProvider"] == "yes"
     assert re.fullmatch(r"\d+\.\d+\.\d+", g["version"])
+
+
+def test_training_only_weights_stay_out_of_the_plugin(tmp_path):
+    """A bundle's training_only.npz (weights only a training continuation reads) is not copied into the plugin."""
+    assert _SKIP(str(tmp_path), ["manifest.json", "cond.onnx", "training_only.npz"]) == {"training_only.npz"}

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rscore.tiling import OutputGrid, Window, axis_starts, blend_weights, plan_tiles, resample_window
+from rscore.tiling import (
+    OutputGrid,
+    Window,
+    axis_starts,
+    balanced_tile_px,
+    blend_weights,
+    plan_tiles,
+    resample_window,
+)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +67,42 @@ def test_tile_plan_covers_grid():
             cover[w.slices()] += 1
     assert cover.min() >= 1
     assert tp.core(2, 1) == Window(172, 42, 128, 128)
+
+
+@pytest.mark.parametrize(
+    "rows, cols, tile, overlap, align, balanced",
+    [
+        (1024, 1024, 512, 32, 4, 364),  # 3 tiles per axis either way; cores of 364 px instead of 512
+        (2000, 2000, 512, 32, 4, 428),
+        (10980, 10980, 512, 32, 4, 508),  # a Sentinel-2 tile: 23 tiles per axis either way
+        (300, 170, 128, 32, 1, 122),  # the rows need 3 tiles of 122 px; 2 such tiles cover the 170 columns
+        (257, 257, 256, 32, 4, 148),
+        (100, 80, 256, 32, 4, 100),  # one tile: the raster itself
+        (512, 512, 512, 32, 4, 512),
+    ],
+)
+def test_balanced_tile_px_table(rows, cols, tile, overlap, align, balanced):
+    assert balanced_tile_px(rows, cols, tile, overlap, align) == balanced
+
+
+@pytest.mark.parametrize("length", [33, 257, 500, 777, 1024, 1500, 2049, 4097])
+@pytest.mark.parametrize("tile, overlap, align", [(512, 32, 4), (256, 16, 8), (64, 16, 1)])
+def test_balanced_plan_keeps_the_tile_count_and_covers_the_grid(length, tile, overlap, align):
+    g = OutputGrid(length, length + 40)
+    plain = plan_tiles(g, min(tile, length + 40), min(overlap, min(tile, length + 40) - 1))
+    tp = plan_tiles(g, plain.tile_px, plain.overlap_px, balanced=True, align_px=align)
+    assert len(tp.row_starts) == len(plain.row_starts) and len(tp.col_starts) == len(plain.col_starts)
+    assert tp.tile_px <= plain.tile_px
+    assert tp.tile_px % align == 0 or tp.tile_px == plain.tile_px or tp.tile_px == min(length, length + 40)
+    cover = np.zeros((g.rows, g.cols), int)
+    for row in tp.rows_of_tiles():
+        for w in row:
+            assert w.row_end <= g.rows and w.col_end <= g.cols
+            cover[w.slices()] += 1
+    assert cover.min() >= 1
+    # the evenly spread tiles never overlap by less than the blending overlap
+    for starts in (tp.row_starts, tp.col_starts):
+        assert all(b - a <= tp.tile_px - tp.overlap_px for a, b in zip(starts, starts[1:]))
 
 
 def test_input_window_for_scaled_output():

@@ -207,22 +207,33 @@ def test_tiny_sr_run_trains_both_phases_and_exports_an_ldcsr_bundle(tmp_path, bg
     ds = gdal.Open(str(out))
     assert (ds.RasterYSize, ds.RasterXSize) == (375, 425) and rep.steps == 4
     # a warm start from the bundle: the decoder (exported through a wrapper as "dec.*", beside the latent
-    # denoiser's own "dec" blocks) is found; the training-only HR encoder starts from scratch, not from the
-    # denoiser's "enc" blocks
+    # denoiser's own "dec" blocks) is found, not the denoiser's "enc" blocks; the HR encoder and the latent scale,
+    # which no stage holds, come back from the bundle's training_only.npz, so a continuation keeps its latent space
     import torch
 
     from training.config import TrainConfig
     from training.tasks import TASKS
-    from training.warm_start import bundle_weights, warm_start
+    from training.warm_start import TRAINING_ONLY_FILE, bundle_weights, warm_start
 
+    trained = torch.load(runs / "tiny-sr-test" / "ckpt.pt", weights_only=False)["ema"]
     task = TASKS["super_resolve"](TrainConfig.load(ROOT / "training" / "configs" / "tiny_sr_test.yaml"))
     lines = warm_start(task.networks, str(bundle), task.warm_inputs)
+    extra = f"({TRAINING_ONLY_FILE}: a training-only network)"
     assert sorted(lines) == sorted([
-        f"enc: not in {bundle}, starts from scratch", f"dec: loaded from {bundle} (inside another stage)",
-        f"cond: loaded from {bundle}", f"denoiser: loaded from {bundle}",
-        f"z_scale: not in {bundle}, starts from scratch"])
+        f"enc: loaded from {bundle} {extra}", f"dec: loaded from {bundle} (inside another stage)",
+        f"cond: loaded from {bundle}", f"denoiser: loaded from {bundle}", f"z_scale: loaded from {bundle} {extra}"])
     saved = bundle_weights(str(bundle))["decoder"]
     assert all(torch.equal(v, saved[f"dec.{k}"]) for k, v in task.networks["dec"].state_dict().items())
+    for name in ("enc", "z_scale"):
+        for k, v in task.networks[name].state_dict().items():
+            assert torch.equal(v, trained[f"{name}.{k}"]), f"{name}.{k}"
+    assert float(task.networks["z_scale"].std) == m.training["z_std"] > 0
+    # without the file, both start from scratch as before
+    (bundle / TRAINING_ONLY_FILE).unlink()
+    task = TASKS["super_resolve"](TrainConfig.load(ROOT / "training" / "configs" / "tiny_sr_test.yaml"))
+    lines = warm_start(task.networks, str(bundle), task.warm_inputs)
+    assert f"enc: not in {bundle}, starts from scratch" in lines
+    assert f"z_scale: not in {bundle}, starts from scratch" in lines
 
 
 def test_shipped_sr_configs_train_on_the_realistic_sensor_noise_the_evaluation_uses():

@@ -1,6 +1,6 @@
 """Training step time in fp32 and under bf16 autocast on this CPU, for the dehazing and cloud networks.
 
-    .venv/bin/python tools/bench_train_precision.py [--threads 1] [--repeat 3]
+    .venv/bin/python tools/bench_train_precision.py [--threads 1] [--repeat 3] [--lean-widths 16 24 32]
 
 Prints the CPU's vector features (/proc/cpuinfo), then the mean time of a forward + backward pass of each
 network on a batch of 8 patches of 96 px (the training configs' shapes), after two warm-up passes. The configs
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lean-widths", type=int, nargs="*", default=[16, 24, 32],
+                    help="widths of the lean stage 1 to time as well (none: pass the flag alone)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -67,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         "NoisePredictor (CNP)": (NoisePredictor(cfg), [x, x, t]),
         "WeightNet (WA)": (WeightNet(UNetConfig(4, width=8, mid_blocks=1)), [x, x, x, t]),
     }
+    # the lean stage 1 (ReLU, no channel norms, no Concat) at the widths a dehazing config may choose
+    for width in args.lean_widths:
+        cases[f"AffineDehazeNet, lean, width {width}"] = (
+            AffineDehazeNet(UNetConfig(4, width=width, context_px=48, lean=True)), [x])
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, flags: "
           f"{_cpu_flags()}, {args.threads} thread(s), batch 8 x 4 x 96 x 96, forward + backward")
     print("| network | fp32 s | bf16 autocast s | bf16 / fp32 |")

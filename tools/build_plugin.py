@@ -21,7 +21,8 @@ sys.path.insert(0, str(ROOT))
 from rscore import RUNTIME_SUBPACKAGES  # noqa: E402
 
 PLUGIN_NAME = "rsrestore"
-_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", "*.partial-*")
+# training_only.npz: weights only a training continuation reads (training/warm_start.py), not the runtime
+_SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".pytest_cache", "*.partial-*", "training_only.npz")
 
 
 def build_folder(out_root: Path) -> Path:

@@ -230,4 +230,10 @@ class Trainer:
             nets.load_state_dict(best["ema"])
             info.update(selected_step=best["step"], selected_minutes=best["minutes"], selection_score=best["score"])
         info["final_validation"] = self.task.validate(nets)
-        return self.task.export(nets, out_dir, info)
+        bundle = self.task.export(nets, out_dir, info)
+        from training.warm_start import save_training_only
+
+        kept = save_training_only(nets, Path(bundle))
+        if kept:
+            print(f"training-only networks saved with the bundle (for continuations): {', '.join(kept)}", flush=True)
+        return bundle

@@ -185,8 +185,10 @@ COMMON_TEXTS: dict[str, tuple[str, str]] = {
               "Diffusion sampling steps: more steps cost time proportionally. Empty uses the model's default (see "
               "the algorithm's help)."),
     "TILE_SIZE": ("Tile size in output pixels (empty = the model's default)",
-                  "The raster is processed in square tiles of this size (output pixels); larger tiles use more "
-                  "memory. Empty uses the model's default (512 px for the shipped models)."),
+                  "The raster is processed in square tiles of at most this size (output pixels); larger tiles use "
+                  "more memory. The tiles a raster needs at this size are spread evenly and made as small as that "
+                  "allows, so that less work is repeated where they overlap. Empty uses the model's default (512 px "
+                  "for the shipped models)."),
     "OVERLAP": ("Tile overlap in output pixels (empty = the model's default)",
                 "Neighbouring tiles overlap by this many pixels and are blended smoothly there. Empty uses the "
                 "model's default."),

@@ -279,9 +279,6 @@ class TiledRunner:
         self._scale, self._offset = _radiometry(source, manifest)
         self._aux_radiometry = _radiometry(aux, manifest, "auxiliary raster") if aux is not None else None
         self.grid = OutputGrid(info.rows, info.cols, settings.scale_factor)
-        tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
-        overlap = min(settings.overlap_px, tile - 1)
-        self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap)
         #: the networks read the input on its own grid (resample "none" and a scale factor other than 1)
         self.native_input = manifest.resample == "none" and settings.scale_factor != 1.0
         self.support = SUPPORT_PX[manifest.resample] if settings.scale_factor != 1.0 and not self.native_input else 0
@@ -289,6 +286,11 @@ class TiledRunner:
         #: multiple and the latent factor, so strided layers and latent pixels see the same grid whatever the tiling
         self.latent_factor = manifest.latent.factor if manifest.latent else 1
         self.multiple = math.lcm(settings.size_multiple, self.latent_factor)
+        tile = min(settings.tile_size_px, max(self.grid.rows, self.grid.cols))
+        overlap = min(settings.overlap_px, tile - 1)
+        #: as many tiles as TILE_SIZE needs, spread evenly and each as small as that allows (fewer pixels
+        #: through the networks for the same output), on the networks' size multiple
+        self.tiles: TilePlan = plan_tiles(self.grid, tile, overlap, balanced=True, align_px=self.multiple)
         #: output pixels whose value fell outside the output type's range and were clipped (e.g. a restored
         #: reflectance above 6.5535 or below 0 in UInt16)
         self.clipped_pixels = 0

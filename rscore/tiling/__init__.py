@@ -1,7 +1,7 @@
 """Tile geometry, blending weights and global-coordinate resampling (numpy only)."""
 
 from rscore.tiling.blend import blend_weights
-from rscore.tiling.grid import OutputGrid, TilePlan, Window, axis_starts, plan_tiles
+from rscore.tiling.grid import OutputGrid, TilePlan, Window, axis_starts, balanced_tile_px, plan_tiles
 from rscore.tiling.resample import resample_window
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "TilePlan",
     "Window",
     "axis_starts",
+    "balanced_tile_px",
     "blend_weights",
     "plan_tiles",
     "resample_window",

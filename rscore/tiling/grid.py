@@ -140,8 +140,38 @@ class TilePlan:
         return [[self.core(i, j) for j in range(len(self.col_starts))] for i in range(len(self.row_starts))]
 
 
-def plan_tiles(grid: OutputGrid, tile_px: int, overlap_px: int) -> TilePlan:
-    """Tile the output grid with ``tile_px`` core tiles overlapping by ``overlap_px``."""
+def balanced_tile_px(rows: int, cols: int, tile_px: int, overlap_px: int, align_px: int = 1) -> int:
+    """The smallest core tile size, a multiple of ``align_px`` and at most ``tile_px``, that covers a
+    ``rows`` x ``cols`` grid with as many tiles along each axis as ``tile_px`` itself needs.
+
+    With ``tile_px`` alone the last tile of an axis is shifted back to the raster edge and can overlap its
+    neighbour almost entirely: 1024 px at 512 px tiles and 32 px of overlap takes three tiles whose cores
+    cover 1536 px. Spreading the same three tiles evenly needs cores of 363 px (rounded up to ``align_px``), so
+    the networks evaluate about 40 % fewer pixels for the same output; on a large raster the saving is small.
+    """
+    if align_px < 1:
+        raise ValueError(f"tile alignment must be >= 1 px, got {align_px}")
+    need = 1
+    for length in (rows, cols):
+        n = len(axis_starts(length, tile_px, overlap_px))
+        if n == 1:
+            t = min(tile_px, length)
+        else:  # n tiles of t px advancing by t - overlap cover (n - 1) (t - overlap) + t >= length
+            t = -(-(length + (n - 1) * overlap_px) // n)
+        need = max(need, t)
+    need = -(-need // align_px) * align_px
+    return max(min(need, tile_px), overlap_px + 1)
+
+
+def plan_tiles(grid: OutputGrid, tile_px: int, overlap_px: int, *, balanced: bool = False,
+               align_px: int = 1) -> TilePlan:
+    """Tile the output grid with ``tile_px`` core tiles overlapping by ``overlap_px``.
+
+    ``balanced``: use :func:`balanced_tile_px` instead of ``tile_px`` (the same number of tiles, spread evenly,
+    each as small as that allows).
+    """
+    if balanced:
+        tile_px = balanced_tile_px(grid.rows, grid.cols, tile_px, overlap_px, align_px)
     return TilePlan(
         grid=grid,
         tile_px=tile_px,
