@@ -82,9 +82,27 @@ def record(out_dir: Path) -> None:
     (out_dir / "shapes.json").write_text(json.dumps(shapes, indent=1))
 
 
+def _split_wide_group_convs():  # noqa: ANN202
+    """The runtime's rewrite of wide depthwise kernels for bf16 (without it OpenVINO's bf16 compilation of
+    refsr-bgrn's low-pass never returns); None where rscore's runtime cannot be imported."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    try:
+        from rscore.runtime.openvino_backend import split_wide_group_convs
+    except ImportError as exc:
+        print(f"warning: rscore's OpenVINO backend cannot be imported ({exc}): wide depthwise kernels are not "
+              "split, and bf16 compilation may not return for refsr-bgrn", file=sys.stderr)
+        return None
+    return split_wide_group_convs
+
+
 def _compiled(core, model, feeds: dict[str, np.ndarray], precision: str, threads: int):  # noqa: ANN001, ANN202
-    """The OpenVINO network compiled for these input shapes, threads and inference precision."""
+    """The OpenVINO network compiled for these input shapes, threads and inference precision, with the
+    runtime's bf16 rewrite where it applies."""
     mm = model.clone()
+    split = _split_wide_group_convs() if precision == "bf16" else None
+    if split is not None:
+        split(mm)
     mm.reshape({k: list(v.shape) for k, v in feeds.items()})
     return core.compile_model(mm, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
                                           "INFERENCE_PRECISION_HINT": precision})
