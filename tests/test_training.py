@@ -233,7 +233,32 @@ def test_tiny_sr_run_trains_both_phases_and_exports_an_ldcsr_bundle(tmp_path, bg
     task = TASKS["super_resolve"](TrainConfig.load(ROOT / "training" / "configs" / "tiny_sr_test.yaml"))
     lines = warm_start(task.networks, str(bundle), task.warm_inputs)
     assert f"enc: not in {bundle}, starts from scratch" in lines
-    assert f"z_scale: not in {bundle}, starts from scratch" in lines
+    assert f"z_scale: set from {bundle}'s manifest (z_std {m.training['z_std']:.6g})" in lines
+    assert float(task.networks["z_scale"].std) == pytest.approx(m.training["z_std"])
+
+    # recovering the encoder of such a bundle: everything else frozen (model.freeze), the autoencoder phase only
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "training" / "configs" / "tiny_sr_test.yaml").read_text())
+    raw["model"].update(ae_fraction=1.0, init_from=str(bundle), freeze=["dec", "cond", "denoiser"])
+    raw["loss"]["latent_anchor"] = 0.02
+    raw.update(max_steps=4, val_every=4, log_every=1)
+    cfg_path = tmp_path / "tiny_sr_encoder.yaml"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    again = train_main(["--config", str(cfg_path), "--runs", str(tmp_path / "runs2"), "--out", str(tmp_path / "m2")])
+    before = bundle_weights(str(bundle))
+    after = bundle_weights(str(again))
+    for stage in ("cond", "denoiser", "decoder"):
+        for k, v in before[stage].items():
+            torch.testing.assert_close(after[stage][k], v, rtol=0, atol=1e-6, msg=f"{stage} {k}")
+    assert all(float(r["latent_anchor"]) > 0 for r in _rows(tmp_path / "runs2" / "tiny-sr-test" / "log.csv"))
+    recovered = np.load(again / TRAINING_ONLY_FILE)
+    assert {k.split("/")[0] for k in recovered.files} == {"enc", "z_scale"}
+    assert float(recovered["z_scale/std"][0]) == pytest.approx(m.training["z_std"])
+    with pytest.raises(ValueError, match="model.freeze names"):
+        raw["model"]["freeze"] = ["decoder"]
+        cfg_path.write_text(yaml.safe_dump(raw))
+        train_main(["--config", str(cfg_path), "--runs", str(tmp_path / "runs3"), "--out", str(tmp_path / "m3")])
 
 
 def test_shipped_sr_configs_train_on_the_realistic_sensor_noise_the_evaluation_uses():

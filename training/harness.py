@@ -121,7 +121,19 @@ class Trainer:
 
             for line in warm_start(self.nets, str(init), task.warm_inputs):
                 print(f"warm start: {line}", flush=True)
-        self.opt = torch.optim.AdamW(self.nets.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # model.freeze: networks that keep their (warm-started) weights, e.g. to fit a new HR encoder to a shipped
+        # decoder; they still run in the losses, and gradients pass through them to the others
+        frozen = list(cfg.model.get("freeze") or [])
+        unknown = [n for n in frozen if n not in self.nets]
+        if unknown:
+            raise ValueError(f"{cfg.name}: model.freeze names {unknown}, which task {cfg.task!r} does not have; "
+                             f"its networks are {list(self.nets)}")
+        for n in frozen:
+            self.nets[n].requires_grad_(False)
+        # the order of self.nets.parameters() (shared parameters once), so that older checkpoints resume
+        frozen_ids = {id(q) for n in frozen for q in self.nets[n].parameters()}
+        trainable = [q for q in self.nets.parameters() if id(q) not in frozen_ids]
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.nets, cfg.ema_decay)
         self.state = RunState()
         self.rng = np.random.default_rng(cfg.seed)

@@ -314,6 +314,36 @@ _CODEC_HISTORY = (
 
 
 #: the second version of the SR bundles and the runs before it
+#: the refit of the training-only HR encoder of sr-bgrn (2026-12-02)
+_SR_ENCODER_BGRN = (
+    "Its HR encoder, which only training uses, was not in the bundle as shipped; on 2026-12-02 a new one "
+    "was fitted to the shipped networks, frozen (`training/configs/sr_bgrn_encoder.yaml`: 15 min, 828 "
+    "steps, the latent scale from the manifest, the latent held near the condition encoder's prediction "
+    "by `loss.latent_anchor` 0.02; the stages came out byte for byte the same), and it is kept in the "
+    "bundle as `training_only.npz` (not in the plugin), so that a continuation (`init_from`) starts in "
+    "this latent space instead of learning a new one. On validation it decodes at 35.73 dB (the original "
+    "encoder, trained with the decoder: 36.05 dB); on 32 validation patches its normalised latent has a "
+    "variance of 0.47 (the original: 1 by construction) and lies 0.50 (mean square) from the condition "
+    "encoder's prediction. Without the anchor the fit decoded at 36.10 dB but its latent had a variance "
+    "of 1.33 and lay 1.19 from the prediction: the frozen decoder ignores some latent directions, and the "
+    "encoder filled them. "
+)
+
+#: the refit of the training-only HR encoder of sr-rgb (2026-12-02)
+_SR_ENCODER_RGB = (
+    "Its HR encoder, which only training uses, was not in the bundle as shipped; on 2026-12-02 a new one "
+    "was fitted to the shipped networks, frozen (`training/configs/sr_rgb_encoder.yaml`: 15 min, 841 "
+    "steps, the latent scale from the manifest, the latent held near the condition encoder's prediction "
+    "by `loss.latent_anchor` 0.02; the stages came out byte for byte the same), and it is kept in the "
+    "bundle as `training_only.npz` (not in the plugin), so that a continuation (`init_from`) starts in "
+    "this latent space instead of learning a new one. On validation it decodes at 30.23 dB (the original "
+    "encoder, trained with the decoder: 30.75 dB); on 32 validation patches its normalised latent has a "
+    "variance of 1.10 (the original: 1 by construction) and lies 0.71 (mean square) from the condition "
+    "encoder's prediction. Without the anchor the fit decoded at 30.76 dB but its latent had a variance "
+    "of 2.61 and lay 1.99 from the prediction: the frozen decoder ignores some latent directions, and the "
+    "encoder filled them. "
+)
+
 _SR_V2 = (
     "the first (60 min, 5,200 steps) trained with far too strong noise in its "
     "down-sampling (Gaussian up to 0.02 reflectance and shot noise on half of the pairs) and no identity pairs: it "
@@ -381,7 +411,8 @@ HISTORY = {
         "This is the fourth version: a 55-min continuation (2,507 steps, fp32, lr 5e-4, seed 22) of the third "
         "(`init_from: 'd211945:models/sr-bgrn'`; the training-only HR encoder, which the bundle does not hold, "
         "started again from scratch) with the down-sampling PSF drawn from 0 to 0.7 LR pixels instead of 0.3 to "
-        "0.7, so that part of the pairs are plain area averages. The third version sharpened area averages 0.24-0.74 "
+        "0.7, so that part of the pairs are plain area averages. " + _SR_ENCODER_BGRN
+        + "The third version sharpened area averages 0.24-0.74 "
         "dB below bicubic; the fourth is above bicubic on them at every scale (+0.07 to +0.44 dB), and it also "
         "gains more on the Sentinel-2 test blocks (x2.5 +0.53 instead of +0.23 dB, x4 +0.20 instead of +0.07), "
         "for 0.07-0.08 dB less on very-high-resolution scenes (x4 +0.61 instead of +0.69). Its validation pairs "
@@ -394,7 +425,8 @@ HISTORY = {
         "This is the fourth version: a 55-min continuation (2,662 steps, fp32, lr 5e-4, seed 21) of the third "
         "(`init_from: 'd211945:models/sr-rgb'`; the training-only HR encoder, which the bundle does not hold, "
         "started again from scratch) with the down-sampling PSF drawn from 0 to 0.7 LR pixels instead of 0.3 to "
-        "0.7, so that part of the pairs are plain area averages. The third version sharpened area averages, which "
+        "0.7, so that part of the pairs are plain area averages. " + _SR_ENCODER_RGB
+        + "The third version sharpened area averages, which "
         "are already sharp, 0.25-1.6 dB below bicubic; the fourth is above bicubic on them at every scale "
         "(+0.04 to +0.56 dB), at the price of 0.1-0.4 dB of its gain on sensor-like inputs (at x4: +0.46 "
         "instead of +0.57 dB on the Sentinel-2 test blocks, +0.87 instead of +1.10 on very-high-resolution "
@@ -479,8 +511,13 @@ SHORTFALLS = {
         "bundle that weighed clean pairs less (clear_fraction 0.25 and clear_weight 1.0 instead of 0.3 and 2.0; "
         "lr 5e-4 for 1,050 steps, and lr 1.5e-4 with rarer barely visible haze for 600 steps, fp32) did not make "
         "it bolder: validation on hazy patches fell from 23.0 dB to 22.1-22.6 dB within a few hundred steps, so "
-        "`select_best` kept these weights (2026-12-01). More of the same training does not close the gap; a "
-        "wider stage 1 trained from scratch is the next step."),
+        "`select_best` kept these weights (2026-12-01). More of the same training does not close the gap. A "
+        "wider stage 1 trained from scratch (the lean trunk at width 32, lr 1.5e-3, 2 threads; 2026-12-02) was "
+        "stopped after 300 steps in 45 minutes: in its last quiet stretch it made only 11-12 steps a minute "
+        "(about 5 s a step, data and the diffusion stage included; the forward and backward pass of this stage 1 "
+        "alone takes 1.3-1.7 s on one thread, tools/bench_train_precision.py), and its stage 1 was still the "
+        "identity at both validation passes (hazy patches 21.27 dB against 21.26 dB for the "
+        "input). A wider network needs several hours of this CPU, or a GPU."),
     "sr-bgrn": (
         "**Meets the PSNR targets on very-high-resolution scenes and at x2.5 on Sentinel-2, not at x4 on "
         "Sentinel-2, nor the LPIPS one.** PSNR is +1.13 / +0.61 dB over bicubic at x2.5 / x4 on "

@@ -137,6 +137,7 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
     lean form. Returns one line per network."""
     weights = bundle_weights(spec)
     manifest_stages = set(weights)
+    manifest_training = json.loads(read_bundle_file(spec, "manifest.json")).get("training") or {}
     extra = training_only_weights(spec)
     lines = []
     for name, net in networks.items():
@@ -144,6 +145,12 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
         if found is None and name in extra:
             net.load_state_dict(extra[name], strict=True)
             lines.append(f"{name}: loaded from {spec} ({TRAINING_ONLY_FILE}: a training-only network)")
+            continue
+        z_std = manifest_training.get("z_std")
+        if found is None and name == "z_scale" and z_std:
+            # the latent scale of a bundle exported without training_only.npz: it is in the manifest
+            net.std.fill_(float(z_std))
+            lines.append(f"{name}: set from {spec}'s manifest (z_std {float(z_std):.6g})")
             continue
         if found is None:
             lines.append(f"{name}: not in {spec}, starts from scratch")

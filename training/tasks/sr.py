@@ -182,6 +182,18 @@ class SuperResolutionTask(ImageTask):
             w = float(self.cfg.loss.get("perceptual", 0.0))
             if self.vgg is not None and w > 0:
                 res["perceptual"] = w * self.vgg(self._rgb_pm1(out), self._rgb_pm1(hr))
+            w = float(self.cfg.loss.get("latent_anchor", 0.0))
+            if w > 0:
+                # fitting a new HR encoder to a trained, frozen decoder and condition encoder: among the latents
+                # the decoder decodes equally well, prefer the one the condition encoder predicts, the latent
+                # space the condition encoder and the denoiser were trained in
+                std = float(nets["z_scale"].std)
+                if std == 0.0:
+                    raise RuntimeError("loss.latent_anchor needs the latent scale of a trained bundle "
+                                       "(model.init_from a super-resolution bundle)")
+                with torch.no_grad():
+                    c = nets["cond"](bic, scale).float()
+                res["latent_anchor"] = w * (mean.float() / std - c).pow(2).mean()
             return res
         with torch.no_grad():
             mean = nets["enc"](hr, bic)[0].float()
