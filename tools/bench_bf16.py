@@ -19,6 +19,7 @@ The pipeline-level parity on the rsrestore runtime is tests/test_openvino.py (it
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -82,6 +83,7 @@ def record(out_dir: Path) -> None:
     (out_dir / "shapes.json").write_text(json.dumps(shapes, indent=1))
 
 
+@functools.cache
 def _split_wide_group_convs():  # noqa: ANN202
     """The runtime's rewrite of wide depthwise kernels for bf16 (without it OpenVINO's bf16 compilation of
     refsr-bgrn's low-pass never returns); None where rscore's runtime cannot be imported."""

@@ -49,9 +49,11 @@ def read_bundle_file(spec: str, name: str) -> bytes:
     return res.stdout
 
 
-def bundle_weights(spec: str) -> dict[str, dict[str, torch.Tensor]]:
-    """{stage name: state dict} read from the initializers of a bundle's ONNX stages."""
-    manifest = json.loads(read_bundle_file(spec, "manifest.json"))
+def bundle_weights(spec: str, manifest: dict | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """{stage name: state dict} read from the initializers of a bundle's ONNX stages (``manifest``: the bundle's
+    manifest when the caller has already read it)."""
+    if manifest is None:
+        manifest = json.loads(read_bundle_file(spec, "manifest.json"))
     out = {}
     for stage, entry in manifest["stages"].items():
         model = onnx.load_from_string(read_bundle_file(spec, entry["file"]))
@@ -135,9 +137,12 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
     """Load ``spec``'s weights into ``networks`` (every stage the bundle has, and its training-only networks
     when it holds them). ``inputs(stage)`` gives typical inputs of a stage, used only to convert a stage to its
     lean form. Returns one line per network."""
-    weights = bundle_weights(spec)
+    from training.tasks.sr import LatentScale
+
+    manifest = json.loads(read_bundle_file(spec, "manifest.json"))
+    weights = bundle_weights(spec, manifest)
     manifest_stages = set(weights)
-    manifest_training = json.loads(read_bundle_file(spec, "manifest.json")).get("training") or {}
+    z_std = (manifest.get("training") or {}).get("z_std")
     extra = training_only_weights(spec)
     lines = []
     for name, net in networks.items():
@@ -146,8 +151,7 @@ def warm_start(networks: nn.ModuleDict, spec: str, inputs: Callable[[str], torch
             net.load_state_dict(extra[name], strict=True)
             lines.append(f"{name}: loaded from {spec} ({TRAINING_ONLY_FILE}: a training-only network)")
             continue
-        z_std = manifest_training.get("z_std")
-        if found is None and name == "z_scale" and z_std:
+        if found is None and isinstance(net, LatentScale) and z_std:
             # the latent scale of a bundle exported without training_only.npz: it is in the manifest
             net.std.fill_(float(z_std))
             lines.append(f"{name}: set from {spec}'s manifest (z_std {float(z_std):.6g})")
