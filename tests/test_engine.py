@@ -427,3 +427,49 @@ def test_disk_full_leaves_previous_output(tmp_path, bundles):
     assert "RasterError:" in r.stdout and "disk full" in r.stdout, r.stdout + r.stderr
     assert out.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["noise.tif", "o.tif"]
+
+
+def test_writes_run_on_the_writer_thread_and_its_errors_stop_the_run(tmp_path, bundles, monkeypatch):
+    """With more than one thread the outputs are converted and written on one background thread, in order
+    (the same pixels as inline writes); a write that fails there stops the run with its own error and leaves
+    nothing behind, and the writer thread is gone afterwards."""
+    import threading
+
+    from rscore.raster import io
+
+    inp = rasters.reflectance_uint16(tmp_path / "in.tif", rows=700, cols=300, seed=3)
+    real = io.OutputRaster.write
+    seen: list[tuple[str, int]] = []
+
+    def spy(self, win, values):  # noqa: ANN001, ANN202
+        seen.append((threading.current_thread().name, win.row_off))
+        return real(self, win, values)
+
+    monkeypatch.setattr(io.OutputRaster, "write", spy)
+    outs = {}
+    for threads in (1, 2):
+        seen.clear()
+        out = tmp_path / f"t{threads}.tif"
+        restore(RestoreRequest(str(inp), str(bundles["identity"]), str(out), tile_size_px=128, threads=threads))
+        outs[threads] = gdal.Open(str(out)).ReadAsArray()
+        names = {n for n, _ in seen}
+        assert names == ({threading.main_thread().name} if threads == 1 else {"rsrestore-writer_0"}), names
+        rows = [r for _, r in seen]
+        assert rows == sorted(rows) and rows[0] == 0 and len(rows) > 4  # in order, from the top
+    assert np.array_equal(outs[1], outs[2])
+
+    calls = []
+
+    def fails(self, win, values):  # noqa: ANN001, ANN202
+        calls.append(win.row_off)
+        if len(calls) == 3:
+            raise RasterError(f"writing {self.final.name} failed at {win}: disk full? (simulated)")
+        return real(self, win, values)
+
+    monkeypatch.setattr(io.OutputRaster, "write", fails)
+    out = tmp_path / "failed.tif"
+    with pytest.raises(RasterError, match="simulated"):
+        restore(RestoreRequest(str(inp), str(bundles["identity"]), str(out), tile_size_px=128, threads=2))
+    assert len(calls) == 3  # no write after the failed one
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "t1.tif", "t2.tif"]
+    assert not any(t.name.startswith("rsrestore-writer") for t in threading.enumerate())

@@ -123,3 +123,28 @@ def test_engine_output_overviews_are_averages_of_its_pixels(tmp_path):
     ref = _levels(_gdal_average(tmp_path / "gdal.tif", a, "UInt16", nodata, len(mine)))
     for x, y in zip(mine, ref):
         np.testing.assert_array_equal(x, y)
+
+
+def test_rows_in_order_are_compressed_block_row_by_block_row(tmp_path):
+    """Full-width rows written in order reach GDAL in whole block rows and are compressed as each completes (the
+    temporary file grows while the output is written, not only when it is finished); the rows of a block row
+    not yet complete wait, so no block is compressed twice: the same pixels, overviews and file size as one
+    write of the whole raster."""
+    a = _scene("UInt16", 1100, 1040, None, seed=4)
+    spec = OutputSpec(rows=1100, cols=1040, bands=3, data_type="UInt16", nodata=None,
+                      geotransform=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), crs_wkt="")
+    out = OutputRaster(tmp_path / "chunks.tif", spec)
+    sizes = []
+    for w in _rows(1100, 1040, 100):  # 100-row writes: block rows (256) end inside them
+        out.write(w, a[:, w.row_off : w.row_end])
+        sizes.append(out.tmp.stat().st_size)
+    assert sizes[1] == sizes[0] and sizes[2] > sizes[1]  # rows 0-255 compressed once row 300 arrived
+    assert sizes[-2] > sizes[2]
+    out.finish()
+    chunks = gdal.Open(str(out.publish()))
+    whole = _write(tmp_path / "whole.tif", a, "UInt16", None, [Window(0, 0, 1100, 1040)])
+    np.testing.assert_array_equal(chunks.ReadAsArray(), a)
+    for x, y in zip(_levels(chunks), _levels(whole), strict=True):
+        np.testing.assert_array_equal(x, y)
+    size = (tmp_path / "chunks.tif").stat().st_size
+    assert abs(size - (tmp_path / "whole.tif").stat().st_size) <= 0.002 * size

@@ -395,6 +395,13 @@ class OutputRaster:
         # averaged from the rows as they are written (rscore/raster/overviews.py); GDAL builds them at finish
         # instead if the writes were not full-width rows in order
         self._overviews: OverviewBuilder | None = None
+        #: rows written so far from the top, in order and full width (False once a write is not)
+        self._in_order = True
+        self._next_row = 0
+        #: rows at the end of those, of a block row not complete yet, not given to GDAL yet
+        self._held: np.ndarray | None = None
+        self._held_rows = 0
+        self._block_rows = int(ds.GetRasterBand(1).GetBlockSize()[1])
         if self._factors:
             try:
                 self._overviews = OverviewBuilder(ds, self._factors, spec.nodata, numpy_dtype(spec.data_type))
@@ -402,7 +409,52 @@ class OutputRaster:
                 self._overviews = None
 
     def write(self, win: Window, values: np.ndarray) -> None:
-        """Write (bands, rows, cols) values, already of the output type, at ``win``."""
+        """Write (bands, rows, cols) values, already of the output type, at ``win``.
+
+        Full-width rows written in order from the top (the engine's strips) reach GDAL in whole rows of blocks,
+        each compressed as soon as it is complete (on the thread that writes, instead of all at once when the
+        file is finished); the rows of a block row not yet complete wait here, at most one block row."""
+        if self._in_order and win.col_off == 0 and win.cols == self.spec.cols and win.row_off == self._next_row:
+            if self._held is not None:
+                values = np.concatenate([self._held, values], axis=1)
+                self._held = None
+            start, end = self._next_row - self._held_rows, win.row_end
+            self._next_row, self._held_rows = end, 0
+            cut = end if end >= self.spec.rows else end // self._block_rows * self._block_rows
+            if cut < end:
+                self._held = values[:, cut - start:].copy()
+                self._held_rows = end - cut
+            if cut > start:
+                self._write_now(Window(start, 0, cut - start, self.spec.cols), values[:, : cut - start])
+                self._flush_bands()
+            return
+        self._release_held()
+        self._in_order = False
+        self._write_now(win, values)
+
+    def _release_held(self) -> None:
+        """Give GDAL the rows held back for an incomplete block row."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._write_now(Window(self._next_row - self._held_rows, 0, self._held_rows, self.spec.cols), held)
+            self._held_rows = 0
+
+    def _flush_bands(self) -> None:
+        """Compress and write the complete blocks of the full-resolution bands (not the overview levels, whose
+        block rows are still filling)."""
+        assert self._ds is not None
+        gdal.ErrorReset()
+        try:
+            for b in range(self.spec.bands):
+                self._ds.GetRasterBand(b + 1).FlushCache()
+            failed = _failed()
+        except RuntimeError:
+            failed = True
+        if failed:
+            raise RasterError(f"writing {self.final.name} failed ({_last_error('unknown write error')}); is the disk "
+                              "full or the folder writable?")
+
+    def _write_now(self, win: Window, values: np.ndarray) -> None:
         assert self._ds is not None
         gdal.ErrorReset()
         for b in range(self.spec.bands):
@@ -424,6 +476,7 @@ class OutputRaster:
         reports most write errors of compressed tiles only here (disk full, quota, network share)."""
         if self._ds is None:
             return
+        self._release_held()
         gdal.ErrorReset()
         try:
             if self._overviews is not None:
@@ -495,6 +548,7 @@ class OutputRaster:
 
     def abort(self) -> None:
         """Close and delete the temporary file. Safe to call twice; never raises."""
+        self._held = None
         self._overviews = None
         self._ds = None
         for f in (self.tmp, Path(str(self.tmp) + ".aux.xml")):

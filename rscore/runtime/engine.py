@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -141,6 +143,59 @@ class EngineReport:
     clipped_pixels: int = 0
 
 
+class _Writer:
+    """Converts finished rows to raster units and writes them, on one background thread when the run has more
+    than one thread, so that GDAL's writes, the compression of the blocks its cache evicts and the overviews
+    overlap the networks of the next tiles (GDAL and numpy release the GIL while they work).
+
+    Jobs run one at a time in the order they were submitted, so the outputs are the same bytes as when they are
+    written inline. Only this thread touches the output datasets while the tiles run; the main thread keeps the
+    input, the mask and the networks. At most :attr:`MAX_PENDING` jobs wait (each a block of
+    ``_Strip.FLUSH_ROWS`` full-width rows), which bounds the memory they hold. The first job that fails stops
+    the run: its error is raised in the main thread by the next :meth:`submit` or by :meth:`close`.
+    """
+
+    MAX_PENDING = 4
+
+    def __init__(self, background: bool) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="rsrestore-writer") if background else None
+        self._pending: deque[Future[None]] = deque()
+        #: set by the first job that fails: the jobs queued behind it do nothing
+        self._failed = threading.Event()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        if self._pool is None:
+            job()
+            return
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.MAX_PENDING):
+            self._pending.popleft().result()  # raises the job's error here
+        self._pending.append(self._pool.submit(self._guarded, job))
+
+    def _guarded(self, job: Callable[[], None]) -> None:
+        if self._failed.is_set():
+            return
+        try:
+            job()
+        except BaseException:
+            self._failed.set()
+            raise
+
+    def close(self) -> None:
+        """Wait for every job (raising the first error) and stop the thread."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Drop the jobs not started, wait for the running one and stop the thread, without raising (the run
+        is failing or cancelled already, and its outputs are deleted next)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+
 class _Strip:
     """Fixed-height accumulator for the output rows [row0, row0 + height) of every target.
 
@@ -152,8 +207,9 @@ class _Strip:
 
     FLUSH_ROWS = 64  # rows converted and written at once (bounds the temporaries)
 
-    def __init__(self, runner: TiledRunner, targets: list[_Target], height: int, cols: int) -> None:
+    def __init__(self, runner: TiledRunner, targets: list[_Target], height: int, cols: int, writer: _Writer) -> None:
         self.runner = runner
+        self.writer = writer
         self.targets = targets
         self.height = height
         self.cols = cols
@@ -207,6 +263,7 @@ class _Strip:
         w = self.wsum[a:b]
         ok = self.valid[a:b] & (w > 0)
         keep: np.ndarray | None = None
+        raw: np.ndarray | None = None
         if self.runner.mask is not None:
             # Pixels outside the mask are copied from the input bit for bit, whatever their values
             # (partial nodata, NaN included); their uncertainty is 0 where valid, nodata elsewhere.
@@ -215,18 +272,24 @@ class _Strip:
             ok = (ok & ~keep) | (keep & self.runner.src.valid_of(raw))
         safe_w = np.where(w > 0, w, 1)
         for t in self.targets:
+            # new arrays (the strip moves up after the flush); converted and written by the writer
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
-            spec = t.writer.spec
-            if t.name == "image":
-                out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata,
-                                                   None if keep is None else ok & ~keep)
-                if keep is not None:
-                    out[:, keep] = raw[:, keep]
-            else:
-                if keep is not None:
-                    vals = np.where(keep[None], 0.0, vals)
-                out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
-            t.writer.write(win, out)
+            self.writer.submit(lambda t=t, vals=vals: self._convert_write(t, win, vals, ok, keep, raw))
+
+    def _convert_write(self, t: _Target, win: Window, vals: np.ndarray, ok: np.ndarray, keep: np.ndarray | None,
+                       raw: np.ndarray | None) -> None:
+        spec = t.writer.spec
+        if t.name == "image":
+            out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata,
+                                               None if keep is None else ok & ~keep)
+            if keep is not None:
+                assert raw is not None
+                out[:, keep] = raw[:, keep]
+        else:
+            if keep is not None:
+                vals = np.where(keep[None], 0.0, vals)
+            out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
+        t.writer.write(win, out)
 
 
 def _duration(seconds: float) -> str:
@@ -442,7 +505,15 @@ class TiledRunner:
                                   color_interp=names if name == "image" else (), metadata=meta,
                                   overviews=overviews, cog=cog, compress_threads=compress_threads)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
-            report = self._run_tiles(targets, fb)
+            # the writes on a second thread only when the run may use more than one core (a batch worker with
+            # one thread keeps to one)
+            writer = _Writer(background=compress_threads > 1)
+            try:
+                report = self._run_tiles(targets, fb, writer)
+                writer.close()
+            except BaseException:
+                writer.abandon()  # before the outputs are deleted: no job may still write to them
+                raise
             if report.tiles_skipped == report.tiles_total:
                 raise RasterError(
                     f"every pixel of {info.path} is nodata (in the selected bands), so there is nothing to "
@@ -459,7 +530,7 @@ class TiledRunner:
         finally:
             _cache_cap_exit()
 
-    def _run_tiles(self, targets: list[_Target], fb: Feedback) -> EngineReport:
+    def _run_tiles(self, targets: list[_Target], fb: Feedback, writer: _Writer) -> EngineReport:
         tp = self.tiles
         s = self.s
         cols = self.grid.cols
@@ -474,7 +545,7 @@ class TiledRunner:
             report.network_evals += 1
             fb.set_progress(min(1.0, done / total_units))
 
-        strip = _Strip(self, targets, tp.core(0, 0).rows, cols)
+        strip = _Strip(self, targets, tp.core(0, 0).rows, cols, writer)
         rows_of_tiles = tp.rows_of_tiles()
         timed = False
         for i, tile_row in enumerate(rows_of_tiles):
