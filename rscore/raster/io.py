@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from osgeo import gdal
 
-from rscore.raster.overviews import OverviewBuilder
+from rscore.raster.overviews import BlockRowSink, OverviewBuilder
 from rscore.tiling.grid import Window
 
 
@@ -395,13 +395,11 @@ class OutputRaster:
         # averaged from the rows as they are written (rscore/raster/overviews.py); GDAL builds them at finish
         # instead if the writes were not full-width rows in order
         self._overviews: OverviewBuilder | None = None
-        #: rows written so far from the top, in order and full width (False once a write is not)
-        self._in_order = True
-        self._next_row = 0
-        #: rows at the end of those, of a block row not complete yet, not given to GDAL yet
-        self._held: np.ndarray | None = None
-        self._held_rows = 0
-        self._block_rows = int(ds.GetRasterBand(1).GetBlockSize()[1])
+        #: full-width rows written in order from the top, given to GDAL by whole block rows (None once a write is
+        #: not the next full-width rows)
+        self._rows: BlockRowSink | None = BlockRowSink(
+            spec.rows, ds.GetRasterBand(1).GetBlockSize()[1],
+            lambda row, v: self._write_now(Window(row, 0, v.shape[1], spec.cols), v), self._flush_bands)
         if self._factors:
             try:
                 self._overviews = OverviewBuilder(ds, self._factors, spec.nodata, numpy_dtype(spec.data_type))
@@ -414,30 +412,14 @@ class OutputRaster:
         Full-width rows written in order from the top (the engine's strips) reach GDAL in whole rows of blocks,
         each compressed as soon as it is complete (on the thread that writes, instead of all at once when the
         file is finished); the rows of a block row not yet complete wait here, at most one block row."""
-        if self._in_order and win.col_off == 0 and win.cols == self.spec.cols and win.row_off == self._next_row:
-            if self._held is not None:
-                values = np.concatenate([self._held, values], axis=1)
-                self._held = None
-            start, end = self._next_row - self._held_rows, win.row_end
-            self._next_row, self._held_rows = end, 0
-            cut = end if end >= self.spec.rows else end // self._block_rows * self._block_rows
-            if cut < end:
-                self._held = values[:, cut - start:].copy()
-                self._held_rows = end - cut
-            if cut > start:
-                self._write_now(Window(start, 0, cut - start, self.spec.cols), values[:, : cut - start])
-                self._flush_bands()
+        if self._rows is not None and win.col_off == 0 and win.cols == self.spec.cols \
+                and win.row_off == self._rows.next_row:
+            self._rows.push(win.row_off, values)
             return
-        self._release_held()
-        self._in_order = False
+        if self._rows is not None:  # no longer full-width rows in order: write as they come
+            rows, self._rows = self._rows, None
+            rows.release()
         self._write_now(win, values)
-
-    def _release_held(self) -> None:
-        """Give GDAL the rows held back for an incomplete block row."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            self._write_now(Window(self._next_row - self._held_rows, 0, self._held_rows, self.spec.cols), held)
-            self._held_rows = 0
 
     def _flush_bands(self) -> None:
         """Compress and write the complete blocks of the full-resolution bands (not the overview levels, whose
@@ -467,16 +449,21 @@ class OutputRaster:
         if self._overviews is not None:
             try:
                 self._overviews.push(win.row_off, values)  # a window short of the full width abandons
+                failed = _failed()  # a block row compressed and written as it completed
             except RuntimeError as exc:
                 raise RasterError(f"writing the overviews of {self.final.name} failed at {win}: "
                                   f"{_last_error(str(exc))}; is the disk full?") from None
+            if failed:
+                raise RasterError(f"writing the overviews of {self.final.name} failed at {win}: "
+                                  f"{_last_error('unknown write error')}; is the disk full?")
 
     def finish(self) -> None:
         """Flush and close the temporary file, then reopen it and read its last pixel of every band: GDAL
         reports most write errors of compressed tiles only here (disk full, quota, network share)."""
         if self._ds is None:
             return
-        self._release_held()
+        if self._rows is not None:
+            self._rows.release()
         gdal.ErrorReset()
         try:
             if self._overviews is not None:
@@ -548,7 +535,7 @@ class OutputRaster:
 
     def abort(self) -> None:
         """Close and delete the temporary file. Safe to call twice; never raises."""
-        self._held = None
+        self._rows = None
         self._overviews = None
         self._ds = None
         for f in (self.tmp, Path(str(self.tmp) + ".aux.xml")):

@@ -23,6 +23,7 @@ leaves out the fractional weight of the second, which this module keeps.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from osgeo import gdal
@@ -78,6 +79,53 @@ def _take(x: np.ndarray, axis: int, sl: slice) -> np.ndarray:
     return x[tuple(idx)]
 
 
+class BlockRowSink:
+    """Full-width rows of one image (the full resolution or one overview level), written in order from the top,
+    given to GDAL in whole rows of its blocks: once a block row is complete it is written and ``flush`` compresses
+    it at once, on the thread that writes, instead of with the rest of the file when it is closed. The rows of a
+    block row that is not complete yet wait here (at most one block row), so no block is compressed twice and the
+    file is the one a single write would make.
+
+    Args:
+        rows: the image's height.
+        block_rows: the height of its blocks.
+        write: ``write(row_off, values)`` gives GDAL the rows (bands, n, cols) at ``row_off``.
+        flush: compresses and writes the complete blocks GDAL holds.
+    """
+
+    def __init__(self, rows: int, block_rows: int, write: Callable[[int, np.ndarray], None],
+                 flush: Callable[[], None]) -> None:
+        self.rows, self.block_rows = rows, max(1, block_rows)
+        self._write, self._flush = write, flush
+        #: rows received so far
+        self.next_row = 0
+        self._held: np.ndarray | None = None
+
+    def push(self, row_off: int, values: np.ndarray) -> None:
+        """Rows ``[row_off, row_off + n)``; ``row_off`` must be :attr:`next_row`."""
+        if row_off != self.next_row:
+            raise ValueError(f"rows must arrive in order: got row {row_off}, expected {self.next_row}")
+        start = row_off
+        if self._held is not None:
+            start -= self._held.shape[1]
+            values = np.concatenate([self._held, values], axis=1)
+            self._held = None
+        # start is a multiple of block_rows (the previous cut) or the first row written
+        end = self.next_row = start + values.shape[1]
+        cut = end if end >= self.rows else end // self.block_rows * self.block_rows
+        if cut < end:
+            self._held = values[:, cut - start :].copy()
+        if cut > start:
+            self._write(start, values[:, : cut - start])
+            self._flush()
+
+    def release(self) -> None:
+        """Give GDAL the rows still waiting (the image ends early, or the writes stop being in order)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._write(self.next_row - held.shape[1], held)
+
+
 class _Level:
     """One overview level: the rows of the level above wait in a buffer until a row of this level has all of its
     source rows."""
@@ -118,13 +166,30 @@ class OverviewBuilder:
         if got != sizes:
             raise RuntimeError(f"GDAL made overview levels of sizes {got}, expected {sizes}")
         self.levels = [_Level(src, dst) for src, dst in zip([shape, *sizes[:-1]], sizes)]
+        #: each level's rows reach GDAL in whole block rows, compressed as each completes
+        self.sinks = [self._sink(k, rows) for k, (rows, _) in enumerate(sizes)]
         self.next_row = 0
         self.complete = True
+
+    def _sink(self, k: int, rows: int) -> BlockRowSink:
+        bands = [self.ds.GetRasterBand(b + 1).GetOverview(k) for b in range(self.bands)]
+
+        def write(row: int, out: np.ndarray) -> None:
+            for b, band in enumerate(bands):
+                if band.WriteArray(out[b], 0, row) != 0:
+                    raise RuntimeError(f"writing overview level {k + 1}, band {b + 1} at row {row} failed")
+
+        def flush() -> None:
+            for band in bands:
+                band.FlushCache()
+
+        return BlockRowSink(rows, bands[0].GetBlockSize()[1], write, flush)
 
     def abandon(self) -> None:
         """Stop averaging (a write that is not the next full-width rows): the caller builds the overviews."""
         self.complete = False
         self.levels = []
+        self.sinks = []
 
     def push(self, row_off: int, values: np.ndarray) -> None:
         """Rows ``[row_off, row_off + n)`` of the full-resolution image, (bands, n, cols), of the output type."""
@@ -140,6 +205,8 @@ class OverviewBuilder:
         """Check that every level got all of its rows; otherwise :attr:`complete` turns False."""
         if self.next_row != self.ds.RasterYSize or any(lv.next != lv.rows.dst for lv in self.levels):
             self.abandon()
+        for sink in self.sinks:
+            sink.release()
 
     # ---- internals ----------------------------------------------------------------------------------------
     def _valid(self, values: np.ndarray) -> np.ndarray | None:
@@ -210,10 +277,7 @@ class OverviewBuilder:
         self._feed(k + 1, out)
 
     def _store(self, k: int, row: int, out: np.ndarray) -> None:
-        for b in range(self.bands):
-            err = self.ds.GetRasterBand(b + 1).GetOverview(k).WriteArray(out[b], 0, row)
-            if err != 0:
-                raise RuntimeError(f"writing overview level {k + 1}, band {b + 1} at row {row} failed")
+        self.sinks[k].push(row, out)
 
     def _write(self, k: int, row: int, sums: np.ndarray, wts: np.ndarray) -> np.ndarray:
         ok = wts > 0
