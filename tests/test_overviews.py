@@ -148,3 +148,37 @@ def test_rows_in_order_are_compressed_block_row_by_block_row(tmp_path):
         np.testing.assert_array_equal(x, y)
     size = (tmp_path / "chunks.tif").stat().st_size
     assert abs(size - (tmp_path / "whole.tif").stat().st_size) <= 0.002 * size
+
+
+@pytest.mark.parametrize("rows, block_rows, seed", [(700, 256, 0), (256, 256, 1), (31, 256, 2), (1000, 7, 3),
+                                                    (513, 1, 4)])
+def test_block_row_sink_writes_whole_block_rows_once_in_order(rows, block_rows, seed):
+    """Whatever the sizes of the pushes (one row, less than a block, several blocks), GDAL gets every row once,
+    in order, in writes that end on a block boundary (or at the last row), each followed by a flush."""
+    from rscore.raster.overviews import BlockRowSink
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 1000, (2, rows, 5))
+    calls: list[tuple[str, int, int]] = []
+    got = []
+
+    def write(row, v):  # noqa: ANN001, ANN202
+        calls.append(("write", row, v.shape[1]))
+        got.append(v.copy())
+
+    sink = BlockRowSink(rows, block_rows, write, lambda: calls.append(("flush", 0, 0)))
+    r = 0
+    while r < rows:
+        n = int(min(rows - r, rng.choice([1, 3, 64, 300])))
+        chunk = a[:, r : r + n].copy()
+        sink.push(r, chunk)
+        chunk[:] = -1  # the caller reuses its array: what the sink kept must not change
+        r += n
+    sink.release()
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), a)
+    writes = [c for c in calls if c[0] == "write"]
+    assert [w[1] for w in writes] == list(np.cumsum([0] + [w[2] for w in writes[:-1]]))
+    assert all((w[1] + w[2]) % block_rows == 0 or w[1] + w[2] == rows for w in writes)
+    assert all(calls[i + 1][0] == "flush" for i, c in enumerate(calls) if c[0] == "write")
+    with pytest.raises(ValueError, match="in order"):
+        sink.push(0, a[:, :1])

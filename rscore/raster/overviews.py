@@ -99,31 +99,30 @@ class BlockRowSink:
         self._write, self._flush = write, flush
         #: rows received so far
         self.next_row = 0
-        self._held: np.ndarray | None = None
+        #: the rows received since the last cut (a multiple of block_rows), not given to GDAL yet
+        self._held: list[np.ndarray] = []
 
     def push(self, row_off: int, values: np.ndarray) -> None:
         """Rows ``[row_off, row_off + n)``; ``row_off`` must be :attr:`next_row`."""
         if row_off != self.next_row:
             raise ValueError(f"rows must arrive in order: got row {row_off}, expected {self.next_row}")
-        start = row_off
-        if self._held is not None:
-            start -= self._held.shape[1]
-            values = np.concatenate([self._held, values], axis=1)
-            self._held = None
-        # start is a multiple of block_rows (the previous cut) or the first row written
-        end = self.next_row = start + values.shape[1]
+        start = row_off - sum(h.shape[1] for h in self._held)  # the previous cut
+        end = self.next_row = row_off + values.shape[1]
         cut = end if end >= self.rows else end // self.block_rows * self.block_rows
-        if cut < end:
-            self._held = values[:, cut - start :].copy()
-        if cut > start:
-            self._write(start, values[:, : cut - start])
-            self._flush()
+        if cut <= start:  # the block row is still filling: keep the rows (a copy: the caller may reuse its array)
+            self._held.append(values.copy())
+            return
+        rows = np.concatenate([*self._held, values], axis=1) if self._held else values
+        self._held = [rows[:, cut - start :].copy()] if cut < end else []
+        self._write(start, rows[:, : cut - start])
+        self._flush()
 
     def release(self) -> None:
         """Give GDAL the rows still waiting (the image ends early, or the writes stop being in order)."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            self._write(self.next_row - held.shape[1], held)
+        if self._held:
+            rows = np.concatenate(self._held, axis=1)
+            self._held = []
+            self._write(self.next_row - rows.shape[1], rows)
 
 
 class _Level:

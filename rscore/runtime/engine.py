@@ -189,11 +189,20 @@ class _Writer:
             self.abandon()
 
     def abandon(self) -> None:
-        """Drop the jobs not started, wait for the running one and stop the thread, without raising (the run
-        is failing or cancelled already, and its outputs are deleted next)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop the jobs not started, wait for the running one and stop the thread, without raising the jobs'
+        errors (the run is failing or cancelled already, and its outputs are deleted next). A Ctrl-C during the
+        wait is raised only once the running write has ended: its output must not be deleted under it."""
+        self._failed.set()  # a queued job that was not cancelled in time does nothing
+        interrupted: BaseException | None = None
+        while self._pool is not None:
+            try:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            except KeyboardInterrupt as exc:
+                interrupted = exc
         self._pending.clear()
+        if interrupted is not None:
+            raise interrupted
 
 
 class _Strip:
