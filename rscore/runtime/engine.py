@@ -150,14 +150,15 @@ class _Writer:
 
     Jobs run one at a time in the order they were submitted, so the outputs are the same bytes as when they are
     written inline. Only this thread touches the output datasets while the tiles run; the main thread keeps the
-    input, the mask and the networks. At most :attr:`MAX_PENDING` jobs wait (each a block of
-    ``_Strip.FLUSH_ROWS`` full-width rows), which bounds the memory they hold. The first job that fails stops
-    the run: its error is raised in the main thread by the next :meth:`submit` or by :meth:`close`.
+    input, the mask and the networks. At most ``max_pending`` jobs wait: the engine allows one strip's worth
+    (a strip is flushed in one go, and the main thread should go on to the next row of tiles at once rather
+    than wait for the writer to digest it), which bounds the memory they hold to about one more strip. The first
+    job that fails stops the run: its error is raised in the main thread by the next :meth:`submit` or by
+    :meth:`close`.
     """
 
-    MAX_PENDING = 4
-
-    def __init__(self, background: bool) -> None:
+    def __init__(self, background: bool, max_pending: int = 4) -> None:
+        self.max_pending = max(1, max_pending)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rsrestore-writer") if background else None
         self._pending: deque[Future[None]] = deque()
         #: set by the first job that fails: the jobs queued behind it do nothing
@@ -167,7 +168,7 @@ class _Writer:
         if self._pool is None:
             job()
             return
-        while self._pending and (self._pending[0].done() or len(self._pending) >= self.MAX_PENDING):
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self.max_pending):
             self._pending.popleft().result()  # raises the job's error here
         self._pending.append(self._pool.submit(self._guarded, job))
 
@@ -516,7 +517,9 @@ class TiledRunner:
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             # the writes on a second thread only when the run may use more than one core (a batch worker with
             # one thread keeps to one)
-            writer = _Writer(background=compress_threads > 1)
+            # one job per target and chunk of rows: a whole strip may wait (see _Writer)
+            per_strip = len(targets) * (-(-self.tiles.core(0, 0).rows // _Strip.FLUSH_ROWS) + 1)
+            writer = _Writer(background=compress_threads > 1, max_pending=per_strip)
             try:
                 report = self._run_tiles(targets, fb, writer)
                 writer.close()
