@@ -144,17 +144,16 @@ class EngineReport:
 
 
 class _Writer:
-    """Converts finished rows to raster units and writes them, on one background thread when the run has more
-    than one thread, so that GDAL's writes, the compression of the blocks its cache evicts and the overviews
-    overlap the networks of the next tiles (GDAL and numpy release the GIL while they work).
+    """Blends the tiles into the strip, converts finished rows to raster units and writes them, on one
+    background thread when the run has more than one thread, so that this work, GDAL's compression and the
+    overviews overlap the networks of the next tiles (GDAL and numpy release the GIL while they work).
 
-    Jobs run one at a time in the order they were submitted, so the outputs are the same bytes as when they are
-    written inline. Only this thread touches the output datasets while the tiles run; the main thread keeps the
-    input, the mask and the networks. At most ``max_pending`` jobs wait: the engine allows one strip's worth
-    (a strip is flushed in one go, and the main thread should go on to the next row of tiles at once rather
-    than wait for the writer to digest it), which bounds the memory they hold to about one more strip. The first
-    job that fails stops the run: its error is raised in the main thread by the next :meth:`submit` or by
-    :meth:`close`.
+    Jobs run one at a time in the order they were submitted, so the outputs are the same bytes as when they run
+    inline. Only this thread touches the strip and the output datasets while the tiles run; the main thread keeps
+    the input, the mask and the networks. At most ``max_pending`` jobs wait: the engine allows one row of tiles
+    and its flush (the main thread goes on to the next row at once rather than wait for the writer to digest
+    the last one), which bounds the memory they hold to about one more strip. The first job that fails stops
+    the run: its error is raised in the main thread by the next :meth:`submit` or by :meth:`close`.
     """
 
     def __init__(self, background: bool, max_pending: int = 4) -> None:
@@ -213,13 +212,16 @@ class _Strip:
     sum_i w_i (v_i - ref); the blend is ref + sum / sum_i w_i. Where overlapping tiles agree this is exactly
     ref (a plain weighted mean can move by an ulp and flip integer rounding), so results stay bit-identical
     across tilings. Height = one tile: memory is width x tile size, whatever the raster height.
+
+    The strip belongs to the run's :class:`_Writer`: :meth:`add` and :meth:`flush` run as its jobs, in order. The
+    input rows a flush needs (with a mask) are read first by the main thread (:meth:`inputs`), the only thread
+    that reads the input.
     """
 
     FLUSH_ROWS = 64  # rows converted and written at once (bounds the temporaries)
 
-    def __init__(self, runner: TiledRunner, targets: list[_Target], height: int, cols: int, writer: _Writer) -> None:
+    def __init__(self, runner: TiledRunner, targets: list[_Target], height: int, cols: int) -> None:
         self.runner = runner
-        self.writer = writer
         self.targets = targets
         self.height = height
         self.cols = cols
@@ -248,14 +250,27 @@ class _Strip:
         self.wsum[rs, cs] += w
         self.valid[rs, cs] |= valid
 
-    def flush(self, upto: int) -> None:
-        """Write the finished rows [row0, upto) and move the rest of the strip up."""
+    def inputs(self, row0: int, upto: int) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        """(main thread, which alone reads the input) What :meth:`flush` of rows [row0, upto) needs from the
+        input, per chunk of :attr:`FLUSH_ROWS` rows: with a mask, the input's raw values and the pixels the mask
+        leaves alone (copied from the input); None without a mask."""
+        chunks = range(row0, upto, self.FLUSH_ROWS)
+        if self.runner.mask is None:
+            return [None for _ in chunks]
+        found = []
+        for r in chunks:
+            win = Window(r, 0, min(upto, r + self.FLUSH_ROWS) - r, self.cols)
+            found.append((self.runner.src.read_native(win), ~self.runner.cloud_mask(win)))
+        return found
+
+    def flush(self, upto: int, inputs: list[tuple[np.ndarray, np.ndarray] | None]) -> None:
+        """Write the finished rows [row0, upto) and move the rest of the strip up; ``inputs``: :meth:`inputs`."""
         n = upto - self.row0
         if n <= 0:
             return
-        for a in range(0, n, self.FLUSH_ROWS):
+        for i, a in enumerate(range(0, n, self.FLUSH_ROWS)):
             b = min(n, a + self.FLUSH_ROWS)
-            self._write_rows(a, b)
+            self._write_rows(a, b, inputs[i])
         keep = self.height - n
         arrays = [*self.ref.values(), *self.acc.values()]
         for arr in arrays:
@@ -268,23 +283,21 @@ class _Strip:
             arr[max(keep, 0):] = 0
         self.row0 = upto
 
-    def _write_rows(self, a: int, b: int) -> None:
+    def _write_rows(self, a: int, b: int, inp: tuple[np.ndarray, np.ndarray] | None) -> None:
         win = Window(self.row0 + a, 0, b - a, self.cols)
         w = self.wsum[a:b]
         ok = self.valid[a:b] & (w > 0)
         keep: np.ndarray | None = None
         raw: np.ndarray | None = None
-        if self.runner.mask is not None:
+        if inp is not None:
             # Pixels outside the mask are copied from the input bit for bit, whatever their values
             # (partial nodata, NaN included); their uncertainty is 0 where valid, nodata elsewhere.
-            raw = self.runner.src.read_native(win)
-            keep = ~self.runner.cloud_mask(win)
+            raw, keep = inp
             ok = (ok & ~keep) | (keep & self.runner.src.valid_of(raw))
         safe_w = np.where(w > 0, w, 1)
         for t in self.targets:
-            # new arrays (the strip moves up after the flush); converted and written by the writer
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
-            self.writer.submit(lambda t=t, vals=vals: self._convert_write(t, win, vals, ok, keep, raw))
+            self._convert_write(t, win, vals, ok, keep, raw)
 
     def _convert_write(self, t: _Target, win: Window, vals: np.ndarray, ok: np.ndarray, keep: np.ndarray | None,
                        raw: np.ndarray | None) -> None:
@@ -517,9 +530,9 @@ class TiledRunner:
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
             # the writes on a second thread only when the run may use more than one core (a batch worker with
             # one thread keeps to one)
-            # one job per target and chunk of rows: a whole strip may wait (see _Writer)
-            per_strip = len(targets) * (-(-self.tiles.core(0, 0).rows // _Strip.FLUSH_ROWS) + 1)
-            writer = _Writer(background=compress_threads > 1, max_pending=per_strip)
+            # a job per tile and one flush per row of tiles: a whole row may wait (see _Writer)
+            per_row = len(self.tiles.rows_of_tiles()[0]) + 2
+            writer = _Writer(background=compress_threads > 1, max_pending=per_row)
             try:
                 report = self._run_tiles(targets, fb, writer)
                 writer.close()
@@ -557,7 +570,8 @@ class TiledRunner:
             report.network_evals += 1
             fb.set_progress(min(1.0, done / total_units))
 
-        strip = _Strip(self, targets, tp.core(0, 0).rows, cols, writer)
+        strip = _Strip(self, targets, tp.core(0, 0).rows, cols)
+        row0 = 0  # the strip's first row once the writer has run the jobs submitted so far
         rows_of_tiles = tp.rows_of_tiles()
         timed = False
         for i, tile_row in enumerate(rows_of_tiles):
@@ -583,13 +597,17 @@ class TiledRunner:
                     done += evals_per_tile
                     fb.set_progress(min(1.0, done / total_units))
                     continue
-                values, valid = result
-                w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts,
-                                  tp.tile_px).astype(self._ftype)
-                strip.add(core, values, w, valid)
+                writer.submit(lambda core=core, result=result: self._blend(strip, core, *result))
             nxt = rows_of_tiles[i + 1][0].row_off if i + 1 < len(rows_of_tiles) else self.grid.rows
-            strip.flush(nxt)
+            inputs = strip.inputs(row0, nxt)
+            writer.submit(lambda nxt=nxt, inputs=inputs: strip.flush(nxt, inputs))
+            row0 = nxt
         return report
+
+    def _blend(self, strip: _Strip, core: Window, values: dict[str, np.ndarray], valid: np.ndarray) -> None:
+        tp = self.tiles
+        w = blend_weights(core, self.grid.rows, self.grid.cols, tp.row_starts, tp.col_starts, tp.tile_px)
+        strip.add(core, values, w.astype(self._ftype), valid)
 
     def _run_tile(self, core: Window, fb: Feedback, tick: Callable[[], None]
                   ) -> tuple[dict[str, np.ndarray], np.ndarray] | None:
