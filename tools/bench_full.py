@@ -6,7 +6,9 @@ The raster is a VRT mosaic of the shipped hazy Sentinel-2 sample (tests/fixtures
 in a temporary folder: nothing large is stored but the output, which is deleted after it is measured. Each
 backend runs in a fresh process. The network time is summed over every stage call (a wrapper around the
 stages' ``__call__``); the engine time is the rest of the wall time (reading, normalising, padding, noise,
-sampler arithmetic, blending, writing, overviews). Peak memory is the process's maximum resident set.
+sampler arithmetic, and whatever of the blending, writing and overviews the main thread waits for: they run on
+the engine's writer thread beside the networks, which they slow a little). Peak memory is the process's maximum
+resident set.
 """
 
 from __future__ import annotations
