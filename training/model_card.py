@@ -420,7 +420,15 @@ HISTORY = {
         "third version's. The third version was the second version's design, data and losses with a "
         "full-resolution width of 12 instead of 8, trained 7,906 steps in 90 min with bf16 autocast (on an "
         "AVX512-BF16 machine) instead of 2,235 steps in 60 min in fp32; on its validation the default path went "
-        "from 34.97 dB to 35.22 dB (bicubic 34.66 dB). About the second version: " + _SR_V2),
+        "from 34.97 dB to 35.22 dB (bicubic 34.66 dB). About the second version: " + _SR_V2
+        + (
+            " A fifth version was tried on 2026-12-02 and not shipped: a continuation of this bundle in the "
+            "refitted latent space (`init_from: '67c46d0:models/sr-bgrn'`, `ae_fraction: 0`, so only the "
+            "condition encoder and the latent denoiser train; lr 3e-4, bf16, seed 23). In 19 minutes (1,500 "
+            "steps) its validation stayed at 35.35 dB (this bundle: 35.36 dB; bicubic 34.89 dB; the refitted "
+            "autoencoder 35.74 dB), so the run was stopped: the frozen decoder and the condition encoder's width "
+            "bound this path."
+        )),
     "sr-rgb": (
         "This is the fourth version: a 55-min continuation (2,662 steps, fp32, lr 5e-4, seed 21) of the third "
         "(`init_from: 'd211945:models/sr-rgb'`; the training-only HR encoder, which the bundle does not hold, "
@@ -435,7 +443,16 @@ HISTORY = {
         "and losses with a full-resolution width of 12 instead of 8, trained 7,840 steps in 90 min with bf16 "
         "autocast (on an AVX512-BF16 machine) instead of 2,196 steps in 60 min in fp32; on its validation the "
         "default path went from 27.32 dB to 28.22 dB (bicubic 26.78 dB). About the second version: "
-        + _SR_V2),
+        + _SR_V2
+        + (
+            " A fifth version was tried on 2026-12-02 and not shipped: a continuation of this bundle in the "
+            "refitted latent space (`init_from: '67c46d0:models/sr-rgb'`, `ae_fraction: 0`, so only the condition"
+            " encoder and the latent denoiser train; lr 3e-4, bf16, seed 22). In 22 minutes (1,825 steps) its "
+            "validation stayed below this bundle's (default path 28.99-29.03 dB against 29.08 dB; bicubic 27.74 "
+            "dB): the condition encoder, trained against the original encoder's latent, first lost ground on the "
+            "refitted one and did not win it back, so the run was stopped. More training of these two networks "
+            "alone is not the way to the Sentinel-2 x4 target."
+        )),
     "refsr-bgrn": (
         "This bundle is built on plain SR: its texture stage holds the regression path of `sr-bgrn` as shipped at "
         "75ce821 (the fourth version, trained on unblurred pairs too; `model.base_sr`, frozen), and the one-pass "
