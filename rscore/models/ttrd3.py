@@ -216,6 +216,18 @@ class TextureNet(nn.Module):
         r = self.cfg.search_radius
         return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
 
+    def similarities(self, q: torch.Tensor, k: torch.Tensor, valid4: torch.Tensor) -> torch.Tensor:
+        """(N, offsets, h, w): the similarity of the query features ``q`` with the reference features ``k`` (padded
+        by the search radius) at every offset of the window, one product and channel sum per offset (a form with
+        fewer layers was not faster: docs/performance.md, tools/bench_refsr_matching.py). An invalid reference
+        cell never wins (-2 is below any cosine), and a tiny preference for small offsets, distinct per offset,
+        breaks ties (flat areas, where the features are alike) the same way in torch and onnxruntime, towards no
+        shift."""
+        r = self.cfg.search_radius
+        offs = self.offsets()
+        return torch.cat([(q * _shift(k, r, dy, dx)).sum(dim=1, keepdim=True) - 2.0 * (1.0 - _shift(valid4, r, dy, dx))
+                          - 1e-4 * (dy * dy + dx * dx + i / len(offs)) for i, (dy, dx) in enumerate(offs)], dim=1)
+
     def transfer(self, y: torch.Tensor, aux: torch.Tensor, aux_valid: torch.Tensor, scale: torch.Tensor
                  ) -> torch.Tensor:
         """``c`` = (transferred reference features and pixels) x confidence, and the confidence (N, C, H, W).
@@ -230,12 +242,7 @@ class TextureNet(nn.Module):
         k = F.pad(self.match(self.lowpass(aux, scale)), (r, r, r, r))
         # (the size-1 forms of pooling, unshuffling and upsampling are skipped: they export wrongly to ONNX)
         valid4 = F.pad(((self.pool(aux_valid) if f > 1 else aux_valid) > 0.999).float(), (r, r, r, r))
-        # similarities within the window; an invalid reference cell never wins (-2 is below any cosine)
-        # plus a tiny preference for small offsets, distinct per offset: ties (flat areas, where the features
-        # are alike) are then broken the same way by torch and onnxruntime, towards no shift
-        offs = self.offsets()
-        sims = torch.cat([(q * _shift(k, r, dy, dx)).sum(dim=1, keepdim=True) - 2.0 * (1.0 - _shift(valid4, r, dy, dx))
-                          - 1e-4 * (dy * dy + dx * dx + i / len(offs)) for i, (dy, dx) in enumerate(offs)], dim=1)
+        sims = self.similarities(q, k, valid4)
         top, idx = torch.topk(sims, kk, dim=1)  # (N, k, h, w), best first
         best = top[:, :1]
         e = torch.exp((top - best) / torch.exp(self.log_tau))
