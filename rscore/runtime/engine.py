@@ -156,7 +156,7 @@ class _Writer:
     the run: its error is raised in the main thread by the next :meth:`submit` or by :meth:`close`.
     """
 
-    def __init__(self, background: bool, max_pending: int = 4) -> None:
+    def __init__(self, background: bool, max_pending: int) -> None:
         self.max_pending = max(1, max_pending)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="rsrestore-writer") if background else None
         self._pending: deque[Future[None]] = deque()
@@ -288,7 +288,6 @@ class _Strip:
         w = self.wsum[a:b]
         ok = self.valid[a:b] & (w > 0)
         keep: np.ndarray | None = None
-        raw: np.ndarray | None = None
         if inp is not None:
             # Pixels outside the mask are copied from the input bit for bit, whatever their values
             # (partial nodata, NaN included); their uncertainty is 0 where valid, nodata elsewhere.
@@ -297,22 +296,17 @@ class _Strip:
         safe_w = np.where(w > 0, w, 1)
         for t in self.targets:
             vals = self.ref[t.name][:, a:b] + self.acc[t.name][:, a:b] / safe_w
-            self._convert_write(t, win, vals, ok, keep, raw)
-
-    def _convert_write(self, t: _Target, win: Window, vals: np.ndarray, ok: np.ndarray, keep: np.ndarray | None,
-                       raw: np.ndarray | None) -> None:
-        spec = t.writer.spec
-        if t.name == "image":
-            out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata,
-                                               None if keep is None else ok & ~keep)
-            if keep is not None:
-                assert raw is not None
-                out[:, keep] = raw[:, keep]
-        else:
-            if keep is not None:
-                vals = np.where(keep[None], 0.0, vals)
-            out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
-        t.writer.write(win, out)
+            spec = t.writer.spec
+            if t.name == "image":
+                out = self.runner._to_raster_units(vals, ok, spec.data_type, spec.nodata,
+                                                   None if keep is None else ok & ~keep)
+                if keep is not None:
+                    out[:, keep] = raw[:, keep]
+            else:
+                if keep is not None:
+                    vals = np.where(keep[None], 0.0, vals)
+                out = np.where(ok[None], vals, spec.nodata).astype(np.float32)
+            t.writer.write(win, out)
 
 
 def _duration(seconds: float) -> str:
@@ -528,9 +522,8 @@ class TiledRunner:
                                   color_interp=names if name == "image" else (), metadata=meta,
                                   overviews=overviews, cog=cog, compress_threads=compress_threads)
                 targets.append(_Target(name, OutputRaster(path, spec), nb))
-            # the writes on a second thread only when the run may use more than one core (a batch worker with
-            # one thread keeps to one)
-            # a job per tile and one flush per row of tiles: a whole row may wait (see _Writer)
+            # a second thread only when the run may use more than one core (a batch worker with one thread keeps
+            # to one); a job per tile and one flush per row of tiles: a whole row may wait (see _Writer)
             per_row = len(self.tiles.rows_of_tiles()[0]) + 2
             writer = _Writer(background=compress_threads > 1, max_pending=per_row)
             try:
